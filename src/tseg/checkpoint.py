@@ -1,0 +1,162 @@
+"""Checkpoints: safetensors weights with the resolved config and tokenizer beside them.
+
+A run folder holds checkpoints ``ckpt-<step>/`` and a ``latest`` file naming the newest one.
+Each checkpoint folder is written under a temporary name and renamed into place, and ``latest``
+is replaced atomically afterwards, so a crash at any moment leaves the previous checkpoint
+intact. Nothing is ever unpickled: weights are safetensors, everything else is YAML or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .config import Config, ConfigError, from_dict, save_yaml
+from .models.text_encoder import load_tokenizer
+from .models.tseg import TSEG
+
+FORMAT_VERSION = 1
+WEIGHTS, CONFIG, TOKENIZER, META = "model.safetensors", "config.yaml", "tokenizer.json", "meta.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete or does not match the model; the message says which."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a small text file via a temporary file and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(
+    model: TSEG,
+    cfg: Config,
+    run_dir: str | Path,
+    step: int,
+    extra: dict[str, torch.Tensor] | None = None,
+    meta: dict[str, Any] | None = None,
+    keep: int = 2,
+) -> Path:
+    """Save ``model`` (and optional extra tensors, e.g. optimiser state) as ``run_dir/ckpt-<step>``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    final = run_dir / f"ckpt-{step:07d}"
+    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".tmp-ckpt-"))
+    try:
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS))
+        if extra:
+            save_file(
+                {k: v.contiguous().cpu() for k, v in extra.items()},
+                str(tmp / "train_state.safetensors"),
+            )
+        save_yaml(cfg, tmp / CONFIG)
+        model.text_encoder.tokenizer.backend_tokenizer.save(str(tmp / TOKENIZER))
+        info = {
+            "format_version": FORMAT_VERSION,
+            "tseg_version": __version__,
+            "step": step,
+            **(meta or {}),
+        }
+        (tmp / META).write_text(json.dumps(info, indent=1), encoding="utf-8")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write_text(run_dir / "latest", final.name + "\n")
+    old = sorted(p for p in run_dir.glob("ckpt-*") if p.is_dir() and p != final)
+    for p in old[: max(0, len(old) - (keep - 1))]:
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def resolve(path: str | Path) -> Path:
+    """A checkpoint folder, or a run folder whose ``latest`` file names one."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint '{p}' does not exist")
+    if (p / "latest").is_file():
+        name = (p / "latest").read_text(encoding="utf-8").strip()
+        if not name or "/" in name or name.startswith("."):
+            raise CheckpointError(f"'{p / 'latest'}' names an invalid checkpoint {name!r}")
+        p = p / name
+    if not p.is_dir():
+        raise CheckpointError(
+            f"checkpoint '{p}' is not a folder (expected {WEIGHTS}, {CONFIG}, {TOKENIZER})"
+        )
+    for f in (WEIGHTS, CONFIG, TOKENIZER, META):
+        if not (p / f).is_file():
+            raise CheckpointError(f"checkpoint '{p}' is incomplete: '{f}' is missing")
+    return p
+
+
+def read_meta(ckpt: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((ckpt / META).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"'{ckpt / META}' is not valid JSON: {e}") from None
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint '{ckpt}' has format version {version!r}; this tseg reads version {FORMAT_VERSION}"
+        )
+    return meta
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Load weights strictly, naming the first missing, unexpected or mis-shaped tensor."""
+    own = model.state_dict()
+    for k, v in own.items():
+        if k not in state:
+            raise CheckpointError(f"{where}: tensor '{k}' is missing from the checkpoint")
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise CheckpointError(
+                f"{where}: tensor '{k}' has shape {tuple(state[k].shape)} in the checkpoint "
+                f"but {tuple(v.shape)} in the model"
+            )
+    for k in state:
+        if k not in own:
+            raise CheckpointError(
+                f"{where}: the checkpoint has tensor '{k}', which the model does not"
+            )
+    model.load_state_dict(state, strict=True)
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[TSEG, Config, Path]:
+    """Rebuild the model from its own config and tokenizer, then load its weights."""
+    ckpt = resolve(path)
+    read_meta(ckpt)
+    import yaml
+
+    try:
+        cfg = from_dict(yaml.safe_load((ckpt / CONFIG).read_text(encoding="utf-8")) or {})
+    except (ConfigError, yaml.YAMLError) as e:
+        raise CheckpointError(f"'{ckpt / CONFIG}': {e}") from None
+    tokenizer = load_tokenizer(ckpt / TOKENIZER)
+    model = TSEG(cfg.model, cfg.data.image_size, tokenizer)
+    try:
+        state = load_file(str(ckpt / WEIGHTS))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(
+            f"'{ckpt / WEIGHTS}' is not a readable safetensors file: {e}"
+        ) from None
+    load_state(model, state, str(ckpt / WEIGHTS))
+    return model.to(device).eval(), cfg, ckpt

@@ -1,0 +1,216 @@
+"""Command-line interface: ``tseg train | eval | segment | demo``.
+
+``main(argv) -> int`` so every command is callable from a test. Expected failures (bad config,
+missing file, unreadable image, wrong checkpoint) print one ``error:`` line and return 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .checkpoint import CheckpointError
+from .config import ConfigError, build_config
+from .data import DatasetError
+from .engine import TrainingError
+from .inference import InputError
+
+EXPECTED_ERRORS = (ConfigError, DatasetError, CheckpointError, InputError, TrainingError)
+
+# The demo: the `tiny` preset with MPA on `shapes`, sized to finish in minutes on 2 CPU cores.
+DEMO_OVERRIDES = [
+    "model.head=mpa",
+    "train.steps=1500",
+    "train.batch_size=32",
+    "train.lr=0.05",
+    "train.warmup_steps=50",
+    "data.train_size=4000",
+    "data.val_size=300",
+    "data.test_size=300",
+]
+
+
+def _split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
+    """``[CONFIG] [key=value ...]``: the first argument is a YAML path unless it is an override."""
+    if args and "=" not in args[0]:
+        return args[0], args[1:]
+    return None, args
+
+
+def cmd_train(ns: argparse.Namespace) -> int:
+    from .engine import train
+
+    path, overrides = _split_config_args(ns.args)
+    if ns.out:
+        overrides = [*overrides, f"train.out_dir={ns.out}"]
+    cfg = build_config(path, overrides)
+    results = train(cfg, progress=not ns.quiet)
+    print(json.dumps({k: v for k, v in results.items() if k != "history"}, indent=1))
+    return 0
+
+
+def cmd_eval(ns: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .data import build_dataset
+    from .engine import evaluate, pick_device
+
+    device = pick_device(ns.device)
+    model, cfg, ckpt = load_checkpoint(ns.checkpoint, device)
+    out = {}
+    for split in ns.split:
+        ds = build_dataset(cfg.data, split)
+        out[split] = evaluate(
+            model, ds, device, cfg.eval.batch_size, ns.max_images, presence=ns.presence
+        )
+    print(json.dumps({"checkpoint": str(ckpt), **out}, indent=1))
+    return 0
+
+
+def read_expressions(exprs: list[str], file: str | None) -> list[str]:
+    out = list(exprs)
+    if file:
+        p = Path(file)
+        if not p.is_file():
+            raise InputError(f"expressions file '{p}' does not exist")
+        out += [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return out
+
+
+def cmd_segment(ns: argparse.Namespace) -> int:
+    from .inference import Segmenter, check_expressions, load_image
+    from .output import write_prediction
+
+    exprs = check_expressions(read_expressions(ns.expressions, ns.expressions_file))
+    seg = Segmenter.from_checkpoint(ns.checkpoint)
+    image = load_image(ns.image)
+    preds = seg.predict(image, exprs)
+    out = write_prediction(Path(ns.out), Path(ns.image).stem, image, preds)
+    print(f"wrote masks, overlay and scores to {out}")
+    for p in preds:
+        print(f"  {p.confidence:.3f}  {p.expression}")
+    return 0
+
+
+def cmd_demo(ns: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data import build_dataset
+    from .engine import train
+    from .viz import overlay
+
+    out = Path(ns.out)
+    overrides = [*DEMO_OVERRIDES, f"train.out_dir={out}"]
+    if ns.steps:
+        overrides.append(f"train.steps={ns.steps}")
+    cfg = build_config(None, overrides)
+    t0 = time.time()
+    print(
+        f"tseg demo: training the 'tiny' preset with MPA on 'shapes' for {cfg.train.steps} steps (CPU)"
+    )
+    results = train(cfg, progress=not ns.quiet, evaluate_splits=("val", "test"))
+    from .inference import Segmenter
+
+    seg = Segmenter.from_checkpoint(results["checkpoint"])
+    test = build_dataset(cfg.data, "test")
+    pics = out / "overlays"
+    pics.mkdir(parents=True, exist_ok=True)
+    for i in range(8):
+        image, exprs = test.image(i), test.expressions(i)[:6]
+        preds = seg.predict(image, exprs)
+        pred_pic = overlay(
+            image, np.stack([p.mask for p in preds]), exprs, [p.confidence for p in preds], scale=4
+        )
+        gt_pic = overlay(image, test.masks(i)[:6], exprs, None, scale=4)
+        both = _stack_vertical([pred_pic, gt_pic])
+        both.save(pics / f"test_{i:02d}.png")
+    wall = time.time() - t0
+    results["wall_time_s"] = round(wall, 1)
+    (out / "metrics.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    v, t = results["val"], results["test"]
+    print(
+        f"\nval  mIoU {100 * v['miou']:.1f}  oIoU {100 * v['oiou']:.1f}  prec@0.5 {100 * v['prec@0.5']:.1f}"
+    )
+    print(
+        f"test mIoU {100 * t['miou']:.1f}  oIoU {100 * t['oiou']:.1f}  prec@0.5 {100 * t['prec@0.5']:.1f}"
+    )
+    print(f"wall time {wall / 60:.1f} min")
+    print(f"metrics:    {out / 'metrics.json'}")
+    print(f"checkpoint: {results['checkpoint']}")
+    print(f"overlays:   {pics}/ (top: prediction with confidence, bottom: ground truth)")
+    return 0
+
+
+def _stack_vertical(pics: list) -> object:
+    from PIL import Image
+
+    w = max(p.width for p in pics)
+    canvas = Image.new(
+        "RGB", (w, sum(p.height for p in pics) + 4 * (len(pics) - 1)), (255, 255, 255)
+    )
+    y = 0
+    for p in pics:
+        canvas.paste(p, (0, y))
+        y += p.height + 4
+    return canvas
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tseg", description="Text-grounded segmentation learned without pixel labels."
+    )
+    p.add_argument("--version", action="version", version=f"tseg {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model: tseg train [CONFIG.yaml] [key=value ...]")
+    t.add_argument(
+        "args", nargs="*", help="an experiment YAML, then dotted overrides like train.steps=100"
+    )
+    t.add_argument("--out", help="run folder (same as train.out_dir=...)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint on its dataset")
+    e.add_argument("checkpoint", help="a checkpoint folder or a run folder")
+    e.add_argument("--split", nargs="+", default=["val"], help="splits to evaluate (default: val)")
+    e.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images")
+    e.add_argument("--presence", action="store_true", help="also report presence ROC AUC")
+    e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    e.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("segment", help="segment an image with referring expressions")
+    s.add_argument("checkpoint")
+    s.add_argument("image")
+    s.add_argument("expressions", nargs="*", help='expressions, e.g. "red circle" "blue shapes"')
+    s.add_argument("--expressions-file", help="a text file with one expression per line")
+    s.add_argument("--out", default="segment_out", help="output folder")
+    s.set_defaults(func=cmd_segment)
+
+    d = sub.add_parser(
+        "demo", help="train the tiny preset on synthetic shapes on the CPU and show results"
+    )
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--steps", type=int, default=0, help="override the number of training steps")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        return int(ns.func(ns) or 0)
+    except EXPECTED_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

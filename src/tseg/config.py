@@ -1,0 +1,386 @@
+"""Experiment configuration: dataclasses are the schema.
+
+A run's config is built in three layers, later ones winning: the dataclass defaults (with a
+named model preset applied), an experiment YAML holding only what differs, and dotted
+``key.sub=value`` overrides from the command line. Unknown keys, wrong types and
+out-of-range values are rejected with an error that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file, key or value is invalid; the message names it."""
+
+
+@dataclass
+class ImageEncoderConfig:
+    """timm Vision Transformer (or a hybrid) that turns an image into patch tokens."""
+
+    name: str = "vit"  # "vit" (timm VisionTransformer) or "efficientnet_lite0" (hybrid CNN)
+    timm_model: str = "vit_small_patch16_224"  # architecture family passed to timm.create_model
+    patch_size: int = 8
+    stem: str = "patch"  # "patch" (linear patch projection, as ViT) or "conv" (stride-4 conv stem)
+    stem_channels: int = 64
+    embed_dim: int = 128
+    depth: int = 4
+    num_heads: int = 4
+    drop_path: float = 0.0
+    weights: str = ""  # local file with pretrained weights ("" = random init)
+
+
+@dataclass
+class TextEncoderConfig:
+    """transformers BERT-style encoder; one [CLS] token per expression."""
+
+    name: str = (
+        "bert"  # "bert" (from scratch, tokenizer trained on the data) or "minilm" / "pretrained"
+    )
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 512
+    vocab_size: int = 2000  # for a tokenizer trained on the dataset's expressions
+    max_length: int = 32
+    weights: str = ""  # local folder with a pretrained transformers model ("" = random init)
+
+
+@dataclass
+class ModelConfig:
+    """The TSEG model: encoders, shared embedding, temperature and pooling head."""
+
+    preset: str = "tiny"
+    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    embed_dim: int = 256  # D, the shared patch-text space (Table 2b)
+    tau_init: float = 10.0  # initial temperature (similarities are in [-tau, tau])
+    tau_min: float = 1.0
+    tau_max: float = 100.0
+    head: str = "mpa"  # gap | gmp | spa | mpa
+    size_lambda: float = 0.01  # lambda of the size penalty, eq. 7
+    size_p: float = 5.0  # p of the size penalty, eq. 7
+    gwp_eps: float = 1e-5  # epsilon of global weighted pooling, eq. 4
+    cam_threshold: float = 0.5  # GAP/GMP mask inference: background threshold on the normalised CAM
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, at what resolution, with which augmentation."""
+
+    dataset: str = "shapes"
+    root: str = ""
+    image_size: int = 64
+    train_size: int = 4000  # shapes only: number of generated training images
+    val_size: int = 300
+    test_size: int = 500
+    train_fraction: float = 1.0  # use this fraction of the training images (Table 2d)
+    seed: int = 0  # shapes generation seed
+    expressions_per_image: int = 3  # positives sampled per image per step (section 4.2)
+    hflip: bool = True  # horizontal flip, swapping "left"/"right" in the text
+    scale_min: float = 1.0  # random rescale range before a random crop back to image_size
+    scale_max: float = 1.0
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation; defaults follow section 4.2 of the paper."""
+
+    mode: str = "weak"  # weak (image-level expressions) | full (Dice on masks) | box
+    ground_truth: str = "identity"  # identity | tfidf (Table 2c)
+    tfidf_threshold: float = 0.5
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    warmup_steps: int = 0
+    batch_size: int = 32
+    steps: int = 1000
+    grad_clip: float = 0.0  # 0 = off
+    eval_every: int = 0  # 0 = only at the end
+    log_every: int = 20
+    seed: int = 0
+    out_dir: str = "runs/default"
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch intra-op threads on the CPU (0 = torch's default)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation protocol (section 4.1)."""
+
+    split: str = "val"
+    batch_size: int = 32
+    max_images: int = 0  # 0 = all
+
+
+@dataclass
+class Config:
+    """A whole experiment."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# Model presets: diffs over the dataclass defaults, applied before the YAML file.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Trains on 2 CPU cores in minutes on `shapes` at 64 px.
+    "tiny": {},
+    # Section 4.2: ViT-S/16 at 384 px, BERT-Small (4 layers, hidden 512, 8 heads), D = 1024.
+    "paper": {
+        "model.image.timm_model": "vit_small_patch16_384",
+        "model.image.patch_size": 16,
+        "model.image.embed_dim": 384,
+        "model.image.depth": 12,
+        "model.image.num_heads": 6,
+        "model.image.drop_path": 0.1,
+        "model.text.hidden_size": 512,
+        "model.text.num_layers": 4,
+        "model.text.num_heads": 8,
+        "model.text.intermediate_size": 2048,
+        "model.text.vocab_size": 30522,
+        "model.embed_dim": 1024,
+        "data.image_size": 384,
+    },
+}
+
+# Range checks: key -> (min, max); None means unbounded on that side.
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "model.embed_dim": (1, None),
+    "model.tau_init": (1e-3, None),
+    "model.tau_min": (1e-3, None),
+    "model.size_lambda": (0.0, None),
+    "model.size_p": (0.0, None),
+    "model.gwp_eps": (0.0, None),
+    "model.cam_threshold": (0.0, 1.0),
+    "model.image.patch_size": (1, None),
+    "model.image.depth": (1, None),
+    "model.image.drop_path": (0.0, 1.0),
+    "model.text.num_layers": (1, None),
+    "model.text.max_length": (4, 512),
+    "data.image_size": (8, 4096),
+    "data.train_size": (1, None),
+    "data.val_size": (1, None),
+    "data.test_size": (1, None),
+    "data.train_fraction": (1e-6, 1.0),
+    "data.expressions_per_image": (1, None),
+    "data.scale_min": (0.1, 10.0),
+    "data.scale_max": (0.1, 10.0),
+    "data.num_workers": (0, 64),
+    "train.lr": (0.0, 10.0),
+    "train.batch_size": (1, None),
+    "train.steps": (1, None),
+    "train.weight_decay": (0.0, 1.0),
+    "eval.batch_size": (1, None),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "model.head": ("gap", "gmp", "spa", "mpa"),
+    "model.image.name": ("vit", "efficientnet_lite0"),
+    "model.image.stem": ("patch", "conv"),
+    "model.text.name": ("bert", "minilm", "pretrained"),
+    "train.mode": ("weak", "full", "box"),
+    "train.ground_truth": ("identity", "tfidf"),
+    "train.optimizer": ("sgd", "adamw"),
+    "train.device": ("auto", "cpu", "cuda"),
+}
+
+
+def _field_types(obj: Any) -> dict[str, Any]:
+    return typing.get_type_hints(type(obj))
+
+
+def _coerce(key: str, value: Any, typ: Any) -> Any:
+    """Convert ``value`` (from YAML or a CLI string) to ``typ`` or raise ConfigError."""
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"config key '{key}': expected true/false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+    if typ is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+    raise ConfigError(f"config key '{key}': cannot set a value of type {typ}")
+
+
+def set_key(cfg: Config, key: str, value: Any) -> None:
+    """Set a dotted key (``model.image.depth``) on ``cfg``, converting and checking the value."""
+    parts = key.split(".")
+    obj: Any = cfg
+    for i, part in enumerate(parts):
+        types = _field_types(obj)
+        if part not in types:
+            prefix = ".".join(parts[:i])
+            known = ", ".join(sorted(types))
+            where = f"section '{prefix}'" if prefix else "the top level"
+            raise ConfigError(f"unknown config key '{key}': {where} has {known}")
+        if i == len(parts) - 1:
+            typ = types[part]
+            if dataclasses.is_dataclass(typ):
+                if not isinstance(value, dict):
+                    raise ConfigError(f"config key '{key}' is a section; expected a mapping")
+                for sub, v in value.items():
+                    set_key(cfg, f"{key}.{sub}", v)
+            else:
+                setattr(obj, part, _coerce(key, value, typ))
+        else:
+            obj = getattr(obj, part)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if not isinstance(k, str):
+            raise ConfigError(f"config key {k!r} under '{prefix or 'top level'}' is not a string")
+        key = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict):
+            out.update(_flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def validate(cfg: Config) -> Config:
+    """Check ranges and choices; raise ConfigError naming the first bad key."""
+    flat = to_flat(cfg)
+    for key, (lo, hi) in _RANGES.items():
+        v = flat[key]
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+            raise ConfigError(f"config key '{key}' = {v!r} is out of range {rng}")
+    for key, choices in _CHOICES.items():
+        if flat[key] not in choices:
+            raise ConfigError(
+                f"config key '{key}' = {flat[key]!r}: choose one of {', '.join(choices)}"
+            )
+    if flat["data.scale_min"] > flat["data.scale_max"]:
+        raise ConfigError("config keys 'data.scale_min' > 'data.scale_max'")
+    if flat["model.tau_min"] > flat["model.tau_max"]:
+        raise ConfigError("config keys 'model.tau_min' > 'model.tau_max'")
+    if (
+        flat["model.image.name"] == "vit"
+        and flat["data.image_size"] % flat["model.image.patch_size"]
+    ):
+        raise ConfigError(
+            f"config key 'data.image_size' = {flat['data.image_size']} must be a multiple of "
+            f"'model.image.patch_size' = {flat['model.image.patch_size']}"
+        )
+    return cfg
+
+
+def to_flat(cfg: Config) -> dict[str, Any]:
+    """The config as a flat dict of dotted keys."""
+    return _flatten(dataclasses.asdict(cfg))
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``key=value``; the value is parsed as YAML scalar (so 1e-3, true, 5 work)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if value is None:
+        value = raw
+    return key.strip(), value
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read an experiment YAML (a mapping) with a clear error for a missing or bad file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file '{p}' is not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file '{p}' must hold a mapping of keys, got {type(data).__name__}"
+        )
+    return data
+
+
+def build_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    preset: str | None = None,
+) -> Config:
+    """Defaults, then the model preset, then the YAML file, then ``key=value`` overrides."""
+    file_data = load_yaml(path) if path else {}
+    flat_file = _flatten(file_data)
+    pairs = [parse_override(o) for o in overrides or []]
+    # The preset can come from the CLI, the YAML file or the override list; last one wins.
+    name = preset or "tiny"
+    for k, v in [*flat_file.items(), *pairs]:
+        if k == "model.preset":
+            name = str(v)
+    if name not in PRESETS:
+        raise ConfigError(
+            f"config key 'model.preset' = {name!r}: choose one of {', '.join(PRESETS)}"
+        )
+    cfg = Config()
+    cfg.model.preset = name
+    for k, v in PRESETS[name].items():
+        set_key(cfg, k, v)
+    for k, v in flat_file.items():
+        set_key(cfg, k, v)
+    for k, v in pairs:
+        set_key(cfg, k, v)
+    return validate(cfg)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a config saved with a checkpoint (every key must be known)."""
+    cfg = Config()
+    for k, v in _flatten(data).items():
+        set_key(cfg, k, v)
+    return validate(cfg)
+
+
+def save_yaml(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")

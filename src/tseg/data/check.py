@@ -1,0 +1,494 @@
+"""Check a dataset folder before training: layout, counts, and what to fix.
+
+``check_dataset(name, root)`` looks for every file a loader needs, counts images,
+annotations and expressions per split, compares them with the published numbers, and
+returns a ``CheckReport`` whose ``format()`` tells a new user which file is missing or
+wrong, where it should be and where to get it. It never raises for a broken dataset
+(only for an unknown dataset name); every problem ends up in the report.
+
+Published numbers:
+
+* RefCOCO / RefCOCO+ (unc), RefCOCOg (umd and google), RefCOCO (google): refs and
+  images per split from the TFDS ``ref_coco`` catalogue; RefCOCO (unc) sentences from
+  the UNC release (120,624 / 10,834 / 5,657 / 5,095).
+* Pascal VOC 2012: 1,464 train, 1,449 val, 2,913 trainval images; 10,582 train_aug
+  (SBD-augmented) images.
+* PhraseCut: the README of the official repository (train 310,816 phrases / 71,746
+  images, val 20,316 / 2,971, test 14,354 / 2,545, miniv 821 / 100). The README and
+  the paper disagree on some of these, so differences are warnings, not problems.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tseg.data import phrasecut, refcoco, voc
+from tseg.data.base import DatasetError
+from tseg.data.safe_pickle import join_inside, load_json, load_pickle
+
+__all__ = ["DATASET_NAMES", "EXPECTED", "CheckReport", "check_dataset"]
+
+DATASET_NAMES: tuple[str, ...] = ("refcoco", "refcoco+", "refcocog", "phrasecut", "voc")
+
+#: Published counts: {dataset key: {split: {quantity: count}}}.
+EXPECTED: dict[str, dict[str, dict[str, int]]] = {
+    "refcoco/unc": {
+        "train": {"refs": 42404, "images": 16994, "sentences": 120624},
+        "val": {"refs": 3811, "images": 1500, "sentences": 10834},
+        "testA": {"refs": 1975, "images": 750, "sentences": 5657},
+        "testB": {"refs": 1810, "images": 750, "sentences": 5095},
+    },
+    "refcoco+/unc": {
+        "train": {"refs": 42278, "images": 16992},
+        "val": {"refs": 3805, "images": 1500},
+        "testA": {"refs": 1975, "images": 750},
+        "testB": {"refs": 1798, "images": 750},
+    },
+    "refcocog/umd": {
+        "train": {"refs": 42226, "images": 21899},
+        "val": {"refs": 2573, "images": 1300},
+        "test": {"refs": 5023, "images": 2600},
+    },
+    "refcoco/google": {
+        "train": {"refs": 40000, "images": 19213},
+        "val": {"refs": 5000, "images": 4559},
+        "test": {"refs": 5000, "images": 4527},
+    },
+    "refcocog/google": {
+        "train": {"images": 24698},
+        "val": {"images": 4650},
+    },
+    "voc": {
+        "train": {"images": 1464},
+        "val": {"images": 1449},
+        "trainval": {"images": 2913},
+        "train_aug": {"images": 10582},
+    },
+    "phrasecut": {
+        "train": {"tasks": 310816, "images": 71746},
+        "val": {"tasks": 20316, "images": 2971},
+        "test": {"tasks": 14354, "images": 2545},
+        "miniv": {"tasks": 821, "images": 100},
+    },
+}
+
+_GET_REFER = (
+    "download {zip} (the 'refer' toolkit, https://github.com/lichengunc/refer, data/README.md: "
+    "http://bvisionweb1.cs.unc.edu/licheng/referit/data/{zip}) and unzip it into {root}"
+)
+_GET_COCO = (
+    "download COCO train2014 (http://images.cocodataset.org/zips/train2014.zip) and unzip it "
+    "so that {dir}/COCO_train2014_000000000009.jpg exists (or pass image_dir=...)"
+)
+_GET_PHRASECUT = (
+    "clone https://github.com/ChenyunWu/PhraseCutDataset and run 'python download_dataset.py' "
+    "(-s val for one split); it fills data/VGPhraseCut_v0/, the folder to use as root"
+)
+_GET_VOC = (
+    "download VOCtrainval_11-May-2012.tar (http://host.robots.ox.ac.uk/pascal/VOC/voc2012/) "
+    "and extract it; root is the VOCdevkit folder that contains VOC2012/"
+)
+_GET_SBD = (
+    "SegmentationClassAug/ and train_aug.txt are the SBD annotations (Hariharan et al. 2011, "
+    "http://home.bharathh.info/pubs/codes/SBD/download.html) converted to PNG, as distributed "
+    "with DeepLab-style WSSS code; put them under {voc}"
+)
+
+_MAX_LISTED = 5
+
+
+@dataclass
+class CheckReport:
+    """Result of ``check_dataset``.
+
+    Attributes:
+        dataset: Dataset name (with its splitBy for RefCOCO*).
+        root: The folder that was checked.
+        problems: What must be fixed before the dataset can be used.
+        warnings: What looks unusual but does not prevent loading.
+        missing: Every missing file or folder (also described in ``problems``).
+        counts: Counts found, ``{split: {quantity: n}}``.
+        expected: Published counts, same layout (empty when there is no reference).
+    """
+
+    dataset: str
+    root: Path
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    missing: list[Path] = field(default_factory=list)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    expected: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no problem (warnings allowed)."""
+        return not self.problems
+
+    def _missing(self, path: Path, hint: str, kind: str = "file") -> None:
+        self.missing.append(path)
+        self.problems.append(f"missing {kind} {path}\n    -> {hint}")
+
+    def format(self) -> str:
+        """A report a user can act on: counts, then each problem with its fix."""
+        status = "OK" if self.ok else f"{len(self.problems)} problem(s)"
+        lines = [f"{self.dataset} at {self.root}: {status}"]
+        if self.counts:
+            quantities = sorted({q for c in self.counts.values() for q in c})
+            lines.append("  " + "split".ljust(10) + "".join(q.rjust(24) for q in quantities))
+            for split, counts in self.counts.items():
+                cells = []
+                for q in quantities:
+                    if q not in counts:
+                        cells.append("-".rjust(24))
+                        continue
+                    exp = self.expected.get(split, {}).get(q)
+                    cell = f"{counts[q]:,}" + ("" if exp is None else f" (expected {exp:,})")
+                    cells.append(cell.rjust(24))
+                lines.append("  " + split.ljust(10) + "".join(cells))
+            if not self.expected:
+                lines.append("  (no published numbers to compare with)")
+        for title, items in (("Problems", self.problems), ("Warnings", self.warnings)):
+            if items:
+                lines.append(f"{title}:")
+                lines.extend(f"  - {item}" for item in items)
+        return "\n".join(lines)
+
+
+def _compare(report: CheckReport, split: str, as_problem: bool, source: str) -> None:
+    diffs = [
+        f"{got:,} {quantity} (expected {exp:,})"
+        for quantity, exp in report.expected.get(split, {}).items()
+        if (got := report.counts.get(split, {}).get(quantity)) is not None and got != exp
+    ]
+    if diffs:
+        msg = (
+            f"{split}: {', '.join(diffs)} according to {source}; an incomplete download or "
+            "files from another release?"
+        )
+        (report.problems if as_problem else report.warnings).append(msg)
+
+
+def _list_paths(paths: list[Path]) -> str:
+    shown = ", ".join(str(p) for p in paths[:_MAX_LISTED])
+    more = len(paths) - _MAX_LISTED
+    return shown + (f" and {more:,} more" if more > 0 else "")
+
+
+# --------------------------------------------------------------------------- RefCOCO
+
+
+def _check_refcoco(
+    report: CheckReport,
+    dataset: str,
+    root: Path,
+    split_by: str,
+    image_dir: Path,
+    check_images: bool,
+) -> None:
+    zip_name = {"refcoco": "refcoco.zip", "refcoco+": "refcoco+.zip", "refcocog": "refcocog.zip"}
+    get_refer = _GET_REFER.format(zip=zip_name[dataset], root=root)
+    refs_file = refcoco.refs_path(root, dataset, split_by)
+    inst_file = refcoco.instances_path(root, dataset)
+    for path in (refs_file, inst_file):
+        if not path.is_file():
+            report._missing(path, get_refer)
+    if not image_dir.is_dir():
+        report._missing(image_dir, _GET_COCO.format(dir=image_dir), "folder")
+    if not refs_file.is_file():
+        return
+
+    try:
+        refs = load_pickle(refs_file)
+        if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
+            raise DatasetError(f"{refs_file}: expected a list of ref dicts")
+        for r in refs:
+            for key, kind in (
+                ("split", str),
+                ("image_id", int),
+                ("ann_id", int),
+                ("sentences", list),
+            ):
+                if not isinstance(r.get(key), kind) or isinstance(r.get(key), bool):
+                    raise DatasetError(
+                        f"{refs_file}: ref {r.get('ref_id')!r}: field '{key}' is missing or not "
+                        f"a {kind.__name__}"
+                    )
+    except DatasetError as e:
+        report.problems.append(f"{e}\n    -> re-download it: {get_refer}")
+        return
+
+    valid = refcoco.VALID_SPLITS[(dataset, split_by)]
+    by_split: dict[str, list[dict[str, Any]]] = {}
+    for ref in refs:
+        by_split.setdefault(str(ref["split"]), []).append(ref)
+    for split in [s for s in valid if s in by_split] + sorted(set(by_split) - set(valid)):
+        group = by_split[split]
+        sentences = sum(len(r["sentences"]) for r in group)
+        report.counts[split] = {
+            "refs": len(group),
+            "images": len({r["image_id"] for r in group}),
+            "sentences": sentences,
+        }
+        if split not in valid:
+            report.warnings.append(
+                f"{refs_file}: {len(group):,} refs have unexpected split {split!r}"
+            )
+    for split in valid:
+        if split not in by_split:
+            report.problems.append(f"{refs_file}: no ref of split {split!r}")
+        _compare(report, split, True, "the published split")
+
+    if not inst_file.is_file():
+        return
+    try:
+        inst = load_json(inst_file)
+        if not isinstance(inst, dict) or not all(
+            isinstance(inst.get(k), list) for k in ("images", "annotations")
+        ):
+            raise DatasetError(
+                f"{inst_file}: expected an object with lists 'images', 'annotations'"
+            )
+    except DatasetError as e:
+        report.problems.append(f"{e}\n    -> re-download it: {get_refer}")
+        return
+    images = {
+        im["id"]: im
+        for im in inst["images"]
+        if isinstance(im, dict) and isinstance(im.get("id"), int)
+    }
+    ann_ids = {
+        a["id"] for a in inst["annotations"] if isinstance(a, dict) and isinstance(a.get("id"), int)
+    }
+    no_ann = [r["ann_id"] for r in refs if r["ann_id"] not in ann_ids]
+    no_img = sorted({r["image_id"] for r in refs if r["image_id"] not in images})
+    if no_ann:
+        report.problems.append(
+            f"{inst_file}: {len(no_ann):,} refs point to missing annotations (e.g. ann_id "
+            f"{no_ann[0]}); refs and instances.json must come from the same zip"
+        )
+    if no_img:
+        report.problems.append(
+            f"{inst_file}: {len(no_img):,} images used by refs are missing (e.g. id {no_img[0]})"
+        )
+    if not (check_images and image_dir.is_dir()):
+        return
+    missing: list[Path] = []
+    for image_id in sorted({r["image_id"] for r in refs} - set(no_img)):
+        try:
+            path = join_inside(image_dir, images[image_id].get("file_name"), where=str(inst_file))
+        except DatasetError as e:
+            report.problems.append(str(e))
+            continue
+        if not path.is_file():
+            missing.append(path)
+    if missing:
+        report.missing.extend(missing)
+        report.problems.append(
+            f"{len(missing):,} image files are missing: {_list_paths(missing)}\n"
+            f"    -> {_GET_COCO.format(dir=image_dir)}"
+        )
+
+
+# --------------------------------------------------------------------------- PhraseCut
+
+
+def _check_phrasecut(
+    report: CheckReport, root: Path, image_dir: Path, splits: list[str], check_images: bool
+) -> None:
+    info_file = phrasecut.image_info_path(root)
+    info: dict[int, dict[str, Any]] = {}
+    if not info_file.is_file():
+        report._missing(info_file, _GET_PHRASECUT)
+    else:
+        try:
+            data = load_json(info_file)
+            if not isinstance(data, list):
+                raise DatasetError(f"{info_file}: expected a list of images")
+            info = {
+                d["image_id"]: d
+                for d in data
+                if isinstance(d, dict) and isinstance(d.get("image_id"), int)
+            }
+        except DatasetError as e:
+            report.problems.append(f"{e}\n    -> {_GET_PHRASECUT}")
+    if not image_dir.is_dir():
+        report._missing(image_dir, _GET_PHRASECUT, "folder")
+
+    for split in splits:
+        path = phrasecut.refer_path(root, split)
+        if not path.is_file():
+            report._missing(path, _GET_PHRASECUT)
+            continue
+        try:
+            data = load_json(path)
+            if not isinstance(data, list):
+                raise DatasetError(f"{path}: expected a list of tasks")
+            image_ids: set[int] = set()
+            short = 0
+            for i, raw in enumerate(data):
+                image_id, task = phrasecut.PhraseCutDataset._parse_task(raw, i, path)
+                image_ids.add(image_id)
+                short += sum(
+                    1
+                    for inst in task.polygons
+                    if isinstance(inst, list)
+                    for poly in inst
+                    if isinstance(poly, list) and len(poly) < 3
+                )
+        except DatasetError as e:
+            report.problems.append(f"{e}\n    -> re-download it: {_GET_PHRASECUT}")
+            continue
+        report.counts[split] = {"tasks": len(data), "images": len(image_ids)}
+        _compare(report, split, False, "the PhraseCut README")
+        if short:
+            report.warnings.append(
+                f"{path}: {short:,} polygons have fewer than 3 points; load with "
+                "PhraseCutDataset(..., strict=False) to rasterise them as the official tools do"
+            )
+        if info:
+            absent = sorted(image_ids - set(info))
+            if absent:
+                report.problems.append(
+                    f"{info_file}: {len(absent):,} images of {path.name} are not listed "
+                    f"(e.g. image_id {absent[0]}); use the image_data_split.json of the same release"
+                )
+            other = [i for i in image_ids if i in info and info[i].get("split") != split]
+            if other:
+                report.warnings.append(
+                    f"{info_file}: {len(other):,} images of {path.name} have another split there"
+                )
+        if check_images and image_dir.is_dir():
+            missing = [image_dir / f"{i}.jpg" for i in sorted(image_ids)]
+            missing = [p for p in missing if not p.is_file()]
+            if missing:
+                report.missing.extend(missing)
+                report.problems.append(
+                    f"{len(missing):,} images of split {split} are missing: "
+                    f"{_list_paths(missing)}\n    -> {_GET_PHRASECUT}"
+                )
+
+
+# --------------------------------------------------------------------------- VOC
+
+
+def _check_voc(report: CheckReport, root: Path, splits: list[str], check_images: bool) -> None:
+    voc_dir = root / "VOC2012"
+    if not voc_dir.is_dir():
+        report._missing(voc_dir, _GET_VOC, "folder")
+        return
+    jpeg_dir = voc_dir / "JPEGImages"
+    if not jpeg_dir.is_dir():
+        report._missing(jpeg_dir, _GET_VOC, "folder")
+    ids_by_split: dict[str, list[str]] = {}
+    for split in splits:
+        list_file = voc.split_list_path(root, split)
+        label_dir = voc.default_label_dir(root, split)
+        hint = _GET_SBD.format(voc=voc_dir) if split == "train_aug" else _GET_VOC
+        if not list_file.is_file():
+            if split == "trainval":  # optional: no loader default needs it
+                continue
+            report._missing(list_file, hint)
+            continue
+        if not label_dir.is_dir() and label_dir not in report.missing:
+            report._missing(label_dir, hint, "folder")
+        try:
+            ids = voc.read_id_list(list_file)
+        except DatasetError as e:
+            report.problems.append(str(e))
+            continue
+        ids_by_split[split] = ids
+        report.counts[split] = {"images": len(ids)}
+        _compare(report, split, True, "the published split")
+        if not check_images:
+            continue
+        missing = [jpeg_dir / f"{i}.jpg" for i in ids if not (jpeg_dir / f"{i}.jpg").is_file()]
+        if label_dir.is_dir():
+            missing += [
+                label_dir / f"{i}.png" for i in ids if not (label_dir / f"{i}.png").is_file()
+            ]
+            if ids and (label_dir / f"{ids[0]}.png").is_file():
+                try:
+                    voc.read_label_png(label_dir / f"{ids[0]}.png")
+                except DatasetError as e:
+                    report.problems.append(f"{e}\n    -> {hint}")
+        if missing:
+            report.missing.extend(missing)
+            report.problems.append(
+                f"{len(missing):,} files of split {split} are missing: {_list_paths(missing)}"
+                f"\n    -> {hint}"
+            )
+    train = set(ids_by_split.get("train_aug", [])) | set(ids_by_split.get("train", []))
+    leak = sorted(train & set(ids_by_split.get("val", [])))
+    if leak:
+        report.problems.append(
+            f"{len(leak):,} val images are also in a training list (e.g. {leak[0]}); "
+            "train_aug must exclude the VOC val images"
+        )
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def check_dataset(
+    name: str,
+    root: str | os.PathLike[str],
+    *,
+    split_by: str | None = None,
+    image_dir: str | os.PathLike[str] | None = None,
+    splits: list[str] | None = None,
+    check_images: bool = True,
+) -> CheckReport:
+    """Check the files of dataset ``name`` under ``root``.
+
+    Args:
+        name: ``refcoco``, ``refcoco+``, ``refcocog``, ``phrasecut`` or ``voc``.
+        root: The folder a loader is given (``refer`` data folder, ``VGPhraseCut_v0``,
+            or the ``VOCdevkit`` folder containing ``VOC2012/``).
+        split_by: RefCOCO* only: ``unc``, ``umd`` or ``google`` (default per dataset).
+        image_dir: RefCOCO* / PhraseCut image folder if not the default.
+        splits: PhraseCut / VOC: splits to check (default: all).
+        check_images: Also check that every image (and VOC label) file exists.
+
+    Returns:
+        The report; ``report.ok`` is False when something must be fixed.
+
+    Raises:
+        DatasetError: Unknown dataset name or splitBy (nothing else).
+    """
+    if name not in DATASET_NAMES:
+        raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
+    root = Path(root)
+    if name in refcoco.DATASETS:
+        split_by = refcoco.check_dataset_args(name, split_by, None)
+        report = CheckReport(f"{name} ({split_by})", root)
+        report.expected = EXPECTED.get(f"{name}/{split_by}", {})
+    else:
+        report = CheckReport(name, root)
+        report.expected = EXPECTED[name]
+    if not root.is_dir():
+        hint = {"phrasecut": _GET_PHRASECUT, "voc": _GET_VOC}.get(
+            name, "root is the 'refer' data folder holding refcoco/, refcoco+/, refcocog/, images/"
+        )
+        report._missing(root, hint, "folder")
+        return report
+
+    if name in refcoco.DATASETS:
+        assert split_by is not None
+        img_dir = refcoco.default_image_dir(root) if image_dir is None else Path(image_dir)
+        _check_refcoco(report, name, root, split_by, img_dir, check_images)
+    elif name == "phrasecut":
+        img_dir = phrasecut.default_image_dir(root) if image_dir is None else Path(image_dir)
+        chosen = list(phrasecut.SPLITS) if splits is None else splits
+        for s in chosen:
+            phrasecut.parse_splits(s)
+        _check_phrasecut(report, root, img_dir, chosen, check_images)
+    else:
+        chosen = list(voc.SPLITS) if splits is None else splits
+        for s in chosen:
+            if s not in voc.SPLITS:
+                raise DatasetError(f"unknown VOC split {s!r}; valid: {', '.join(voc.SPLITS)}")
+        _check_voc(report, root, chosen, check_images)
+    return report

@@ -1,0 +1,251 @@
+"""Safe readers for untrusted dataset files.
+
+Dataset annotations come from the internet, so nothing read here may execute code or
+escape the dataset root:
+
+* ``load_pickle`` reads pickles (the ``refs(<splitBy>).p`` files of the ``refer``
+  toolkit) with an unpickler that refuses every global, so only plain containers and
+  scalars can be built and no callable can ever be reached.
+* ``load_json`` reads JSON and turns every failure into a ``DatasetError``.
+* ``join_inside`` joins a relative path taken from an annotation file onto a root and
+  refuses absolute paths and ``..`` components.
+* ``read_rgb`` reads an image as uint8 RGB.
+* ``is_number`` / ``coordinate_range`` validate numbers and polygon coordinates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from tseg.data.base import DatasetError
+
+__all__ = [
+    "PLAIN_TYPES",
+    "coordinate_range",
+    "is_number",
+    "join_inside",
+    "load_json",
+    "load_pickle",
+    "read_rgb",
+]
+
+#: The only types a loaded pickle may contain.
+PLAIN_TYPES: tuple[type, ...] = (dict, list, tuple, str, bytes, int, float, bool, type(None))
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that refuses every global (and hence every class and callable)."""
+
+    def __init__(self, file: Any, source: Path) -> None:
+        # "bytes" keeps python2 byte strings undecoded, so _check_and_fix can decode
+        # them as UTF-8 (falling back to latin1) instead of guessing one codec here.
+        super().__init__(file, encoding="bytes")
+        self._source = source
+
+    def find_class(self, module: str, name: str) -> Any:
+        # Without globals no REDUCE/BUILD/NEWOBJ can name a callable: this is the
+        # whole security argument, so it must not allow even harmless builtins.
+        raise DatasetError(
+            f"{self._source}: refused to load global '{module}.{name}' from the pickle "
+            "(only dict, list, tuple, str, bytes, int, float, bool and None are allowed)"
+        )
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise DatasetError(f"{self._source}: refused a persistent id in the pickle")
+
+
+def _py2_text(raw: bytes) -> str:
+    """Decode a python2 byte string: UTF-8 when valid, else latin1 (never fails)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin1")
+
+
+def _check_and_fix(obj: Any, source: Path, bytes_are_text: bool) -> Any:
+    """Check that ``obj`` holds only plain types; decode python2 strings if asked.
+
+    Lists and dicts are updated in place (the memo of a pickle can share them or even
+    make them cyclic); tuples are rebuilt.
+    """
+    seen: dict[int, Any] = {}
+
+    def visit(x: Any) -> Any:
+        t = type(x)
+        if t is bytes:
+            return _py2_text(x) if bytes_are_text else x
+        if t in (str, int, float, bool) or x is None:
+            return x
+        key = id(x)
+        if key in seen:
+            return seen[key]
+        if t is list:
+            seen[key] = x
+            for i, item in enumerate(x):
+                x[i] = visit(item)
+            return x
+        if t is dict:
+            seen[key] = x
+            items = [(visit(k), visit(v)) for k, v in x.items()]
+            x.clear()
+            x.update(items)
+            return x
+        if t is tuple:
+            fixed = tuple(visit(item) for item in x)
+            seen[key] = fixed
+            return fixed
+        # Reachable through opcodes that need no global (sets, bytearray).
+        raise DatasetError(f"{source}: the pickle contains a {t.__name__}, which is not allowed")
+
+    try:
+        return visit(obj)
+    except RecursionError:
+        raise DatasetError(f"{source}: the pickle is nested too deeply") from None
+
+
+def load_pickle(path: str | os.PathLike[str]) -> Any:
+    """Load a pickle that may only contain plain containers and scalars.
+
+    Python2 pickles (protocol 2 or lower, as written by the ``refer`` toolkit) store
+    text as byte strings; in a pickle of protocol 2 or lower every ``bytes`` object can
+    only come from such a string (python3 writes ``bytes`` there through a global,
+    which is refused), so they are all decoded: UTF-8 where valid, latin1 otherwise.
+    ``bytes`` in protocol 3+ pickles stay ``bytes``.
+
+    Args:
+        path: The pickle file.
+
+    Returns:
+        The unpickled object (dicts, lists, tuples, str, bytes, int, float, bool, None).
+
+    Raises:
+        DatasetError: The file is missing, truncated or corrupt, or it names any global
+            (the message gives the file and the refused ``module.name``).
+    """
+    source = Path(path)
+    try:
+        with open(source, "rb") as f:
+            head = f.read(2)
+            f.seek(0)
+            # A PROTO opcode (0x80) with version >= 3 means python3 wrote it.
+            py2_era = not (len(head) == 2 and head[0] == 0x80 and head[1] >= 3)
+            obj = _RestrictedUnpickler(f, source).load()
+    except DatasetError:
+        raise
+    except FileNotFoundError:
+        raise DatasetError(f"{source}: file not found") from None
+    except OSError as e:
+        raise DatasetError(f"{source}: cannot read ({e.strerror or e})") from None
+    except EOFError:
+        raise DatasetError(f"{source}: the pickle is truncated (unexpected end of file)") from None
+    except RecursionError:
+        raise DatasetError(f"{source}: the pickle is nested too deeply") from None
+    except Exception as e:  # any other unpickling failure means a corrupt file
+        raise DatasetError(f"{source}: not a valid pickle ({type(e).__name__}: {e})") from None
+    return _check_and_fix(obj, source, py2_era)
+
+
+def load_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file, turning every failure into a ``DatasetError``.
+
+    NaN and infinities are refused: no dataset format here uses them and they would
+    otherwise slip into coordinates.
+    """
+    source = Path(path)
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    try:
+        with open(source, "rb") as f:
+            return json.load(f, parse_constant=no_constant)
+    except FileNotFoundError:
+        raise DatasetError(f"{source}: file not found") from None
+    except OSError as e:
+        raise DatasetError(f"{source}: cannot read ({e.strerror or e})") from None
+    except json.JSONDecodeError as e:
+        raise DatasetError(
+            f"{source}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+        ) from None
+    except (ValueError, RecursionError) as e:
+        raise DatasetError(f"{source}: malformed JSON ({e})") from None
+
+
+def join_inside(root: Path, relative: object, *, where: str) -> Path:
+    """Join a relative path read from an annotation file onto ``root``.
+
+    The check is lexical (no symlink resolution) so that dataset folders that are
+    symlinks to shared storage keep working.
+
+    Args:
+        root: The folder the path must stay in.
+        relative: The path as read from the annotation (must be a non-empty str).
+        where: What the path came from, for the error message.
+
+    Raises:
+        DatasetError: ``relative`` is not a string, is absolute, or has a ``..`` part.
+    """
+    if not isinstance(relative, str) or not relative or "\x00" in relative:
+        raise DatasetError(f"{where}: invalid file name {relative!r}")
+    parts = relative.replace("\\", "/").split("/")
+    if relative.startswith(("/", "\\")) or os.path.isabs(relative) or ".." in parts:
+        raise DatasetError(f"{where}: file name {relative!r} escapes the folder {root}")
+    return root.joinpath(*[p for p in parts if p not in ("", ".")])
+
+
+def read_rgb(path: Path, *, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read an image file as a uint8 RGB array [H, W, 3].
+
+    EXIF orientation is deliberately not applied: the annotations of every dataset
+    here are in the stored pixel grid.
+
+    Args:
+        path: Image file.
+        size: Expected (height, width), checked when given.
+
+    Raises:
+        DatasetError: The file is missing, not an image, or not of the expected size.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            rgb = im.convert("RGB")
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DatasetError(f"{path}: cannot read the image ({e})") from None
+    arr = np.asarray(rgb, dtype=np.uint8)
+    if size is not None and arr.shape[:2] != tuple(size):
+        raise DatasetError(
+            f"{path}: image is {arr.shape[0]}x{arr.shape[1]} (HxW) but the annotation "
+            f"says {size[0]}x{size[1]}"
+        )
+    return arr
+
+
+def coordinate_range(height: int, width: int) -> tuple[float, float]:
+    """Plausible polygon coordinates for an image: the image plus a wide margin.
+
+    Annotation polygons may overshoot the image a little; coordinates far beyond that
+    are corrupt and would overflow or exhaust memory in the C rasterisers.
+    """
+    size = max(height, width)
+    margin = 2 * size + 1024
+    return -float(margin), float(size + margin)
+
+
+def is_number(x: object) -> bool:
+    """True for a finite int or float (bool excluded)."""
+    if isinstance(x, bool):
+        return False
+    if isinstance(x, int):
+        return True
+    return isinstance(x, float) and math.isfinite(x)

@@ -1,0 +1,130 @@
+"""Inference: image(s) + expressions -> per-expression confidence, probability map and mask."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from .checkpoint import load_checkpoint
+from .data.transforms import eval_size, resize, to_tensor
+from .models.tseg import TSEG
+
+
+class InputError(ValueError):
+    """An image or expression given to inference is unusable; the message names it."""
+
+
+@dataclass
+class Prediction:
+    """One expression's result on one image."""
+
+    expression: str
+    confidence: (
+        float  # sigmoid of the pooled score: how sure the model is the expression is present
+    )
+    probability: np.ndarray  # float32 [H, W] foreground probability at image resolution
+    mask: np.ndarray  # bool [H, W]
+
+
+def load_image(image: str | Path | Image.Image | np.ndarray) -> np.ndarray:
+    """A path, PIL image or array -> uint8 RGB [H, W, 3], honouring EXIF orientation."""
+    if isinstance(image, (str, Path)):
+        p = Path(image)
+        if not p.is_file():
+            raise InputError(f"image '{p}' does not exist")
+        try:
+            with Image.open(p) as im:
+                from PIL import ImageOps
+
+                im = ImageOps.exif_transpose(im)
+                return np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+            raise InputError(f"image '{p}' could not be read: {e}") from None
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        a = image
+        if a.ndim == 2:
+            a = np.repeat(a[:, :, None], 3, axis=2)
+        if a.ndim != 3 or a.shape[2] not in (3, 4):
+            raise InputError(
+                f"image array must be [H, W], [H, W, 3] or [H, W, 4], got shape {a.shape}"
+            )
+        a = a[:, :, :3]
+        if a.dtype != np.uint8:
+            if np.issubdtype(a.dtype, np.floating) and a.size and a.min() >= 0 and a.max() <= 1:
+                a = (a * 255).round()
+            a = a.clip(0, 255).astype(np.uint8)
+        return np.ascontiguousarray(a)
+    raise InputError(f"unsupported image type {type(image).__name__}")
+
+
+def check_expressions(expressions: list[str]) -> list[str]:
+    if isinstance(expressions, str):
+        expressions = [expressions]
+    if not expressions:
+        raise InputError("no expressions given: pass at least one referring expression")
+    out = []
+    for e in expressions:
+        if not isinstance(e, str) or not e.strip():
+            raise InputError(f"expression {e!r} is empty")
+        out.append(e.strip())
+    return out
+
+
+class Segmenter:
+    """A loaded model; text embeddings are cached per distinct expression across calls."""
+
+    def __init__(self, model: TSEG, device: str | torch.device = "cpu") -> None:
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self._text_cache: dict[str, Tensor] = {}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Segmenter:
+        model, _, _ = load_checkpoint(path, device)
+        return cls(model, device)
+
+    @torch.no_grad()
+    def text_embeddings(self, expressions: list[str]) -> Tensor:
+        """[L, D]; only expressions not seen before go through the text encoder."""
+        new = [e for e in dict.fromkeys(expressions) if e not in self._text_cache]
+        if new:
+            for e, y in zip(new, self.model.encode_text(new)):
+                self._text_cache[e] = y
+        return torch.stack([self._text_cache[e] for e in expressions])
+
+    @torch.no_grad()
+    def predict(
+        self, image: str | Path | Image.Image | np.ndarray, expressions: list[str]
+    ) -> list[Prediction]:
+        """Segment one image with any number of expressions in one image-encoder pass."""
+        return self.predict_batch([image], expressions)[0]
+
+    @torch.no_grad()
+    def predict_batch(self, images: list, expressions: list[str]) -> list[list[Prediction]]:
+        """Segment many images with the same expressions."""
+        expressions = check_expressions(expressions)
+        arrays = [load_image(im) for im in images]
+        y = self.text_embeddings(expressions)  # [L, D]
+        patch = getattr(self.model.image_encoder, "patch_size", 16)
+        results = []
+        for a in arrays:
+            h, w = a.shape[:2]
+            size = eval_size(h, w, self.model.input_size, patch)
+            x = resize(to_tensor(a), size)[None].to(self.device)
+            enc = self.model.encode_image(x)
+            s = self.model.similarity(enc["x"], y)  # [1, N, L]
+            conf = torch.sigmoid(self.model.pool(s)["scores"][0]).tolist()
+            probs = (
+                self.model.masks_at(s, enc["grid"], (h, w))[0].float().cpu().numpy()
+            )  # [L, H, W]
+            results.append(
+                [Prediction(e, float(c), p, p > 0.5) for e, c, p in zip(expressions, conf, probs)]
+            )
+        return results

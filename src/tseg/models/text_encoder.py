@@ -1,0 +1,110 @@
+"""Text encoder: a transformers BERT-style model; one [CLS] token per expression."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from tokenizers import BertWordPieceTokenizer
+from tokenizers.processors import TemplateProcessing
+from torch import Tensor, nn
+from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+from ..config import TextEncoderConfig
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Train a lower-case WordPiece vocabulary on a corpus (the from-scratch text encoder's)."""
+    wp = BertWordPieceTokenizer(lowercase=True)
+    wp.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=1, show_progress=False)
+    backend = wp._tokenizer  # the tokenizers.Tokenizer the trainer filled in
+    cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
+    backend.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    return wrap_tokenizer(backend)
+
+
+def wrap_tokenizer(backend) -> PreTrainedTokenizerFast:  # noqa: ANN001 - tokenizers.Tokenizer
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+    """Load a tokenizer.json saved beside a checkpoint."""
+    from tokenizers import Tokenizer
+
+    return wrap_tokenizer(Tokenizer.from_file(str(path)))
+
+
+class TextEncoder(nn.Module):
+    """BERT-style transformer; the [CLS] (BOS) token represents the whole expression."""
+
+    def __init__(self, cfg: TextEncoderConfig, tokenizer: PreTrainedTokenizerFast) -> None:
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.max_length = cfg.max_length
+        bert_cfg = BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=cfg.hidden_size,
+            num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads,
+            intermediate_size=cfg.intermediate_size,
+            max_position_embeddings=max(cfg.max_length, 32),
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        self.bert = BertModel(bert_cfg, add_pooling_layer=False)
+        self.out_dim = cfg.hidden_size
+
+    def tokenize(self, texts: list[str]) -> dict[str, Tensor]:
+        """Token ids and attention mask [L, T]; expressions longer than max_length are cut, with a warning."""
+        enc = self.tokenizer(texts, padding=True, truncation=False, return_tensors="pt")
+        if enc["input_ids"].shape[1] > self.max_length:
+            too_long = [
+                t
+                for t, m in zip(texts, enc["attention_mask"].sum(1).tolist())
+                if m > self.max_length
+            ]
+            warnings.warn(
+                f"{len(too_long)} expression(s) longer than {self.max_length} tokens were truncated, "
+                f"e.g. {too_long[0][:60]!r}",
+                stacklevel=2,
+            )
+            enc = self.tokenizer(
+                texts,
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """[L, T] token ids -> [L, D_txt] [CLS] embeddings."""
+        out = self.bert(input_ids=input_ids, attention_mask=attention_mask)
+        return out.last_hidden_state[:, 0]  # [L, D_txt]
+
+
+def build_text_encoder(
+    cfg: TextEncoderConfig, tokenizer: PreTrainedTokenizerFast | None
+) -> nn.Module:
+    """Build the text encoder named by ``cfg.name``."""
+    if cfg.name == "bert":
+        if tokenizer is None:
+            raise ValueError("the from-scratch text encoder needs a tokenizer (train_tokenizer)")
+        return TextEncoder(cfg, tokenizer)
+    raise ValueError(f"config key 'model.text.name' = {cfg.name!r} is not available")
+
+
+def device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device

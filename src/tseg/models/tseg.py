@@ -1,0 +1,77 @@
+"""TSEG: image and text encoders meeting in a patch-text cosine similarity (section 3.1)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import PreTrainedTokenizerFast
+
+from ..config import ModelConfig
+from .image_encoder import IMAGENET_MEAN, IMAGENET_STD, build_image_encoder
+from .pooling import pool, probability_maps
+from .text_encoder import build_text_encoder
+
+
+class TSEG(nn.Module):
+    """Computes S = tau * x . y for all patches and all expressions in one pass, then pools."""
+
+    def __init__(
+        self, cfg: ModelConfig, img_size: int, tokenizer: PreTrainedTokenizerFast | None
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.input_size = img_size  # shorter side of the model input (training resolution)
+        self.image_encoder = build_image_encoder(cfg.image, img_size)
+        self.text_encoder = build_text_encoder(cfg.text, tokenizer)
+        self.image_proj = nn.Linear(self.image_encoder.out_dim, cfg.embed_dim)
+        self.text_proj = nn.Linear(self.text_encoder.out_dim, cfg.embed_dim)
+        # Learnable temperature tau > 0, kept as a log so it stays positive (as CLIP does).
+        self.log_tau = nn.Parameter(torch.tensor(math.log(cfg.tau_init)))
+        self.register_buffer("pixel_mean", IMAGENET_MEAN.view(1, 3, 1, 1).clone(), persistent=False)
+        self.register_buffer("pixel_std", IMAGENET_STD.view(1, 3, 1, 1).clone(), persistent=False)
+
+    @property
+    def tau(self) -> Tensor:
+        """The temperature, clamped to [tau_min, tau_max] so training cannot blow it up."""
+        return self.log_tau.exp().clamp(self.cfg.tau_min, self.cfg.tau_max)
+
+    def encode_image(self, images: Tensor) -> dict[str, Tensor | tuple[int, int]]:
+        """images [B, 3, H, W] in [0, 1] -> {"x": [B, N, D] unit vectors, "grid": (h, w)}."""
+        out = self.image_encoder((images - self.pixel_mean) / self.pixel_std)
+        x = F.normalize(self.image_proj(out["patch_tokens"]), dim=-1)  # [B, N, D]
+        return {"x": x, "grid": out["grid"]}
+
+    def encode_text(self, texts: list[str]) -> Tensor:
+        """L strings -> [L, D] unit vectors."""
+        enc = self.text_encoder.tokenize(texts)
+        device = self.log_tau.device
+        y = self.text_encoder(
+            enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        )  # [L, D_txt]
+        return F.normalize(self.text_proj(y), dim=-1)  # [L, D]
+
+    def similarity(self, x: Tensor, y: Tensor) -> Tensor:
+        """Eq. 1 scaled by tau: x [B, N, D], y [L, D] -> S [B, N, L]."""
+        return self.tau * torch.einsum("bnd,ld->bnl", x, y)
+
+    def pool(self, s: Tensor) -> dict[str, Tensor]:
+        """S [B, N, L] -> {"scores": [B, L], "masks": [B, N, L]} with the configured head."""
+        c = self.cfg
+        return pool(s, c.head, lam=c.size_lambda, p=c.size_p, eps=c.gwp_eps)
+
+    def forward(self, images: Tensor, texts: list[str]) -> dict[str, Tensor | tuple[int, int]]:
+        """images [B, 3, H, W] in [0, 1], L texts -> similarity [B, N, L], scores [B, L], masks."""
+        img = self.encode_image(images)
+        y = self.encode_text(texts)
+        s = self.similarity(img["x"], y)  # [B, N, L]
+        return {"similarity": s, "grid": img["grid"], **self.pool(s)}
+
+    def masks_at(self, s: Tensor, grid: tuple[int, int], size: tuple[int, int]) -> Tensor:
+        """Patch similarities S [B, N, L] -> foreground probability maps [B, L, H, W] (section 3.3)."""
+        b, _, num_texts = s.shape
+        h, w = grid
+        s_grid = s.transpose(1, 2).reshape(b, num_texts, h, w)  # [B, L, h, w]
+        return probability_maps(s_grid, self.cfg.head, size, self.cfg.cam_threshold)

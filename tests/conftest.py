@@ -1,0 +1,36 @@
+"""Shared fixtures: a micro config so model tests take well under a second."""
+
+from __future__ import annotations
+
+import pytest
+
+from tseg.config import build_config
+
+MICRO = [
+    "data.image_size=32",
+    "data.train_size=24",
+    "data.val_size=6",
+    "data.test_size=6",
+    "model.image.embed_dim=32",
+    "model.image.depth=1",
+    "model.image.num_heads=2",
+    "model.text.hidden_size=32",
+    "model.text.num_layers=1",
+    "model.text.num_heads=2",
+    "model.text.intermediate_size=64",
+    "model.embed_dim=32",
+    "train.batch_size=8",
+    "train.steps=3",
+    "train.log_every=1",
+    "eval.batch_size=4",
+]
+
+
+@pytest.fixture
+def micro_overrides(tmp_path):
+    return [*MICRO, f"train.out_dir={tmp_path / 'run'}"]
+
+
+@pytest.fixture
+def micro_cfg(micro_overrides):
+    return build_config(None, micro_overrides)

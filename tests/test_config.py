@@ -1,0 +1,69 @@
+"""Config: defaults, presets, YAML diffs, dotted overrides and the errors that name the key."""
+
+import pytest
+
+from tseg.config import ConfigError, build_config, from_dict, to_dict
+
+
+def test_defaults_preset_yaml_and_overrides(tmp_path):
+    y = tmp_path / "exp.yaml"
+    y.write_text("model:\n  head: spa\ntrain:\n  steps: 7\n")
+    cfg = build_config(y, ["train.steps=9", "train.lr=1e-2", "data.hflip=false"])
+    assert cfg.model.head == "spa"
+    assert cfg.train.steps == 9  # CLI wins over the file
+    assert cfg.train.lr == pytest.approx(0.01)
+    assert cfg.data.hflip is False
+
+
+def test_paper_preset():
+    cfg = build_config(None, ["model.preset=paper"])
+    assert cfg.model.image.timm_model == "vit_small_patch16_384"
+    assert cfg.model.embed_dim == 1024
+    assert (cfg.model.text.num_layers, cfg.model.text.hidden_size, cfg.model.text.num_heads) == (
+        4,
+        512,
+        8,
+    )
+    assert cfg.data.image_size == 384
+
+
+def test_round_trip():
+    cfg = build_config(None, ["model.head=gap"])
+    assert from_dict(to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.hed=mpa", "unknown config key 'model.hed'"),
+        ("nope.x=1", "unknown config key 'nope.x'"),
+        ("train.steps=abc", "'train.steps': expected an integer"),
+        ("train.steps=0", "'train.steps' = 0 is out of range"),
+        ("model.head=max", "'model.head' = 'max': choose one of gap, gmp, spa, mpa"),
+        ("data.hflip=maybe", "'data.hflip': expected true/false"),
+        ("model.cam_threshold=2", "'model.cam_threshold' = 2.0 is out of range [0.0, 1.0]"),
+        ("data.image_size=70", "must be a multiple of 'model.image.patch_size'"),
+        ("model.preset=huge", "'model.preset' = 'huge'"),
+        ("trainsteps", "is not of the form key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        build_config(None, [override])
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        build_config(bad)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        build_config(lst)
+    unk = tmp_path / "unk.yaml"
+    unk.write_text("train:\n  stepz: 3\n")
+    with pytest.raises(ConfigError, match="unknown config key 'train.stepz'"):
+        build_config(unk)

@@ -1,0 +1,187 @@
+"""``check_dataset`` on valid and broken fixture folders."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from test_data_phrasecut import default_tasks, make_phrasecut
+from test_data_refcoco import _ref, default_refs, make_refcoco
+from test_data_voc import make_voc
+
+from tseg.data import check
+from tseg.data.base import DatasetError
+from tseg.data.check import check_dataset
+
+# ----------------------------------------------------------------------- RefCOCO
+
+
+def test_refcoco_counts_and_published_mismatch(tmp_path: Path) -> None:
+    make_refcoco(tmp_path)
+    report = check_dataset("refcoco", tmp_path)
+    assert report.dataset == "refcoco (unc)"
+    assert report.counts["val"] == {"refs": 3, "images": 2, "sentences": 6}
+    assert report.counts["train"] == {"refs": 1, "images": 1, "sentences": 1}
+    assert report.expected["train"]["refs"] == 42404
+    assert not report.ok
+    text = report.format()
+    assert "no ref of split 'testB'" in text
+    assert "val: 3 refs (expected 3,811), 2 images (expected 1,500)" in text
+    assert "3 (expected 3,811)" in text
+
+
+def test_refcoco_ok_when_counts_match(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_refcoco(tmp_path, refs=default_refs() + [_ref(105, 12, 2, "testB", ["x"])])
+    expected = {
+        "train": {"refs": 1, "images": 1},
+        "val": {"refs": 3, "images": 2},
+        "testA": {"refs": 1, "images": 1},
+        "testB": {"refs": 1, "images": 1},
+    }
+    monkeypatch.setitem(check.EXPECTED, "refcoco/unc", expected)
+    report = check_dataset("refcoco", tmp_path)
+    assert report.ok, report.format()
+    assert report.format().startswith(f"refcoco (unc) at {tmp_path}: OK")
+
+
+def test_refcoco_missing_files_are_listed_with_fix(tmp_path: Path) -> None:
+    make_refcoco(tmp_path, "refcocog", "umd")
+    (tmp_path / "refcocog" / "instances.json").unlink()
+    for jpg in (tmp_path / "images" / "train2014").iterdir():
+        jpg.unlink()
+    (tmp_path / "images" / "train2014").rmdir()
+    report = check_dataset("refcocog", tmp_path)
+    assert report.missing == [
+        tmp_path / "refcocog" / "instances.json",
+        tmp_path / "images" / "train2014",
+    ]
+    text = report.format()
+    assert f"missing file {tmp_path / 'refcocog' / 'instances.json'}" in text
+    assert "refcocog.zip" in text and "github.com/lichengunc/refer" in text
+    assert f"missing folder {tmp_path / 'images' / 'train2014'}" in text
+    assert "train2014.zip" in text
+
+
+def test_refcoco_missing_image_file(tmp_path: Path) -> None:
+    make_refcoco(tmp_path)
+    gone = tmp_path / "images" / "train2014" / "COCO_train2014_000000000002.jpg"
+    gone.unlink()
+    report = check_dataset("refcoco", tmp_path)
+    assert gone in report.missing
+    assert "1 image files are missing" in report.format()
+    assert gone not in check_dataset("refcoco", tmp_path, check_images=False).missing
+
+
+def test_refcoco_corrupt_pickle(tmp_path: Path) -> None:
+    make_refcoco(tmp_path)
+    (tmp_path / "refcoco" / "refs(unc).p").write_bytes(pickle.dumps([{}], protocol=2)[:5])
+    report = check_dataset("refcoco", tmp_path)
+    assert not report.ok and "refs(unc).p" in report.format()
+    assert "re-download" in report.format()
+
+
+def test_refcoco_refs_pointing_nowhere(tmp_path: Path) -> None:
+    make_refcoco(tmp_path, refs=default_refs() + [_ref(200, 999, 1, "val", ["x"])])
+    report = check_dataset("refcoco", tmp_path)
+    assert any("point to missing annotations (e.g. ann_id 999)" in p for p in report.problems)
+
+
+def test_unknown_names(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="unknown dataset 'coco'"):
+        check_dataset("coco", tmp_path)
+    with pytest.raises(DatasetError, match="no 'google' split"):
+        check_dataset("refcoco+", tmp_path, split_by="google")
+
+
+def test_missing_root(tmp_path: Path) -> None:
+    report = check_dataset("voc", tmp_path / "nowhere")
+    assert report.missing == [tmp_path / "nowhere"] and not report.ok
+
+
+# ----------------------------------------------------------------------- PhraseCut
+
+
+def test_phrasecut_counts_warnings_and_missing_splits(tmp_path: Path) -> None:
+    root = make_phrasecut(tmp_path / "pc")
+    report = check_dataset("phrasecut", root)
+    assert report.counts["val"] == {"tasks": 5, "images": 2}
+    assert report.counts["miniv"] == {"tasks": 1, "images": 1}
+    assert report.missing == [root / "refer_train.json", root / "refer_test.json"]
+    assert "PhraseCutDataset" in report.format()  # where to get it
+    # Published numbers differ: warnings, not problems.
+    assert any("val: 5 tasks (expected 20,316)" in w for w in report.warnings)
+    only = check_dataset("phrasecut", root, splits=["val", "miniv"])
+    assert only.ok, only.format()
+
+
+def test_phrasecut_short_polygons_and_missing_images(tmp_path: Path) -> None:
+    tasks = default_tasks()
+    tasks["val"][0]["Polygons"] = [[[[1, 1], [2, 2]]]]
+    root = make_phrasecut(tmp_path / "pc", tasks)
+    (root / "images" / "2.jpg").unlink()
+    report = check_dataset("phrasecut", root, splits=["val"])
+    assert any("1 polygons have fewer than 3 points" in w for w in report.warnings)
+    assert root / "images" / "2.jpg" in report.missing and not report.ok
+
+
+def test_phrasecut_malformed_task(tmp_path: Path) -> None:
+    tasks = default_tasks()
+    del tasks["val"][2]["phrase"]
+    root = make_phrasecut(tmp_path / "pc", tasks)
+    report = check_dataset("phrasecut", root, splits=["val"])
+    assert any("task '1__13': missing field 'phrase'" in p for p in report.problems)
+
+
+def test_phrasecut_image_not_in_info(tmp_path: Path) -> None:
+    root = make_phrasecut(tmp_path / "pc", info=[{"image_id": 1, "height": 20, "width": 30}])
+    report = check_dataset("phrasecut", root, splits=["val"])
+    assert any("1 images of refer_val.json are not listed" in p for p in report.problems)
+
+
+# ----------------------------------------------------------------------- VOC
+
+
+def test_voc_counts_and_published_mismatch(tmp_path: Path) -> None:
+    root = make_voc(tmp_path / "VOCdevkit")
+    report = check_dataset("voc", root)
+    assert report.counts == {
+        "train": {"images": 2},
+        "val": {"images": 2},
+        "train_aug": {"images": 3},
+    }
+    assert "train_aug: 3 images (expected 10,582)" in report.format()
+
+
+def test_voc_ok_when_counts_match(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_voc(tmp_path / "VOCdevkit")
+    monkeypatch.setitem(
+        check.EXPECTED,
+        "voc",
+        {"train": {"images": 2}, "val": {"images": 2}, "train_aug": {"images": 3}},
+    )
+    report = check_dataset("voc", root)
+    assert report.ok, report.format()
+
+
+def test_voc_missing_sbd_and_leak(tmp_path: Path) -> None:
+    root = make_voc(tmp_path / "VOCdevkit")
+    aug = root / "VOC2012" / "SegmentationClassAug"
+    for png in aug.iterdir():
+        png.unlink()
+    aug.rmdir()
+    sets = root / "VOC2012" / "ImageSets" / "Segmentation"
+    (sets / "train.txt").write_text("2007_000032\n2007_000033\n")  # 000033 is a val image
+    report = check_dataset("voc", root)
+    assert aug in report.missing
+    text = report.format()
+    assert "SBD" in text
+    assert "1 val images are also in a training list (e.g. 2007_000033)" in text
+
+
+def test_voc_colour_labels(tmp_path: Path) -> None:
+    root = make_voc(tmp_path / "VOCdevkit")
+    Image.new("RGB", (16, 12)).save(root / "VOC2012/SegmentationClass/2007_000033.png")
+    report = check_dataset("voc", root, splits=["val"])
+    assert any("mode 'RGB'" in p for p in report.problems)
