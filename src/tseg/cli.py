@@ -144,6 +144,21 @@ def cmd_demo(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_check(ns: argparse.Namespace) -> int:
+    from .data.check import check_dataset
+
+    report = check_dataset(
+        ns.dataset,
+        ns.root,
+        split_by=ns.split_by,
+        image_dir=ns.image_dir,
+        splits=ns.splits,
+        check_images=not ns.skip_images,
+    )
+    print(report.format())
+    return 0 if report.ok else 1
+
+
 def _stack_vertical(pics: list) -> object:
     from PIL import Image
 
@@ -196,6 +211,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--steps", type=int, default=0, help="override the number of training steps")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
+    data = sub.add_parser("data", help="dataset tools")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    c = dsub.add_parser(
+        "check", help="verify a dataset's files against the published layout and counts"
+    )
+    c.add_argument("dataset", choices=["refcoco", "refcoco+", "refcocog", "phrasecut", "voc"])
+    c.add_argument(
+        "root", help="the dataset folder (refer data folder, VGPhraseCut_v0, or VOCdevkit)"
+    )
+    c.add_argument("--split-by", help="RefCOCO*: unc, umd or google")
+    c.add_argument("--image-dir", help="image folder, if not the default under root")
+    c.add_argument("--splits", nargs="+", help="PhraseCut / VOC: only these splits")
+    c.add_argument(
+        "--skip-images", action="store_true", help="do not check every image file exists"
+    )
+    c.set_defaults(func=cmd_data_check)
     return p
 
 

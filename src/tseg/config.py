@@ -50,6 +50,9 @@ class TextEncoderConfig:
     intermediate_size: int = 512
     vocab_size: int = 2000  # for a tokenizer trained on the dataset's expressions
     max_length: int = 32
+    pool: str = (
+        "cls"  # "cls": the [CLS]/BOS token (paper); "mean": mean over the expression's tokens
+    )
     weights: str = ""  # local folder with a pretrained transformers model ("" = random init)
 
 
@@ -75,8 +78,12 @@ class ModelConfig:
 class DataConfig:
     """Which dataset, at what resolution, with which augmentation."""
 
-    dataset: str = "shapes"
-    root: str = ""
+    dataset: str = "shapes"  # shapes | refcoco | refcoco+ | refcocog | phrasecut | voc
+    root: str = ""  # dataset folder (see README: files each dataset expects)
+    image_dir: str = ""  # images, if not in the dataset's default place under root
+    split_by: str = ""  # RefCOCO*: unc | umd | google ("" = the dataset's default)
+    train_split: str = "train"  # the split called "train" (VOC: train_aug)
+    val_split: str = "val"  # the split called "val"
     image_size: int = 64
     train_size: int = 4000  # shapes only: number of generated training images
     val_size: int = 300
@@ -188,6 +195,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model.head": ("gap", "gmp", "spa", "mpa"),
     "model.image.name": ("vit", "efficientnet_lite0"),
     "model.image.stem": ("patch", "conv"),
+    "model.text.pool": ("cls", "mean"),
     "model.text.name": ("bert", "minilm", "pretrained"),
     "train.mode": ("weak", "full", "box"),
     "train.ground_truth": ("identity", "tfidf"),

@@ -8,14 +8,34 @@ from .base import DatasetError, RefDataset, normalize_expression, swap_left_righ
 __all__ = ["DatasetError", "RefDataset", "build_dataset", "normalize_expression", "swap_left_right"]
 
 
+REAL_DATASETS = ("refcoco", "refcoco+", "refcocog", "phrasecut", "voc")
+
+
 def build_dataset(cfg: DataConfig, split: str) -> RefDataset:
-    """The dataset named by ``cfg.dataset`` for ``split``."""
+    """The dataset named by ``cfg.dataset`` for ``split`` ("train" and "val" follow the config)."""
     if cfg.dataset == "shapes":
         from .shapes import ShapesDataset
 
         sizes = {"train": cfg.train_size, "val": cfg.val_size}
         size = sizes.get(split, cfg.test_size)
         return ShapesDataset(split=split, size=size, image_size=cfg.image_size, seed=cfg.seed)
-    raise DatasetError(
-        f"config key 'data.dataset' = {cfg.dataset!r}: unknown dataset (available: shapes)"
-    )
+    if cfg.dataset not in REAL_DATASETS:
+        raise DatasetError(
+            f"config key 'data.dataset' = {cfg.dataset!r}: unknown dataset "
+            f"(available: shapes, {', '.join(REAL_DATASETS)})"
+        )
+    if not cfg.root:
+        raise DatasetError(f"config key 'data.root' is empty: set it to the {cfg.dataset} folder")
+    name = {"train": cfg.train_split, "val": cfg.val_split}.get(split, split)
+    image_dir = cfg.image_dir or None
+    if cfg.dataset.startswith("refcoco"):
+        from .refcoco import RefCocoDataset
+
+        return RefCocoDataset(cfg.root, cfg.dataset, cfg.split_by or None, name, image_dir)
+    if cfg.dataset == "phrasecut":
+        from .phrasecut import PhraseCutDataset
+
+        return PhraseCutDataset(cfg.root, name, image_dir)
+    from .voc import VocDataset
+
+    return VocDataset(cfg.root, name)

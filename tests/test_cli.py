@@ -1,0 +1,77 @@
+"""The CLI end to end on a tiny synthetic set, and its errors for bad input."""
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from tseg.cli import main
+
+
+def test_train_eval_segment_end_to_end(tmp_path, micro_overrides, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *micro_overrides, "--quiet", "--out", str(run)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 0.0 <= out["val"]["miou"] <= 1.0
+    assert (
+        (run / "latest").is_file()
+        and (run / "metrics.json").is_file()
+        and (run / "log.jsonl").is_file()
+    )
+
+    assert main(["eval", str(run), "--split", "test", "--presence"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert set(ev["test"]) >= {"miou", "oiou", "prec@0.5", "prec@0.9", "presence_auc"}
+
+    img = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(0).random((45, 61, 3)) * 255).astype(np.uint8)).save(img)
+    exprs = tmp_path / "exprs.txt"
+    exprs.write_text("blue shapes\n\nsquares\n")
+    outdir = tmp_path / "seg"
+    assert (
+        main(
+            [
+                "segment",
+                str(run),
+                str(img),
+                "red circle",
+                "--expressions-file",
+                str(exprs),
+                "--out",
+                str(outdir),
+            ]
+        )
+        == 0
+    )
+    d = outdir / "photo"
+    scores = json.loads((d / "scores.json").read_text())
+    assert [s["expression"] for s in scores] == ["red circle", "blue shapes", "squares"]
+    for s in scores:
+        m = np.asarray(Image.open(d / s["mask"]))
+        assert m.shape == (45, 61) and set(np.unique(m)) <= {0, 255}
+    assert (d / "overlay.png").is_file()
+
+
+def test_errors_are_one_line_and_name_the_thing(tmp_path, micro_overrides, capsys):
+    assert main(["train", "train.stepz=3", "--quiet"]) == 2
+    assert "unknown config key 'train.stepz'" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml' does not exist" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "nockpt")]) == 2
+    assert "nockpt' does not exist" in capsys.readouterr().err
+
+    run = tmp_path / "run"
+    assert main(["train", *micro_overrides, "train.steps=1", "--quiet", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["segment", str(run), str(tmp_path / "nope.png"), "red circle"]) == 2
+    assert "nope.png' does not exist" in capsys.readouterr().err
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    assert main(["segment", str(run), str(bad), "red circle"]) == 2
+    assert "bad.png' could not be read" in capsys.readouterr().err
+    good = tmp_path / "good.png"
+    Image.new("RGB", (20, 20)).save(good)
+    assert main(["segment", str(run), str(good)]) == 2
+    assert "no expressions given" in capsys.readouterr().err
+    assert main(["segment", str(run), str(good), "   "]) == 2
+    assert "is empty" in capsys.readouterr().err
