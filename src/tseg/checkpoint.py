@@ -151,7 +151,7 @@ def load_checkpoint(
     except (ConfigError, yaml.YAMLError) as e:
         raise CheckpointError(f"'{ckpt / CONFIG}': {e}") from None
     tokenizer = load_tokenizer(ckpt / TOKENIZER)
-    model = TSEG(cfg.model, cfg.data.image_size, tokenizer)
+    model = TSEG(cfg.model, cfg.data.image_size, tokenizer, load_weights=False)
     try:
         state = load_file(str(ckpt / WEIGHTS))
     except (SafetensorError, OSError) as e:

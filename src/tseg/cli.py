@@ -18,16 +18,22 @@ from .config import ConfigError, build_config
 from .data import DatasetError
 from .engine import TrainingError
 from .inference import InputError
+from .models.weights import WeightsError
 
-EXPECTED_ERRORS = (ConfigError, DatasetError, CheckpointError, InputError, TrainingError)
+EXPECTED_ERRORS = (
+    ConfigError,
+    DatasetError,
+    CheckpointError,
+    InputError,
+    TrainingError,
+    WeightsError,
+)
 
 # The demo: the `tiny` preset with MPA on `shapes`, sized to finish in minutes on 2 CPU cores.
 DEMO_OVERRIDES = [
     "model.head=mpa",
-    "train.steps=1500",
-    "train.batch_size=32",
-    "train.lr=0.05",
-    "train.warmup_steps=50",
+    "train.steps=4000",
+    "train.log_every=100",
     "data.train_size=4000",
     "data.val_size=300",
     "data.test_size=300",
@@ -159,6 +165,27 @@ def cmd_data_check(ns: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_weights(ns: argparse.Namespace) -> int:
+    from .config import to_flat
+    from .models.weights import weights_report
+
+    cfg = build_config(None, ns.overrides)
+    rows = weights_report(values=to_flat(cfg), hash_files=not ns.no_hash)
+    missing = 0
+    for r in rows:
+        state = "present" if r["present"] else "MISSING"
+        missing += not r["present"]
+        print(f"[{r['preset']}] {r['name']} {r.get('file') or ''}: {state}")
+        print(f"    config key: {r['config_key']}   path: {r['path'] or '(not set)'}")
+        if r.get("sha256"):
+            print(f"    sha256: {r['sha256']}")
+        if not r["present"] and r.get("source"):
+            print(f"    get it from: {r['source']}")
+        if r.get("note"):
+            print(f"    note: {r['note']}")
+    return 0
+
+
 def _stack_vertical(pics: list) -> object:
     from PIL import Image
 
@@ -211,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--steps", type=int, default=0, help="override the number of training steps")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
+    w = sub.add_parser(
+        "weights", help="list every preset's pretrained files, where they are expected, sha256"
+    )
+    w.add_argument("overrides", nargs="*", help="key=value, e.g. model.image.weights=/path/vit.npz")
+    w.add_argument("--no-hash", action="store_true", help="skip sha256 of large files")
+    w.set_defaults(func=cmd_weights)
+
     data = sub.add_parser("data", help="dataset tools")
     dsub = data.add_subparsers(dest="data_command", required=True)
     c = dsub.add_parser(

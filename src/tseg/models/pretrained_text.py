@@ -16,7 +16,10 @@ the sentence. BERT-Small's [CLS] (``pool=cls``) is what the paper uses.
 
 from __future__ import annotations
 
+import contextlib
+import pickle
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -25,6 +28,20 @@ from transformers import PreTrainedTokenizerFast
 
 from ..config import TextEncoderConfig
 from .weights import MINILM_PACKAGE, TEXT_FOLDER_ROLES, WeightsError, find_text_folder_files
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide transformers' per-load progress bar, restoring the caller's setting."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def minilm_path() -> str:
@@ -100,13 +117,19 @@ class PretrainedTextEncoder(nn.Module):
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
         if load_weights:
             try:
-                model = AutoModel.from_pretrained(
-                    folder,
-                    config=config,
-                    local_files_only=True,
-                    dtype=torch.float32,
-                    weights_only=True,  # a .bin pickle may hold nothing but tensors
-                )
+                with _quiet_transformers():
+                    model = AutoModel.from_pretrained(
+                        folder,
+                        config=config,
+                        local_files_only=True,
+                        dtype=torch.float32,
+                        weights_only=True,  # a .bin pickle may hold nothing but tensors
+                    )
+            except pickle.UnpicklingError:
+                raise WeightsError(
+                    f"text model folder '{folder}': the weight pickle was refused because it holds "
+                    f"more than tensors; use a model.safetensors file"
+                ) from None
             except (OSError, ValueError, RuntimeError) as e:
                 raise WeightsError(
                     f"text model folder '{folder}': weights not readable: {e}"

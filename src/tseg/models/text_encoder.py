@@ -102,13 +102,18 @@ class TextEncoder(nn.Module):
 
 
 def build_text_encoder(
-    cfg: TextEncoderConfig, tokenizer: PreTrainedTokenizerFast | None
+    cfg: TextEncoderConfig, tokenizer: PreTrainedTokenizerFast | None, load_weights: bool = True
 ) -> nn.Module:
     """Build the text encoder named by ``cfg.name``."""
     if cfg.name == "bert":
         if tokenizer is None:
             raise ValueError("the from-scratch text encoder needs a tokenizer (train_tokenizer)")
         return TextEncoder(cfg, tokenizer)
+    if cfg.name in ("minilm", "pretrained"):
+        from .pretrained_text import PretrainedTextEncoder, minilm_path
+
+        path = cfg.weights or (minilm_path() if cfg.name == "minilm" else "")
+        return PretrainedTextEncoder(cfg, path, load_weights=load_weights, tokenizer=tokenizer)
     raise ValueError(f"config key 'model.text.name' = {cfg.name!r} is not available")
 
 

@@ -19,13 +19,17 @@ class TSEG(nn.Module):
     """Computes S = tau * x . y for all patches and all expressions in one pass, then pools."""
 
     def __init__(
-        self, cfg: ModelConfig, img_size: int, tokenizer: PreTrainedTokenizerFast | None
+        self,
+        cfg: ModelConfig,
+        img_size: int,
+        tokenizer: PreTrainedTokenizerFast | None,
+        load_weights: bool = True,
     ) -> None:
         super().__init__()
         self.cfg = cfg
         self.input_size = img_size  # shorter side of the model input (training resolution)
-        self.image_encoder = build_image_encoder(cfg.image, img_size)
-        self.text_encoder = build_text_encoder(cfg.text, tokenizer)
+        self.image_encoder = build_image_encoder(cfg.image, img_size, load_weights)
+        self.text_encoder = build_text_encoder(cfg.text, tokenizer, load_weights)
         self.image_proj = nn.Linear(self.image_encoder.out_dim, cfg.embed_dim)
         self.text_proj = nn.Linear(self.text_encoder.out_dim, cfg.embed_dim)
         # Learnable temperature tau > 0, kept as a log so it stays positive (as CLIP does).

@@ -172,6 +172,8 @@ def weights_report(
     values = values or {}
     rows: list[dict[str, Any]] = []
     for preset in presets or WEIGHT_SPECS:
+        if preset not in WEIGHT_SPECS:
+            raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(WEIGHT_SPECS)}")
         for spec in WEIGHT_SPECS[preset]:
             path, note = _resolve(spec, values)
             if spec.kind == "file":
@@ -191,7 +193,7 @@ def weights_report(
                     "present": found is not None,
                     "sha256": sha256_file(found) if found and hash_files else "",
                     "size": found.stat().st_size if found else 0,
-                    "note": note,
+                    "note": note or ("" if found else f"not found under '{path}'"),
                     "source": spec.source,
                 }
                 rows.append(row)
