@@ -75,3 +75,42 @@ def test_errors_are_one_line_and_name_the_thing(tmp_path, micro_overrides, capsy
     assert "no expressions given" in capsys.readouterr().err
     assert main(["segment", str(run), str(good), "   "]) == 2
     assert "is empty" in capsys.readouterr().err
+
+
+def test_segment_folder_glob_tta_and_crf(tmp_path, micro_overrides, capsys):
+    from tseg.crf import crf_available
+
+    run = tmp_path / "run"
+    assert main(["train", *micro_overrides, "train.steps=1", "--quiet", "--out", str(run)]) == 0
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.jpg", "sub/a.png"):
+        Image.fromarray((rng.random((30, 40, 3)) * 255).astype(np.uint8)).save(photos / name)
+    (photos / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    assert main(["segment", str(run), str(photos), "circles", "--out", str(out), "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b"]
+    out2 = tmp_path / "out2"
+    pattern = str(photos / "**" / "a.png")
+    assert (
+        main(["segment", str(run), pattern, "circles", "--out", str(out2), "--tta", "--quiet"]) == 0
+    )
+    assert sorted(p.name for p in out2.iterdir()) == ["a", "a_1"]  # same stem, two folders
+    capsys.readouterr()
+    assert main(["segment", str(run), str(tmp_path / "none*.png"), "circles"]) == 2
+    assert "matches no file" in capsys.readouterr().err
+    assert (
+        main(
+            ["segment", str(run), str(photos / "a.png"), "circles", "--tta", "--tta-scales", "1,x"]
+        )
+        == 2
+    )
+    assert "--tta-scales" in capsys.readouterr().err
+    if crf_available():
+        assert (
+            main(
+                ["segment", str(run), str(photos / "a.png"), "circles", "--crf", "--out", str(out)]
+            )
+            == 0
+        )

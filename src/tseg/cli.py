@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .checkpoint import CheckpointError
@@ -19,6 +20,12 @@ from .data import DatasetError
 from .engine import TrainingError
 from .inference import InputError
 from .models.weights import WeightsError
+
+if TYPE_CHECKING:
+    import torch
+
+    from .config import Config
+    from .models.tseg import TSEG
 
 EXPECTED_ERRORS = (
     ConfigError,
@@ -66,6 +73,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
 
     device = pick_device(ns.device)
     model, cfg, ckpt = load_checkpoint(ns.checkpoint, device)
+    if ns.protocol != "pairs":
+        return _eval_protocol(ns, model, cfg, ckpt, device)
     out = {}
     for split in ns.split:
         ds = build_dataset(cfg.data, split)
@@ -73,6 +82,50 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             model, ds, device, cfg.eval.batch_size, ns.max_images, presence=ns.presence
         )
     print(json.dumps({"checkpoint": str(ckpt), **out}, indent=1))
+    return 0
+
+
+def _eval_protocol(
+    ns: argparse.Namespace, model: TSEG, cfg: Config, ckpt: Path, device: torch.device
+) -> int:
+    """``tseg eval --protocol phrasecut | voc | voc-zeroshot``: see ``tseg.protocols``."""
+    from .data import build_dataset
+    from .protocols import evaluate_phrasecut, evaluate_voc
+
+    want = "phrasecut" if ns.protocol == "phrasecut" else "voc"
+
+    def dataset(split: str) -> Any:
+        if ns.dataset_root:
+            if want == "phrasecut":
+                from .data.phrasecut import PhraseCutDataset
+
+                return PhraseCutDataset(ns.dataset_root, split)
+            from .data.voc import VocDataset
+
+            return VocDataset(ns.dataset_root, split)
+        if cfg.data.dataset != want:
+            raise DatasetError(
+                f"--protocol {ns.protocol} evaluates on {want}, but the checkpoint was trained "
+                f"on {cfg.data.dataset!r}: give the {want} folder with --dataset-root"
+            )
+        return build_dataset(cfg.data, split)
+
+    out: dict[str, object] = {}
+    for split in ns.split:
+        ds = dataset(split)
+        if want == "phrasecut":
+            out[split] = evaluate_phrasecut(model, ds, device, ns.max_images)
+        else:
+            out[split] = evaluate_voc(
+                model,
+                ds,
+                device,
+                ns.classes,
+                zero_shot=ns.protocol == "voc-zeroshot",
+                confidence_threshold=ns.confidence_threshold,
+                max_images=ns.max_images,
+            )
+    print(json.dumps({"checkpoint": str(ckpt), "protocol": ns.protocol, **out}, indent=1))
     return 0
 
 
@@ -86,18 +139,62 @@ def read_expressions(exprs: list[str], file: str | None) -> list[str]:
     return out
 
 
+def collect_images(spec: str) -> list[Path]:
+    """A file, a folder (its images, sorted) or a glob pattern -> image paths."""
+    import glob
+
+    exts = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+    p = Path(spec)
+    if p.is_dir():
+        paths = sorted(q for q in p.iterdir() if q.suffix.lower() in exts)
+        if not paths:
+            raise InputError(f"folder '{p}' holds no images ({', '.join(sorted(exts))})")
+        return paths
+    if p.is_file():
+        return [p]
+    if any(c in spec for c in "*?["):
+        paths = sorted(Path(q) for q in glob.glob(spec, recursive=True) if Path(q).is_file())
+        if not paths:
+            raise InputError(f"pattern '{spec}' matches no file")
+        return paths
+    raise InputError(f"image '{p}' does not exist")
+
+
 def cmd_segment(ns: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .crf import CRFConfig
     from .inference import Segmenter, check_expressions, load_image
     from .output import write_prediction
+    from .tta import TTAConfig
 
     exprs = check_expressions(read_expressions(ns.expressions, ns.expressions_file))
-    seg = Segmenter.from_checkpoint(ns.checkpoint)
-    image = load_image(ns.image)
-    preds = seg.predict(image, exprs)
-    out = write_prediction(Path(ns.out), Path(ns.image).stem, image, preds)
-    print(f"wrote masks, overlay and scores to {out}")
-    for p in preds:
-        print(f"  {p.confidence:.3f}  {p.expression}")
+    paths = collect_images(ns.image)
+    tta = None
+    if ns.tta:
+        try:
+            scales = tuple(float(v) for v in ns.tta_scales.split(","))
+        except ValueError:
+            raise InputError(
+                f"--tta-scales {ns.tta_scales!r} is not a comma-separated list of numbers"
+            ) from None
+        tta = TTAConfig(scales=scales, flip=not ns.no_flip)
+    seg = Segmenter.from_checkpoint(ns.checkpoint, tta=tta, crf=CRFConfig() if ns.crf else None)
+    out = Path(ns.out)
+    stems: dict[str, int] = {}
+    for path in tqdm(paths, desc="segment", disable=len(paths) == 1 or ns.quiet):
+        image = load_image(path)
+        preds = seg.predict(image, exprs)
+        # Two images with the same name in different folders get distinct output folders.
+        n = stems.get(path.stem, 0)
+        stems[path.stem] = n + 1
+        d = write_prediction(out, path.stem if n == 0 else f"{path.stem}_{n}", image, preds)
+        if len(paths) == 1:
+            print(f"wrote masks, overlay and scores to {d}")
+            for p in preds:
+                print(f"  {p.confidence:.3f}  {p.expression}")
+    if len(paths) > 1:
+        print(f"wrote {len(paths)} results to {out}")
     return 0
 
 
@@ -221,14 +318,44 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images")
     e.add_argument("--presence", action="store_true", help="also report presence ROC AUC")
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    e.add_argument(
+        "--protocol",
+        default="pairs",
+        choices=["pairs", "phrasecut", "voc", "voc-zeroshot"],
+        help="pairs: every (image, expression) of the checkpoint's dataset (default); "
+        "phrasecut: official per-task metrics; voc: semantic segmentation mIoU from the 20 "
+        "class names; voc-zeroshot: the same, dropping low-confidence classes (section 4.6)",
+    )
+    e.add_argument("--classes", help="VOC protocols: YAML of class -> names (default: packaged)")
+    e.add_argument(
+        "--dataset-root",
+        help="phrasecut/voc protocols: the dataset folder (default: the checkpoint's data.root)",
+    )
+    e.add_argument(
+        "--confidence-threshold",
+        type=float,
+        default=0.5,
+        help="voc-zeroshot: drop classes whose confidence is below this (default 0.5)",
+    )
     e.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("segment", help="segment an image with referring expressions")
     s.add_argument("checkpoint")
-    s.add_argument("image")
+    s.add_argument(
+        "image", help="an image, a folder of images, or a glob pattern like 'photos/*.jpg'"
+    )
     s.add_argument("expressions", nargs="*", help='expressions, e.g. "red circle" "blue shapes"')
     s.add_argument("--expressions-file", help="a text file with one expression per line")
     s.add_argument("--out", default="segment_out", help="output folder")
+    s.add_argument("--tta", action="store_true", help="multi-scale + flip test-time augmentation")
+    s.add_argument(
+        "--tta-scales", default="1,0.5,1.5,2", help="scales for --tta (default 1,0.5,1.5,2)"
+    )
+    s.add_argument("--no-flip", action="store_true", help="no flipped pass in --tta")
+    s.add_argument(
+        "--crf", action="store_true", help="dense CRF refinement (needs the [crf] extra)"
+    )
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_segment)
 
     d = sub.add_parser(

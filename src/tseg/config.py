@@ -119,6 +119,7 @@ class TrainConfig:
     out_dir: str = "runs/default"
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch intra-op threads on the CPU (0 = torch's default)
+    init_from: str = ""  # checkpoint or run folder to start from (e.g. box pretraining); "" = fresh
 
 
 @dataclass

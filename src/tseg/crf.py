@@ -99,7 +99,8 @@ def refine(image: np.ndarray, probs: np.ndarray, cfg: CRFConfig | None = None) -
         )
     h, w = image.shape[:2]
     # pydensecrf reads raw buffers: it needs C-contiguous uint8 RGB and float32 unaries.
-    rgb = np.ascontiguousarray(image)
+    # pydensecrf wants writable memory; np.asarray(PIL image) is read-only.
+    rgb = np.array(image, dtype=np.uint8, order="C", copy=True)
     out = np.empty_like(p)
     for i, fg in enumerate(p):
         fg = np.nan_to_num(fg, nan=0.5).clip(0.0, 1.0)

@@ -16,12 +16,20 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .checkpoint import save_checkpoint
+from .checkpoint import load_state, save_checkpoint
 from .config import Config, TrainConfig, save_yaml
 from .data import RefDataset, build_dataset, normalize_expression
-from .data.pipeline import EpochSampler, TfidfSimilarity, TrainSet, WeakCollate, collate_full
+from .data.pipeline import (
+    BoxCollate,
+    EpochSampler,
+    TfidfSimilarity,
+    TrainSet,
+    WeakCollate,
+    box_patch_targets,
+    collate_full,
+)
 from .data.transforms import eval_size, resize, to_tensor
-from .losses import dice_loss, soft_margin_loss
+from .losses import box_loss, dice_loss, soft_margin_loss
 from .metrics import SegmentationMeter, roc_auc
 from .models.text_encoder import train_tokenizer
 from .models.tseg import TSEG
@@ -56,6 +64,34 @@ def build_model(cfg: Config, train_ds: RefDataset) -> TSEG:
     if cfg.model.text.name == "bert":
         tokenizer = train_tokenizer(tokenizer_corpus(train_ds), cfg.model.text.vocab_size)
     return TSEG(cfg.model, cfg.data.image_size, tokenizer)
+
+
+def init_model_from(cfg: Config, path: str | Path) -> TSEG:
+    """A model of ``cfg``'s architecture with the weights and tokenizer of a checkpoint.
+
+    For continuing training from a pretraining run (e.g. box pretraining, Table 2e). The
+    checkpoint's tokenizer is kept, since its vocabulary indexes the text embeddings; a tensor
+    that is missing or of another shape raises a CheckpointError naming it.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .checkpoint import TOKENIZER, WEIGHTS, CheckpointError, read_meta, resolve
+    from .models.text_encoder import load_tokenizer
+
+    ckpt = resolve(path)
+    read_meta(ckpt)
+    model = TSEG(
+        cfg.model, cfg.data.image_size, load_tokenizer(ckpt / TOKENIZER), load_weights=False
+    )
+    try:
+        state = load_file(str(ckpt / WEIGHTS))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(
+            f"'{ckpt / WEIGHTS}' is not a readable safetensors file: {e}"
+        ) from None
+    load_state(model, state, f"train.init_from: {ckpt / WEIGHTS}")
+    return model
 
 
 def build_optimizer(model: TSEG, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -101,18 +137,36 @@ def step_loss(
             :, 0
         ]  # [P, H, W]
         return {"loss": dice_loss(logits, batch["masks"].to(device))}
+    if mode == "box":
+        img = model.encode_image(images)
+        y = model.encode_text(batch["texts"])
+        s = model.similarity(img["x"], y)  # [B, N, L]
+        pairs = batch["pairs"].to(device)
+        s_pairs = s[pairs[:, 0], :, pairs[:, 1]]  # [P, N], patches in row-major grid order
+        grid = tuple(img["grid"])
+        targets = batch["box_masks"]
+        if tuple(targets.shape[-2:]) != grid:  # the encoder's grid is not size / patch_size
+            patch = images.shape[-2] / grid[0]
+            targets = box_patch_targets(batch["boxes"], grid, patch)
+        return {"loss": box_loss(s_pairs, targets.flatten(1).to(device))}
     raise TrainingError(f"train.mode {mode!r} is not supported by this loop")
 
 
 def make_loader(
     cfg: Config, ds: RefDataset, seed: int
 ) -> tuple[DataLoader, TrainSet, EpochSampler]:
-    full = cfg.train.mode == "full"
-    tset = TrainSet(ds, cfg.data, seed=seed, with_masks=full)
-    tfidf = None
-    if cfg.train.ground_truth == "tfidf":
-        tfidf = TfidfSimilarity(tokenizer_texts_for_tfidf(ds, len(tset)))
-    collate: Callable = collate_full if full else WeakCollate(tfidf)
+    mode = cfg.train.mode
+    tset = TrainSet(ds, cfg.data, seed=seed, with_masks=mode == "full", with_boxes=mode == "box")
+    collate: Callable
+    if mode == "full":
+        collate = collate_full
+    elif mode == "box":
+        collate = BoxCollate(cfg.model.image.patch_size)
+    else:
+        tfidf = None
+        if cfg.train.ground_truth == "tfidf":
+            tfidf = TfidfSimilarity(tokenizer_texts_for_tfidf(ds, len(tset)))
+        collate = WeakCollate(tfidf)
     sampler = EpochSampler(len(tset), seed)
     loader = DataLoader(
         tset,
@@ -162,7 +216,10 @@ def train(
     torch.manual_seed(tc.seed)
     device = pick_device(tc.device)
     train_ds = build_dataset(cfg.data, "train")
-    model = build_model(cfg, train_ds).to(device)
+    # Continue from a checkpoint (e.g. box pretraining, Table 2e) when train.init_from is set.
+    init_from = getattr(tc, "init_from", "")
+    model = init_model_from(cfg, init_from) if init_from else build_model(cfg, train_ds)
+    model = model.to(device)
     opt = build_optimizer(model, tc)
     loader, tset, sampler = make_loader(cfg, train_ds, tc.seed)
     log_path = run_dir / "log.jsonl"
@@ -226,6 +283,8 @@ def train(
         "steps": tc.steps,
         "checkpoint": str(ckpt),
     }
+    if init_from:
+        results["init_from"] = str(init_from)
     for split in evaluate_splits:
         results[split] = evaluate(
             model, build_dataset(cfg.data, split), device, cfg.eval.batch_size, cfg.eval.max_images

@@ -11,8 +11,10 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from .checkpoint import load_checkpoint
+from .crf import CRFConfig
 from .data.transforms import eval_size, resize, to_tensor
 from .models.tseg import TSEG
+from .tta import TTAConfig, tta_probabilities
 
 
 class InputError(ValueError):
@@ -78,23 +80,48 @@ def check_expressions(expressions: list[str]) -> list[str]:
 
 
 class Segmenter:
-    """A loaded model; text embeddings are cached per distinct expression across calls."""
+    """A loaded model; text embeddings are cached per distinct expression across calls.
 
-    def __init__(self, model: TSEG, device: str | torch.device = "cpu") -> None:
+    Args:
+        model: A TSEG model.
+        device: Where to run it.
+        tta: Multi-scale + flip test-time augmentation (None: one pass at the training size).
+        crf: Dense-CRF refinement of each expression's map (None: off; needs the [crf] extra).
+        threshold: Foreground threshold on the probability maps.
+    """
+
+    def __init__(
+        self,
+        model: TSEG,
+        device: str | torch.device = "cpu",
+        tta: TTAConfig | None = None,
+        crf: CRFConfig | None = None,
+        threshold: float = 0.5,
+    ) -> None:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
+        self.tta, self.crf, self.threshold = tta, crf, threshold
+        if crf is not None:
+            from .crf import CRFUnavailable, crf_available
+
+            if not crf_available():
+                raise CRFUnavailable(
+                    "dense CRF needs pydensecrf: pip install 'tseg[crf]' (package pydensecrf2)"
+                )
         self._text_cache: dict[str, Tensor] = {}
+        self.text_encoder_calls = 0  # how many batches went through the text encoder
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Segmenter:
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", **kwargs) -> Segmenter:
         model, _, _ = load_checkpoint(path, device)
-        return cls(model, device)
+        return cls(model, device, **kwargs)
 
     @torch.no_grad()
     def text_embeddings(self, expressions: list[str]) -> Tensor:
         """[L, D]; only expressions not seen before go through the text encoder."""
         new = [e for e in dict.fromkeys(expressions) if e not in self._text_cache]
         if new:
+            self.text_encoder_calls += 1
             for e, y in zip(new, self.model.encode_text(new)):
                 self._text_cache[e] = y
         return torch.stack([self._text_cache[e] for e in expressions])
@@ -115,16 +142,32 @@ class Segmenter:
         patch = getattr(self.model.image_encoder, "patch_size", 16)
         results = []
         for a in arrays:
-            h, w = a.shape[:2]
-            size = eval_size(h, w, self.model.input_size, patch)
-            x = resize(to_tensor(a), size)[None].to(self.device)
-            enc = self.model.encode_image(x)
-            s = self.model.similarity(enc["x"], y)  # [1, N, L]
-            conf = torch.sigmoid(self.model.pool(s)["scores"][0]).tolist()
-            probs = (
-                self.model.masks_at(s, enc["grid"], (h, w))[0].float().cpu().numpy()
-            )  # [L, H, W]
+            if self.tta is not None:
+                probs, conf_arr = tta_probabilities(
+                    self.model, a, expressions, self.tta, text_embed_fn=self.text_embeddings
+                )
+                conf = conf_arr.tolist()
+            else:
+                probs, conf = self._single_pass(a, y, patch)
+            if self.crf is not None:
+                from .crf import refine
+
+                probs = refine(a, probs, self.crf)
             results.append(
-                [Prediction(e, float(c), p, p > 0.5) for e, c, p in zip(expressions, conf, probs)]
+                [
+                    Prediction(e, float(c), p, p > self.threshold)
+                    for e, c, p in zip(expressions, conf, probs)
+                ]
             )
         return results
+
+    def _single_pass(self, a: np.ndarray, y: Tensor, patch: int) -> tuple[np.ndarray, list[float]]:
+        """One image-encoder pass at the training resolution -> probs [L, H, W], confidences."""
+        h, w = a.shape[:2]
+        size = eval_size(h, w, self.model.input_size, patch)
+        x = resize(to_tensor(a), size)[None].to(self.device)
+        enc = self.model.encode_image(x)
+        s = self.model.similarity(enc["x"], y)  # [1, N, L]
+        conf = torch.sigmoid(self.model.pool(s)["scores"][0]).tolist()
+        probs = self.model.masks_at(s, enc["grid"], (h, w))[0].float().cpu().numpy()  # [L, H, W]
+        return probs, conf

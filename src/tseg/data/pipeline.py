@@ -1,11 +1,13 @@
 """From a RefDataset to training batches.
 
-Weak mode reads images and expressions only: ``WeakTrainSet`` never calls ``masks()``, and
-its batches carry no mask. Full mode reads the masks of the sampled positives.
+Weak mode reads images and expressions only: ``TrainSet`` never calls ``masks()``, and
+its batches carry no mask. Full mode reads the masks of the sampled positives. Box mode
+(COCO box pretraining, Table 2e) reads the boxes of the sampled positives, never a mask.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -14,8 +16,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..config import DataConfig
-from .base import RefDataset, normalize_expression, swap_left_right
-from .transforms import random_view, to_tensor
+from .base import DatasetError, RefDataset, normalize_expression, swap_left_right
+from .transforms import apply_view, sample_view, to_tensor, transform_boxes
 
 
 def sample_rng(seed: int, epoch: int, idx: int) -> np.random.Generator:
@@ -27,11 +29,27 @@ def sample_rng(seed: int, epoch: int, idx: int) -> np.random.Generator:
 class TrainSet(Dataset):
     """Augmented training samples with about ``expressions_per_image`` sampled positives each."""
 
-    def __init__(self, ds: RefDataset, cfg: DataConfig, seed: int, with_masks: bool) -> None:
+    def __init__(
+        self,
+        ds: RefDataset,
+        cfg: DataConfig,
+        seed: int,
+        with_masks: bool,
+        with_boxes: bool = False,
+    ) -> None:
+        if with_masks and with_boxes:
+            raise ValueError("a training set yields masks or boxes, not both")
+        if with_boxes and not callable(getattr(ds, "boxes", None)):
+            raise DatasetError(
+                f"train.mode=box needs box annotations, but dataset {cfg.dataset!r} "
+                f"({type(ds).__name__}) has no boxes(); box pretraining works on "
+                "refcoco, refcoco+, refcocog and phrasecut"
+            )
         self.ds = ds
         self.cfg = cfg
         self.seed = seed
         self.with_masks = with_masks
+        self.with_boxes = with_boxes
         n = max(1, int(round(len(ds) * cfg.train_fraction)))
         self.indices = list(range(n))  # Table 2d: a fixed prefix of the training set
         self.epoch = 0
@@ -50,25 +68,27 @@ class TrainSet(Dataset):
             raise ValueError(f"training image {idx} has no expressions")
         k = min(len(exprs), self.cfg.expressions_per_image)
         pick = sorted(rng.choice(len(exprs), size=k, replace=False).tolist())
-        masks = None
-        if self.with_masks:
-            masks = torch.from_numpy(np.ascontiguousarray(self.ds.masks(idx)[pick]))
-        image, masks, flipped = random_view(
-            to_tensor(self.ds.image(idx)),
-            masks,
+        image = to_tensor(self.ds.image(idx))
+        view = sample_view(
+            image.shape[-2],
+            image.shape[-1],
             self.cfg.image_size,
             (self.cfg.scale_min, self.cfg.scale_max),
             self.cfg.hflip,
             rng,
         )
-        fix = swap_left_right if flipped else (lambda t: t)
+        fix = swap_left_right if view.flipped else (lambda t: t)
         item: dict[str, Any] = {
-            "image": image,
+            "image": apply_view(image, view),
             "all": [normalize_expression(fix(e)) for e in exprs],
             "sampled": [normalize_expression(fix(exprs[j])) for j in pick],
         }
-        if masks is not None:
-            item["masks"] = masks
+        if self.with_masks:
+            masks = torch.from_numpy(np.ascontiguousarray(self.ds.masks(idx)[pick]))
+            item["masks"] = apply_view(masks, view, masks=True)
+        if self.with_boxes:
+            boxes = np.asarray(self.ds.boxes(idx), dtype=np.float64)[pick]
+            item["boxes"] = torch.from_numpy(transform_boxes(boxes, view)).float()
         return item
 
 
@@ -141,6 +161,52 @@ def collate_full(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "pairs": torch.tensor(pairs, dtype=torch.long),
         "masks": torch.stack(masks),
     }
+
+
+def box_patch_targets(boxes: torch.Tensor, grid: tuple[int, int], patch: float) -> torch.Tensor:
+    """Boxes [P, 4] (x, y, w, h in input pixels) -> [P, h, w] float, 1 where a patch's centre is inside.
+
+    Patch (i, j) has its centre at ((j + 0.5) * patch, (i + 0.5) * patch); inside means
+    x <= cx < x + w and y <= cy < y + h.
+    """
+    gh, gw = grid
+    cy = (torch.arange(gh, dtype=torch.float32) + 0.5) * patch  # [h]
+    cx = (torch.arange(gw, dtype=torch.float32) + 0.5) * patch  # [w]
+    b = boxes.float().view(-1, 4, 1)
+    in_x = (cx >= b[:, 0]) & (cx < b[:, 0] + b[:, 2])  # [P, w]
+    in_y = (cy >= b[:, 1]) & (cy < b[:, 1] + b[:, 3])  # [P, h]
+    return (in_y[:, :, None] & in_x[:, None, :]).float()
+
+
+class BoxCollate:
+    """Batch for box pretraining: texts, positive pairs [P, 2], boxes [P, 4] and box masks.
+
+    ``box_masks`` [P, h, w] is the patch-level target on a ``ceil(S / patch)`` grid: 1 where the
+    patch centre lies inside the (augmented) box of the pair's expression.
+    """
+
+    def __init__(self, patch_size: int) -> None:
+        self.patch_size = patch_size
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        texts = batch_texts(items)
+        col = {t: j for j, t in enumerate(texts)}
+        pairs, boxes = [], []
+        for i, it in enumerate(items):
+            for t, b in zip(it["sampled"], it["boxes"]):
+                pairs.append((i, col[t]))
+                boxes.append(b)
+        images = torch.stack([it["image"] for it in items])
+        size = images.shape[-2:]
+        grid = (math.ceil(size[0] / self.patch_size), math.ceil(size[1] / self.patch_size))
+        box_t = torch.stack(boxes)
+        return {
+            "images": images,
+            "texts": texts,
+            "pairs": torch.tensor(pairs, dtype=torch.long),
+            "boxes": box_t,
+            "box_masks": box_patch_targets(box_t, grid, self.patch_size),
+        }
 
 
 class TfidfSimilarity:

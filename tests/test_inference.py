@@ -1,0 +1,99 @@
+"""The Python inference API: input kinds, text-embedding cache, batches, TTA and CRF options."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tseg.checkpoint import save_checkpoint
+from tseg.crf import CRFConfig, crf_available
+from tseg.data import build_dataset
+from tseg.engine import build_model
+from tseg.inference import InputError, Segmenter, load_image
+from tseg.tta import TTAConfig
+
+
+@pytest.fixture
+def segmenter(micro_cfg, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(micro_cfg, build_dataset(micro_cfg.data, "train"))
+    save_checkpoint(model, micro_cfg, tmp_path / "run", step=1)
+    return Segmenter.from_checkpoint(tmp_path / "run")
+
+
+def test_predict_returns_one_result_per_expression_at_image_size(segmenter):
+    img = (np.random.default_rng(0).random((37, 53, 3)) * 255).astype(np.uint8)
+    preds = segmenter.predict(img, ["red circle", "blue shapes"])
+    assert [p.expression for p in preds] == ["red circle", "blue shapes"]
+    for p in preds:
+        assert p.probability.shape == (37, 53) and p.probability.dtype == np.float32
+        assert p.mask.dtype == bool and np.array_equal(p.mask, p.probability > 0.5)
+        assert 0.0 <= p.confidence <= 1.0
+
+
+def test_text_cache_counts_encoder_calls(segmenter):
+    img = np.zeros((32, 32, 3), np.uint8)
+    segmenter.predict(img, ["red circle", "squares"])
+    assert segmenter.text_encoder_calls == 1
+    segmenter.predict(img, ["squares", "red circle"])  # same expressions: no new call
+    segmenter.predict_batch([img, img, img], ["red circle"])
+    assert segmenter.text_encoder_calls == 1
+    segmenter.predict(img, ["red circle", "stars"])  # only "stars" is new
+    assert segmenter.text_encoder_calls == 2
+    assert set(segmenter._text_cache) == {"red circle", "squares", "stars"}
+
+
+def test_batch_equals_single_calls(segmenter):
+    rng = np.random.default_rng(1)
+    imgs = [(rng.random((32, 40, 3)) * 255).astype(np.uint8) for _ in range(3)]
+    batch = segmenter.predict_batch(imgs, ["circles"])
+    for img, preds in zip(imgs, batch):
+        single = segmenter.predict(img, ["circles"])
+        assert np.allclose(single[0].probability, preds[0].probability, atol=1e-6)
+
+
+def test_input_kinds(tmp_path):
+    rgb = (np.random.default_rng(2).random((20, 30, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    Image.fromarray(rgb).convert("L").save(tmp_path / "gray.png")
+    Image.fromarray(rgb).convert("RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "pal.png")
+    for name in ("a.png", "gray.png", "rgba.png", "pal.png"):
+        out = load_image(tmp_path / name)
+        assert out.shape == (20, 30, 3) and out.dtype == np.uint8
+    assert load_image(Image.fromarray(rgb)).shape == (20, 30, 3)
+    assert load_image(rgb[:, :, 0]).shape == (20, 30, 3)
+    assert np.array_equal(load_image(rgb.astype(np.float32) / 255.0), rgb)
+    with pytest.raises(InputError, match="shape"):
+        load_image(np.zeros((4, 4, 5)))
+    with pytest.raises(InputError, match="unsupported image type"):
+        load_image(42)
+
+
+def test_exif_rotation_is_honoured(tmp_path):
+    img = Image.new("RGB", (30, 20), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    img.save(tmp_path / "rot.jpg", exif=exif)
+    assert load_image(tmp_path / "rot.jpg").shape == (30, 20, 3)
+
+
+def test_tta_option_changes_the_path(segmenter, micro_cfg):
+    img = (np.random.default_rng(3).random((32, 32, 3)) * 255).astype(np.uint8)
+    plain = segmenter.predict(img, ["the circle left of the red square"])[0]
+    tta_seg = Segmenter(segmenter.model, tta=TTAConfig(scales=(1.0,), flip=False))
+    same = tta_seg.predict(img, ["the circle left of the red square"])[0]
+    assert np.allclose(plain.probability, same.probability, atol=1e-5)
+    flip_seg = Segmenter(segmenter.model, tta=TTAConfig(scales=(1.0, 1.5), flip=True))
+    other = flip_seg.predict(img, ["the circle left of the red square"])[0]
+    assert other.probability.shape == (32, 32)
+    assert np.abs(plain.probability - other.probability).max() > 0  # more passes were averaged
+
+
+@pytest.mark.skipif(not crf_available(), reason="pydensecrf2 (the [crf] extra) is not installed")
+def test_crf_option(segmenter):
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[8:24, 8:24] = (255, 0, 0)
+    crf_seg = Segmenter(segmenter.model, crf=CRFConfig(iterations=5))
+    p = crf_seg.predict(img, ["red square"])[0]
+    assert p.probability.shape == (32, 32) and 0 <= p.probability.min() <= p.probability.max() <= 1
