@@ -17,7 +17,7 @@ from . import __version__
 from .checkpoint import CheckpointError
 from .config import ConfigError, build_config
 from .data import DatasetError
-from .engine import TrainingError
+from .engine import TrainingError, TrainingInterrupted
 from .inference import InputError
 from .models.weights import WeightsError
 
@@ -61,7 +61,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
     if ns.out:
         overrides = [*overrides, f"train.out_dir={ns.out}"]
     cfg = build_config(path, overrides)
-    results = train(cfg, progress=not ns.quiet)
+    results = train(cfg, progress=not ns.quiet, resume=ns.resume)
     print(json.dumps({k: v for k, v in results.items() if k != "history"}, indent=1))
     return 0
 
@@ -310,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--out", help="run folder (same as train.out_dir=...)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue exactly from the run folder's latest checkpoint",
+    )
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint on its dataset")
@@ -399,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     except EXPECTED_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -114,6 +114,9 @@ class TrainConfig:
     steps: int = 1000
     grad_clip: float = 0.0  # 0 = off
     eval_every: int = 0  # 0 = only at the end
+    save_every: int = (
+        500  # checkpoint (with optimiser and RNG state) every N steps; 0 = only at the end
+    )
     log_every: int = 20
     seed: int = 0
     out_dir: str = "runs/default"

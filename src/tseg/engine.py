@@ -176,6 +176,9 @@ def make_loader(
         num_workers=cfg.data.num_workers,
         drop_last=len(tset) >= cfg.train.batch_size,
         persistent_workers=False,
+        # Its own generator: otherwise each new iterator draws a base seed from torch's global
+        # RNG, and a run resumed mid-epoch would see different dropout than one never stopped.
+        generator=torch.Generator().manual_seed(seed),
     )
     return loader, tset, sampler
 
@@ -188,16 +191,50 @@ def tokenizer_texts_for_tfidf(ds: RefDataset, n: int, limit: int = 2000) -> list
 
 
 def batches(
-    loader: DataLoader, tset: TrainSet, sampler: EpochSampler, start_epoch: int
+    loader: DataLoader, tset: TrainSet, sampler: EpochSampler, start_epoch: int, skip: int = 0
 ) -> Iterator[tuple[int, dict]]:
-    """Endless (epoch, batch) stream; each epoch re-seeds the order and the augmentation."""
+    """Endless (epoch, batch) stream; each epoch re-seeds the order and the augmentation.
+
+    ``skip`` batches of the first epoch are left out, so a resumed run sees exactly the batches
+    the uninterrupted run would have seen.
+    """
     epoch = start_epoch
+    bs = loader.batch_size or 1
     while True:
         tset.set_epoch(epoch)
-        sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch, start=skip * bs)
+        skip = 0
         for batch in loader:
             yield epoch, batch
         epoch += 1
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM arrived; a checkpoint was saved first."""
+
+
+def _save(model: TSEG, cfg: Config, run_dir: Path, step: int, opt: torch.optim.Optimizer) -> Path:
+    from .resume import training_state
+
+    tensors, meta = training_state(opt)
+    return save_checkpoint(model, cfg, run_dir, step, extra=tensors, meta={"train_state": meta})
+
+
+def _resume(run_dir: Path, opt: torch.optim.Optimizer) -> int:
+    """Load optimiser and RNG state from the run's latest checkpoint (the model already holds its
+    weights, see ``init_model_from``); returns the checkpoint's step."""
+    from safetensors.torch import load_file
+
+    from .checkpoint import CheckpointError, read_meta, resolve
+    from .resume import restore_training_state
+
+    ckpt = resolve(run_dir)
+    meta = read_meta(ckpt)
+    state_file = ckpt / "train_state.safetensors"
+    if "train_state" not in meta or not state_file.is_file():
+        raise CheckpointError(f"checkpoint '{ckpt}' has no training state to resume from")
+    restore_training_state(opt, load_file(str(state_file)), meta["train_state"])
+    return int(meta["step"])
 
 
 def train(
@@ -205,10 +242,22 @@ def train(
     run_dir: str | Path | None = None,
     progress: bool = True,
     evaluate_splits: tuple[str, ...] = ("val",),
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train a model as ``cfg`` says; checkpoints and metrics go to ``run_dir`` (cfg.train.out_dir)."""
+    """Train a model as ``cfg`` says; checkpoints and metrics go to ``run_dir`` (cfg.train.out_dir).
+
+    A checkpoint (weights, optimiser and RNG state) is written every ``train.save_every`` steps
+    and when SIGINT or SIGTERM arrives; ``resume=True`` continues from the run's latest one
+    exactly: same weights, optimiser, learning-rate schedule, data order and random state.
+    """
     tc = cfg.train
     run_dir = Path(run_dir or tc.out_dir)
+    if resume and not (run_dir / "latest").is_file():
+        from .checkpoint import CheckpointError
+
+        raise CheckpointError(
+            f"nothing to resume: '{run_dir}' holds no checkpoint ('latest' is missing)"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(cfg, run_dir / "config.yaml")
     if tc.threads:
@@ -218,17 +267,33 @@ def train(
     train_ds = build_dataset(cfg.data, "train")
     # Continue from a checkpoint (e.g. box pretraining, Table 2e) when train.init_from is set.
     init_from = getattr(tc, "init_from", "")
-    model = init_model_from(cfg, init_from) if init_from else build_model(cfg, train_ds)
+    if resume:
+        from .checkpoint import resolve
+
+        # The resumed model is rebuilt with the checkpoint's own tokenizer, then fully loaded.
+        model = init_model_from(cfg, resolve(run_dir))
+    elif init_from:
+        model = init_model_from(cfg, init_from)
+    else:
+        model = build_model(cfg, train_ds)
     model = model.to(device)
     opt = build_optimizer(model, tc)
     loader, tset, sampler = make_loader(cfg, train_ds, tc.seed)
+    start = _resume(run_dir, opt) if resume else 0
+    if start >= tc.steps:
+        raise TrainingError(f"'{run_dir}' is already at step {start} of train.steps = {tc.steps}")
+    per_epoch = max(1, len(loader))
     log_path = run_dir / "log.jsonl"
     history: list[dict[str, Any]] = []
     t0 = time.time()
     model.train()
-    stream = batches(loader, tset, sampler, 0)
+    stream = batches(loader, tset, sampler, start // per_epoch, skip=start % per_epoch)
+    stop: dict[str, int] = {}
+    old_handlers = _install_signal_handlers(stop)
     bar = tqdm(
-        range(tc.steps),
+        range(start, tc.steps),
+        initial=start,
+        total=tc.steps,
         desc=f"train {cfg.model.head}/{tc.mode}",
         disable=not progress,
         dynamic_ncols=True,
@@ -252,6 +317,13 @@ def train(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             opt.step()
             seen += batch["images"].shape[0]
+            if stop:
+                _restore_signal_handlers(old_handlers)
+                ckpt = _save(model, cfg, run_dir, step + 1, opt)
+                raise TrainingInterrupted(
+                    f"stopped by signal {stop['signal']} after step {step + 1}; saved '{ckpt}'. "
+                    f"Continue with: tseg train ... --resume (train.out_dir={run_dir})"
+                )
             if step % tc.log_every == 0 or step == tc.steps - 1:
                 rec = {
                     "step": step,
@@ -274,10 +346,13 @@ def train(
                 )
                 history.append({"step": step + 1, **m})
                 log.write(json.dumps({"step": step + 1, "val": m}) + "\n")
-                save_checkpoint(model, cfg, run_dir, step + 1)
+                _save(model, cfg, run_dir, step + 1, opt)
                 model.train()
+            elif tc.save_every and (step + 1) % tc.save_every == 0 and step + 1 < tc.steps:
+                _save(model, cfg, run_dir, step + 1, opt)
+    _restore_signal_handlers(old_handlers)
     train_time = time.time() - t0
-    ckpt = save_checkpoint(model, cfg, run_dir, tc.steps)
+    ckpt = _save(model, cfg, run_dir, tc.steps, opt)
     results: dict[str, Any] = {
         "train_time_s": round(train_time, 1),
         "steps": tc.steps,
@@ -292,6 +367,30 @@ def train(
     results["history"] = history
     (run_dir / "metrics.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     return results
+
+
+def _install_signal_handlers(stop: dict[str, int]) -> dict[int, Any]:
+    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint after the current step and stops."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+
+        def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
+            stop["signal"] = signum
+
+        old[sig] = signal.signal(sig, handler)
+    return old
+
+
+def _restore_signal_handlers(old: dict[int, Any]) -> None:
+    import signal
+
+    for sig, h in old.items():
+        signal.signal(sig, h)
 
 
 @torch.no_grad()

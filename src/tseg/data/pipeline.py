@@ -97,17 +97,17 @@ class EpochSampler(Sampler[int]):
 
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
+        self.start = 0  # skip this many indices of the epoch (resuming mid-epoch)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
 
     def __iter__(self) -> Iterator[int]:
-        return iter(
-            np.random.default_rng([self.seed, 7919, self.epoch]).permutation(self.n).tolist()
-        )
+        order = np.random.default_rng([self.seed, 7919, self.epoch]).permutation(self.n).tolist()
+        return iter(order[self.start :])
 
     def __len__(self) -> int:
-        return self.n
+        return self.n - self.start
 
 
 def batch_texts(items: Sequence[dict[str, Any]]) -> list[str]:
