@@ -97,3 +97,58 @@ def test_crf_option(segmenter):
     crf_seg = Segmenter(segmenter.model, crf=CRFConfig(iterations=5))
     p = crf_seg.predict(img, ["red square"])[0]
     assert p.probability.shape == (32, 32) and 0 <= p.probability.min() <= p.probability.max() <= 1
+
+
+def test_bad_and_unusual_image_files(tmp_path):
+    rgb = (np.random.default_rng(4).random((24, 32, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "ok.png")
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("hello")
+    with pytest.raises(InputError, match="truncated.png' could not be read"):
+        load_image(tmp_path / "truncated.png")
+    with pytest.raises(InputError, match=r"empty.png' is empty \(0 bytes\)"):
+        load_image(tmp_path / "empty.png")
+    with pytest.raises(InputError, match="text.jpg' could not be read"):
+        load_image(tmp_path / "text.jpg")
+    # 16-bit grayscale keeps its contrast (a plain convert would clip everything above 255).
+    g16 = (np.linspace(0, 65535, 24 * 32).reshape(24, 32)).astype(np.uint16)
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    out = load_image(tmp_path / "g16.png")
+    assert out.shape == (24, 32, 3) and out.min() == 0 and out.max() == 255
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    assert load_image(tmp_path / "cmyk.jpg").shape == (24, 32, 3)
+    Image.new("RGB", (1, 1), (9, 9, 9)).save(tmp_path / "one.png")
+    assert load_image(tmp_path / "one.png").shape == (1, 1, 3)
+    # A transparent RGBA pixel becomes white, not the colour hidden under alpha 0.
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 0] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "clear.png")
+    assert load_image(tmp_path / "clear.png")[0, 0].tolist() == [255, 255, 255]
+
+
+def test_decompression_bomb_limit(tmp_path):
+    Image.new("RGB", (400, 300)).save(tmp_path / "big.png")
+    with pytest.raises(InputError, match="400 x 300 = 120,000 pixels, above the limit of 100,000"):
+        load_image(tmp_path / "big.png", max_pixels=100_000)
+    assert load_image(tmp_path / "big.png", max_pixels=200_000).shape == (300, 400, 3)
+
+
+def test_one_by_one_image_segments(segmenter):
+    preds = segmenter.predict(np.full((1, 1, 3), 200, np.uint8), ["circles"])
+    assert preds[0].mask.shape == (1, 1)
+
+
+def test_unusual_expressions(segmenter):
+    img = np.zeros((32, 32, 3), np.uint8)
+    preds = segmenter.predict(img, ["circles", "circles", "ballon rouge à gauche 🎈"])
+    assert len(preds) == 3
+    assert np.array_equal(preds[0].probability, preds[1].probability)  # duplicates agree
+    long = " ".join(["red"] * 200)
+    with pytest.warns(UserWarning, match="truncated"):
+        assert len(segmenter.predict(img, [long])) == 1
+    with pytest.raises(InputError, match="is empty"):
+        segmenter.predict(img, ["circles", "\t "])
+    with pytest.raises(InputError, match="no expressions"):
+        segmenter.predict(img, [])

@@ -179,11 +179,13 @@ def cmd_segment(ns: argparse.Namespace) -> int:
                 f"--tta-scales {ns.tta_scales!r} is not a comma-separated list of numbers"
             ) from None
         tta = TTAConfig(scales=scales, flip=not ns.no_flip)
-    seg = Segmenter.from_checkpoint(ns.checkpoint, tta=tta, crf=CRFConfig() if ns.crf else None)
+    seg = Segmenter.from_checkpoint(
+        ns.checkpoint, tta=tta, crf=CRFConfig() if ns.crf else None, max_pixels=ns.max_pixels
+    )
     out = Path(ns.out)
     stems: dict[str, int] = {}
     for path in tqdm(paths, desc="segment", disable=len(paths) == 1 or ns.quiet):
-        image = load_image(path)
+        image = load_image(path, ns.max_pixels)
         preds = seg.predict(image, exprs)
         # Two images with the same name in different folders get distinct output folders.
         n = stems.get(path.stem, 0)
@@ -361,6 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--crf", action="store_true", help="dense CRF refinement (needs the [crf] extra)"
     )
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument(
+        "--max-pixels",
+        type=int,
+        default=100_000_000,
+        help="refuse larger images (decompression bombs)",
+    )
     s.set_defaults(func=cmd_segment)
 
     d = sub.add_parser(

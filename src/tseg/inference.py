@@ -33,27 +33,63 @@ class Prediction:
     mask: np.ndarray  # bool [H, W]
 
 
-def load_image(image: str | Path | Image.Image | np.ndarray) -> np.ndarray:
+# Images above this many pixels are refused before decoding (a decompression bomb is a few KB
+# on disk and gigabytes in memory). Raise it with load_image(..., max_pixels=N) or --max-pixels.
+MAX_PIXELS = 100_000_000
+
+
+def pil_to_rgb(im: Image.Image) -> np.ndarray:
+    """Any PIL mode -> uint8 RGB. 16- and 32-bit grayscale are rescaled, not clipped at 255."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im).astype(np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") else max(float(a.max()), 1.0)
+        g = (a.clip(0, top) / top * 255.0).round().astype(np.uint8)
+        return np.repeat(g[:, :, None], 3, axis=2)
+    if im.mode == "F":
+        a = np.asarray(im)
+        g = (np.nan_to_num(a).clip(0, 1) * 255).round().astype(np.uint8)
+        return np.repeat(g[:, :, None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        # Composite transparent pixels on white rather than on whatever colour they hide.
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.array(Image.alpha_composite(bg, rgba).convert("RGB"))
+    return np.array(im.convert("RGB"))
+
+
+def load_image(
+    image: str | Path | Image.Image | np.ndarray, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
     """A path, PIL image or array -> uint8 RGB [H, W, 3], honouring EXIF orientation."""
     if isinstance(image, (str, Path)):
         p = Path(image)
         if not p.is_file():
             raise InputError(f"image '{p}' does not exist")
+        if p.stat().st_size == 0:
+            raise InputError(f"image '{p}' is empty (0 bytes)")
         try:
             with Image.open(p) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise InputError(
+                        f"image '{p}' is {w} x {h} = {w * h:,} pixels, above the limit of "
+                        f"{max_pixels:,} (raise it with max_pixels / --max-pixels if you trust the file)"
+                    )
                 from PIL import ImageOps
 
                 im = ImageOps.exif_transpose(im)
-                return np.asarray(im.convert("RGB"))
+                return pil_to_rgb(im)
+        except InputError:
+            raise
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
             raise InputError(f"image '{p}' could not be read: {e}") from None
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        return pil_to_rgb(image)
     if isinstance(image, np.ndarray):
         a = image
         if a.ndim == 2:
             a = np.repeat(a[:, :, None], 3, axis=2)
-        if a.ndim != 3 or a.shape[2] not in (3, 4):
+        if a.ndim != 3 or a.shape[2] not in (3, 4) or a.shape[0] < 1 or a.shape[1] < 1:
             raise InputError(
                 f"image array must be [H, W], [H, W, 3] or [H, W, 4], got shape {a.shape}"
             )
@@ -88,6 +124,7 @@ class Segmenter:
         tta: Multi-scale + flip test-time augmentation (None: one pass at the training size).
         crf: Dense-CRF refinement of each expression's map (None: off; needs the [crf] extra).
         threshold: Foreground threshold on the probability maps.
+        max_pixels: Images with more pixels are refused before decoding.
     """
 
     def __init__(
@@ -97,8 +134,10 @@ class Segmenter:
         tta: TTAConfig | None = None,
         crf: CRFConfig | None = None,
         threshold: float = 0.5,
+        max_pixels: int = MAX_PIXELS,
     ) -> None:
         self.model = model.to(device).eval()
+        self.max_pixels = max_pixels
         self.device = torch.device(device)
         self.tta, self.crf, self.threshold = tta, crf, threshold
         if crf is not None:
@@ -137,7 +176,7 @@ class Segmenter:
     def predict_batch(self, images: list, expressions: list[str]) -> list[list[Prediction]]:
         """Segment many images with the same expressions."""
         expressions = check_expressions(expressions)
-        arrays = [load_image(im) for im in images]
+        arrays = [load_image(im, self.max_pixels) for im in images]
         y = self.text_embeddings(expressions)  # [L, D]
         patch = getattr(self.model.image_encoder, "patch_size", 16)
         results = []
