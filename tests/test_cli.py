@@ -114,3 +114,15 @@ def test_segment_folder_glob_tta_and_crf(tmp_path, micro_overrides, capsys):
             )
             == 0
         )
+
+
+def test_missing_expressions_file_is_named(tmp_path, capsys):
+    from tseg.cli import read_expressions
+    from tseg.inference import InputError
+
+    try:
+        read_expressions(["a"], str(tmp_path / "nope.txt"))
+    except InputError as e:
+        assert "expressions file" in str(e) and "nope.txt' does not exist" in str(e)
+    else:
+        raise AssertionError("no error for a missing expressions file")
