@@ -126,3 +126,59 @@ def test_missing_expressions_file_is_named(tmp_path, capsys):
         assert "expressions file" in str(e) and "nope.txt' does not exist" in str(e)
     else:
         raise AssertionError("no error for a missing expressions file")
+
+
+def test_segment_zero_shot_classes(tmp_path, micro_overrides, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *micro_overrides, "train.steps=1", "--quiet", "--out", str(run)]) == 0
+    img = tmp_path / "p.png"
+    Image.fromarray((np.random.default_rng(5).random((30, 40, 3)) * 255).astype(np.uint8)).save(img)
+    names = tmp_path / "names.yaml"
+    names.write_text("person: [man, woman]\ncircle: [circle, disc]\n")
+    out = tmp_path / "zs"
+    assert (
+        main(
+            [
+                "segment",
+                str(run),
+                str(img),
+                "--classes",
+                str(names),
+                "--out",
+                str(out),
+                "--class-threshold",
+                "0",
+            ]
+        )
+        == 0
+    )
+    d = out / "p"
+    lab = Image.open(d / "classes.png")
+    assert lab.mode == "P" and lab.size == (40, 30)
+    assert set(np.unique(np.asarray(lab))) <= {0, 1, 2}
+    info = json.loads((d / "classes.json").read_text())
+    assert info["classes"] == ["person", "circle"] and set(info["confidence"]) == {
+        "person",
+        "circle",
+    }
+    # Threshold 1.01 drops every class: all background.
+    assert (
+        main(
+            [
+                "segment",
+                str(run),
+                str(img),
+                "--classes",
+                "a,b",
+                "--out",
+                str(out),
+                "--class-threshold",
+                "1.01",
+            ]
+        )
+        == 0
+    )
+    assert set(np.unique(np.asarray(Image.open(d / "classes.png")))) == {0}
+    capsys.readouterr()
+    assert main(["segment", str(run), str(img), "--classes", str(tmp_path / "no.yaml")]) == 2
+    assert "no.yaml' does not exist" in capsys.readouterr().err

@@ -160,6 +160,61 @@ def collect_images(spec: str) -> list[Path]:
     raise InputError(f"image '{p}' does not exist")
 
 
+def read_classes(spec: str) -> dict[str, list[str]]:
+    """``--classes``: a YAML file (class -> list of names) or comma-separated class names."""
+    from .data.zeroshot import load_class_names
+
+    p = Path(spec)
+    if p.suffix.lower() in (".yaml", ".yml") or p.is_file():
+        import yaml
+
+        if not p.is_file():
+            raise InputError(f"classes file '{p}' does not exist")
+        try:
+            keys = list((yaml.safe_load(p.read_text(encoding="utf-8")) or {}).keys())
+        except (yaml.YAMLError, AttributeError) as e:
+            raise InputError(
+                f"classes file '{p}' is not a YAML mapping of class -> names: {e}"
+            ) from None
+        return load_class_names(p, classes=keys)
+    names = [c.strip() for c in spec.split(",") if c.strip()]
+    if not names:
+        raise InputError("--classes is empty: give names like 'cat,dog' or a YAML file")
+    return {c: [c] for c in names}
+
+
+def write_zero_shot(
+    out: Path, stem: str, image, preds, classes: dict[str, list[str]], threshold: float
+) -> Path:
+    """Section 4.6: merge synonyms, drop unconfident classes, argmax; palette PNG + overlay."""
+    import numpy as np
+    from PIL import Image
+
+    from .data.zeroshot import flatten_class_names, merge_synonyms, zero_shot_labels
+    from .viz import PALETTE, overlay
+
+    _, groups = flatten_class_names(classes)
+    probs, conf = merge_synonyms(
+        np.stack([p.probability for p in preds]), np.array([p.confidence for p in preds]), groups
+    )
+    labels = zero_shot_labels(conf, probs, threshold=threshold)  # [H, W], 0 = background
+    d = out / stem
+    d.mkdir(parents=True, exist_ok=True)
+    pal = Image.fromarray(labels.astype(np.uint8), mode="P")
+    flat = [0, 0, 0] + [v for c in range(len(classes)) for v in PALETTE[c % len(PALETTE)]]
+    pal.putpalette(flat + [0] * (768 - len(flat)))
+    pal.save(d / "classes.png")
+    names = list(classes)
+    masks = np.stack([labels == k + 1 for k in range(len(names))])
+    overlay(image, masks, names, [float(c) for c in conf]).save(d / "classes_overlay.png")
+    scores = {n: round(float(c), 6) for n, c in zip(names, conf)}
+    (d / "classes.json").write_text(
+        json.dumps({"classes": names, "confidence": scores, "threshold": threshold}, indent=1),
+        encoding="utf-8",
+    )
+    return d
+
+
 def cmd_segment(ns: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -168,7 +223,13 @@ def cmd_segment(ns: argparse.Namespace) -> int:
     from .output import write_prediction
     from .tta import TTAConfig
 
-    exprs = check_expressions(read_expressions(ns.expressions, ns.expressions_file))
+    classes = read_classes(ns.classes) if ns.classes else None
+    if classes is not None:
+        from .data.zeroshot import flatten_class_names
+
+        exprs = check_expressions(flatten_class_names(classes)[0])
+    else:
+        exprs = check_expressions(read_expressions(ns.expressions, ns.expressions_file))
     paths = collect_images(ns.image)
     tta = None
     if ns.tta:
@@ -190,7 +251,11 @@ def cmd_segment(ns: argparse.Namespace) -> int:
         # Two images with the same name in different folders get distinct output folders.
         n = stems.get(path.stem, 0)
         stems[path.stem] = n + 1
-        d = write_prediction(out, path.stem if n == 0 else f"{path.stem}_{n}", image, preds)
+        stem = path.stem if n == 0 else f"{path.stem}_{n}"
+        if classes is not None:
+            d = write_zero_shot(out, stem, image, preds, classes, ns.class_threshold)
+        else:
+            d = write_prediction(out, stem, image, preds)
         if len(paths) == 1:
             print(f"wrote masks, overlay and scores to {d}")
             for p in preds:
@@ -363,6 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--crf", action="store_true", help="dense CRF refinement (needs the [crf] extra)"
     )
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument(
+        "--classes",
+        help="zero-shot semantic segmentation: 'cat,dog' or a YAML file class -> [names] (section 4.6)",
+    )
+    s.add_argument(
+        "--class-threshold", type=float, default=0.5, help="drop classes below this confidence"
+    )
     s.add_argument(
         "--max-pixels",
         type=int,
