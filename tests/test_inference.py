@@ -152,3 +152,25 @@ def test_unusual_expressions(segmenter):
         segmenter.predict(img, ["circles", "\t "])
     with pytest.raises(InputError, match="no expressions"):
         segmenter.predict(img, [])
+
+
+def test_inference_config_is_stored_and_overridable(micro_overrides, tmp_path):
+    from tseg.config import build_config
+
+    cfg = build_config(
+        None,
+        [
+            *micro_overrides,
+            "inference.tta=true",
+            "inference.tta_scales=1,2",
+            "inference.threshold=0.7",
+        ],
+    )
+    model = build_model(cfg, build_dataset(cfg.data, "train"))
+    save_checkpoint(model, cfg, tmp_path / "r", step=1)
+    seg = Segmenter.from_checkpoint(tmp_path / "r")
+    assert seg.tta is not None and seg.tta.scales == (1.0, 2.0) and seg.threshold == 0.7
+    seg = Segmenter.from_checkpoint(tmp_path / "r", tta=None, threshold=0.3)
+    assert seg.tta is None and seg.threshold == 0.3
+    p = seg.predict(np.zeros((16, 16, 3), np.uint8), ["circles"])[0]
+    assert np.array_equal(p.mask, p.probability > 0.3)

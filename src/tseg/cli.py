@@ -231,7 +231,8 @@ def cmd_segment(ns: argparse.Namespace) -> int:
     else:
         exprs = check_expressions(read_expressions(ns.expressions, ns.expressions_file))
     paths = collect_images(ns.image)
-    tta = None
+    # Flags given on the command line override the checkpoint's inference config.
+    overrides: dict = {}
     if ns.tta:
         try:
             scales = tuple(float(v) for v in ns.tta_scales.split(","))
@@ -239,21 +240,29 @@ def cmd_segment(ns: argparse.Namespace) -> int:
             raise InputError(
                 f"--tta-scales {ns.tta_scales!r} is not a comma-separated list of numbers"
             ) from None
-        tta = TTAConfig(scales=scales, flip=not ns.no_flip)
-    seg = Segmenter.from_checkpoint(
-        ns.checkpoint, tta=tta, crf=CRFConfig() if ns.crf else None, max_pixels=ns.max_pixels
-    )
+        overrides["tta"] = TTAConfig(scales=scales, flip=not ns.no_flip)
+    if ns.crf:
+        overrides["crf"] = CRFConfig()
+    if ns.max_pixels is not None:
+        overrides["max_pixels"] = ns.max_pixels
+    if ns.threshold is not None:
+        overrides["threshold"] = ns.threshold
+    seg = Segmenter.from_checkpoint(ns.checkpoint, **overrides)
+    max_pixels = seg.max_pixels
+    class_threshold = ns.class_threshold
+    if class_threshold is None:
+        class_threshold = seg.class_threshold
     out = Path(ns.out)
     stems: dict[str, int] = {}
     for path in tqdm(paths, desc="segment", disable=len(paths) == 1 or ns.quiet):
-        image = load_image(path, ns.max_pixels)
+        image = load_image(path, max_pixels)
         preds = seg.predict(image, exprs)
         # Two images with the same name in different folders get distinct output folders.
         n = stems.get(path.stem, 0)
         stems[path.stem] = n + 1
         stem = path.stem if n == 0 else f"{path.stem}_{n}"
         if classes is not None:
-            d = write_zero_shot(out, stem, image, preds, classes, ns.class_threshold)
+            d = write_zero_shot(out, stem, image, preds, classes, class_threshold)
         else:
             d = write_prediction(out, stem, image, preds)
         if len(paths) == 1:
@@ -433,14 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="zero-shot semantic segmentation: 'cat,dog' or a YAML file class -> [names] (section 4.6)",
     )
     s.add_argument(
-        "--class-threshold", type=float, default=0.5, help="drop classes below this confidence"
+        "--class-threshold", type=float, help="drop classes below this confidence (default 0.5)"
     )
-    s.add_argument(
-        "--max-pixels",
-        type=int,
-        default=100_000_000,
-        help="refuse larger images (decompression bombs)",
-    )
+    s.add_argument("--max-pixels", type=int, help="refuse larger images (default 100,000,000)")
+    s.add_argument("--threshold", type=float, help="foreground threshold (default 0.5)")
     s.set_defaults(func=cmd_segment)
 
     d = sub.add_parser(

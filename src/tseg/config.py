@@ -135,6 +135,25 @@ class EvalConfig:
 
 
 @dataclass
+class InferenceConfig:
+    """Inference defaults stored with every checkpoint; each can be overridden per call."""
+
+    threshold: float = 0.5  # foreground threshold on the probability maps
+    tta: bool = False  # multi-scale + flip test-time augmentation
+    tta_scales: str = "1,0.5,1.5,2"  # comma-separated
+    tta_flip: bool = True
+    crf: bool = False  # dense CRF (needs the [crf] extra)
+    crf_iterations: int = 10
+    crf_gaussian_sxy: float = 3.0
+    crf_gaussian_compat: float = 3.0
+    crf_bilateral_sxy: float = 80.0
+    crf_bilateral_srgb: float = 13.0
+    crf_bilateral_compat: float = 10.0
+    class_threshold: float = 0.5  # zero-shot: drop classes whose confidence is below this
+    max_pixels: int = 100_000_000  # refuse larger images before decoding
+
+
+@dataclass
 class Config:
     """A whole experiment."""
 
@@ -142,6 +161,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
 
 # Model presets: diffs over the dataclass defaults, applied before the YAML file.
@@ -217,6 +237,10 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.steps": (1, None),
     "train.weight_decay": (0.0, 1.0),
     "eval.batch_size": (1, None),
+    "inference.threshold": (0.0, 1.0),
+    "inference.class_threshold": (0.0, 1.01),
+    "inference.crf_iterations": (0, 1000),
+    "inference.max_pixels": (1, None),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model.head": ("gap", "gmp", "spa", "mpa"),

@@ -11,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from .checkpoint import load_checkpoint
+from .config import InferenceConfig
 from .crf import CRFConfig
 from .data.transforms import eval_size, resize, to_tensor
 from .models.tseg import TSEG
@@ -115,6 +116,31 @@ def check_expressions(expressions: list[str]) -> list[str]:
     return out
 
 
+def options_from_config(ic: InferenceConfig) -> dict:
+    """Segmenter keyword arguments from an InferenceConfig."""
+    try:
+        scales = tuple(float(v) for v in ic.tta_scales.split(","))
+    except ValueError:
+        raise InputError(
+            f"config key 'inference.tta_scales' = {ic.tta_scales!r} is not a list of numbers"
+        ) from None
+    crf = CRFConfig(
+        iterations=ic.crf_iterations,
+        gaussian_sxy=ic.crf_gaussian_sxy,
+        gaussian_compat=ic.crf_gaussian_compat,
+        bilateral_sxy=ic.crf_bilateral_sxy,
+        bilateral_srgb=ic.crf_bilateral_srgb,
+        bilateral_compat=ic.crf_bilateral_compat,
+    )
+    return {
+        "tta": TTAConfig(scales=scales, flip=ic.tta_flip) if ic.tta else None,
+        "crf": crf if ic.crf else None,
+        "threshold": ic.threshold,
+        "max_pixels": ic.max_pixels,
+        "class_threshold": ic.class_threshold,
+    }
+
+
 class Segmenter:
     """A loaded model; text embeddings are cached per distinct expression across calls.
 
@@ -135,9 +161,11 @@ class Segmenter:
         crf: CRFConfig | None = None,
         threshold: float = 0.5,
         max_pixels: int = MAX_PIXELS,
+        class_threshold: float = 0.5,
     ) -> None:
         self.model = model.to(device).eval()
         self.max_pixels = max_pixels
+        self.class_threshold = class_threshold
         self.device = torch.device(device)
         self.tta, self.crf, self.threshold = tta, crf, threshold
         if crf is not None:
@@ -152,8 +180,9 @@ class Segmenter:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", **kwargs) -> Segmenter:
-        model, _, _ = load_checkpoint(path, device)
-        return cls(model, device, **kwargs)
+        """Load a checkpoint; its ``inference`` config gives the defaults, ``kwargs`` override them."""
+        model, cfg, _ = load_checkpoint(path, device)
+        return cls(model, device, **{**options_from_config(cfg.inference), **kwargs})
 
     @torch.no_grad()
     def text_embeddings(self, expressions: list[str]) -> Tensor:
