@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerFast
 
 from ..config import TextEncoderConfig
+from .text_encoder import pool_tokens, tokenize_texts
 from .weights import MINILM_PACKAGE, TEXT_FOLDER_ROLES, WeightsError, find_text_folder_files
 
 
@@ -165,28 +165,9 @@ class PretrainedTextEncoder(nn.Module):
 
     def tokenize(self, texts: list[str]) -> dict[str, Tensor]:
         """Token ids and attention mask [L, T]; longer expressions are cut, with a warning."""
-        enc = self.tokenizer(texts, padding=True, truncation=False, return_tensors="pt")
-        if enc["input_ids"].shape[1] > self.max_length:
-            lengths = enc["attention_mask"].sum(1).tolist()
-            too_long = [t for t, n in zip(texts, lengths) if n > self.max_length]
-            warnings.warn(
-                f"{len(too_long)} expression(s) longer than {self.max_length} tokens were "
-                f"truncated, e.g. {too_long[0][:60]!r}",
-                stacklevel=2,
-            )
-            enc = self.tokenizer(
-                texts,
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        return tokenize_texts(self.tokenizer, texts, self.max_length)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """[L, T] token ids -> [L, D_txt]: the [CLS] token, or the mean over real tokens."""
         h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        if self.pool == "cls":
-            return h[:, 0]
-        m = attention_mask.unsqueeze(-1).to(h.dtype)  # [L, T, 1]
-        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)  # [L, D_txt]
+        return pool_tokens(h, attention_mask, self.pool)

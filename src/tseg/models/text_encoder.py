@@ -68,37 +68,41 @@ class TextEncoder(nn.Module):
         self.pool = cfg.pool
 
     def tokenize(self, texts: list[str]) -> dict[str, Tensor]:
-        """Token ids and attention mask [L, T]; expressions longer than max_length are cut, with a warning."""
-        enc = self.tokenizer(texts, padding=True, truncation=False, return_tensors="pt")
-        if enc["input_ids"].shape[1] > self.max_length:
-            too_long = [
-                t
-                for t, m in zip(texts, enc["attention_mask"].sum(1).tolist())
-                if m > self.max_length
-            ]
-            warnings.warn(
-                f"{len(too_long)} expression(s) longer than {self.max_length} tokens were truncated, "
-                f"e.g. {too_long[0][:60]!r}",
-                stacklevel=2,
-            )
-            enc = self.tokenizer(
-                texts,
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        """Token ids and attention mask [L, T]; longer expressions are cut, with a warning."""
+        return tokenize_texts(self.tokenizer, texts, self.max_length)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """[L, T] token ids -> [L, D_txt]: the [CLS] token, or the mean over real tokens."""
-        h = self.bert(
-            input_ids=input_ids, attention_mask=attention_mask
-        ).last_hidden_state  # [L, T, D_txt]
-        if self.pool == "cls":
-            return h[:, 0]
-        m = attention_mask.unsqueeze(-1).to(h.dtype)  # [L, T, 1]
-        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+        h = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return pool_tokens(h, attention_mask, self.pool)
+
+
+def tokenize_texts(
+    tokenizer: PreTrainedTokenizerFast, texts: list[str], max_length: int
+) -> dict[str, Tensor]:
+    """Token ids and attention mask [L, T]; expressions over ``max_length`` tokens are cut, with
+    a warning that says how many and shows one (shared by every text encoder)."""
+    enc = tokenizer(texts, padding=True, truncation=False, return_tensors="pt")
+    if enc["input_ids"].shape[1] > max_length:
+        lengths = enc["attention_mask"].sum(1).tolist()
+        too_long = [t for t, n in zip(texts, lengths) if n > max_length]
+        warnings.warn(
+            f"{len(too_long)} expression(s) longer than {max_length} tokens were truncated, "
+            f"e.g. {too_long[0][:60]!r}",
+            stacklevel=3,
+        )
+        enc = tokenizer(
+            texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+def pool_tokens(h: Tensor, attention_mask: Tensor, pool: str) -> Tensor:
+    """[L, T, D] token states -> [L, D]: the [CLS]/BOS token, or the mean over real tokens."""
+    if pool == "cls":
+        return h[:, 0]
+    m = attention_mask.unsqueeze(-1).to(h.dtype)  # [L, T, 1]
+    return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
 def build_text_encoder(
