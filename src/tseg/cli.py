@@ -36,15 +36,36 @@ EXPECTED_ERRORS = (
     WeightsError,
 )
 
-# The demo: the `tiny` preset with MPA on `shapes`, sized to finish in minutes on 2 CPU cores.
-DEMO_OVERRIDES = [
-    "model.head=mpa",
-    "train.steps=4000",
-    "train.log_every=100",
-    "data.train_size=4000",
-    "data.val_size=300",
-    "data.test_size=300",
-]
+# The demo, sized to finish in minutes on 2 CPU cores. Default: the `offline` preset (ImageNet
+# EfficientNet-Lite0 + MiniLM shipped in PyPI packages, the paper's regime of pretrained
+# encoders), which learns from image-level expressions reliably within a few hundred steps.
+# `--preset tiny` trains the from-scratch model instead; it needs ~1000 steps to leave the label
+# prior and how soon it does varies from run to run (val mIoU 21.5 and 8.3 in two runs).
+DEMO_OVERRIDES = {
+    "offline": [
+        "model.preset=offline",
+        "model.head=mpa",
+        "data.image_size=96",
+        "train.optimizer=adamw",
+        "train.lr=3e-4",
+        "train.weight_decay=0.05",
+        "train.batch_size=16",
+        "train.warmup_steps=30",
+        "train.steps=600",
+        "train.log_every=50",
+        "data.train_size=4000",
+        "data.val_size=300",
+        "data.test_size=300",
+    ],
+    "tiny": [
+        "model.head=mpa",
+        "train.steps=4000",
+        "train.log_every=100",
+        "data.train_size=4000",
+        "data.val_size=300",
+        "data.test_size=300",
+    ],
+}
 
 
 def _split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
@@ -282,7 +303,7 @@ def cmd_demo(ns: argparse.Namespace) -> int:
     from .viz import overlay
 
     out = Path(ns.out)
-    overrides = [*DEMO_OVERRIDES, f"train.out_dir={out}"]
+    overrides = [*DEMO_OVERRIDES[ns.preset], f"train.out_dir={out}"]
     if ns.steps:
         overrides.append(f"train.steps={ns.steps}")
     cfg = build_config(None, overrides)
@@ -453,6 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--steps", type=int, default=0, help="override the number of training steps")
+    d.add_argument(
+        "--preset",
+        choices=["offline", "tiny"],
+        default="offline",
+        help="offline: packaged pretrained encoders (default); tiny: trained from scratch",
+    )
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
     w = sub.add_parser(
