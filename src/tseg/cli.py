@@ -308,8 +308,10 @@ def cmd_demo(ns: argparse.Namespace) -> int:
         overrides.append(f"train.steps={ns.steps}")
     cfg = build_config(None, overrides)
     t0 = time.time()
+    kind = "pretrained" if ns.preset == "offline" else "from-scratch"
     print(
-        f"tseg demo: training the 'tiny' preset with MPA on 'shapes' for {cfg.train.steps} steps (CPU)"
+        f"tseg demo: training the '{ns.preset}' preset ({kind} encoders) with MPA on 'shapes' "
+        f"for {cfg.train.steps} steps (CPU)"
     )
     results = train(cfg, progress=not ns.quiet, evaluate_splits=("val", "test"))
     from .inference import Segmenter
