@@ -6,11 +6,9 @@ import pytest
 
 from tseg.config import build_config
 
-MICRO = [
+# The smallest model that still has every part (used with any dataset).
+MICRO_MODEL = [
     "data.image_size=32",
-    "data.train_size=24",
-    "data.val_size=6",
-    "data.test_size=6",
     "model.image.embed_dim=32",
     "model.image.depth=1",
     "model.image.num_heads=2",
@@ -19,6 +17,13 @@ MICRO = [
     "model.text.num_heads=2",
     "model.text.intermediate_size=64",
     "model.embed_dim=32",
+]
+
+MICRO = [
+    *MICRO_MODEL,
+    "data.train_size=24",
+    "data.val_size=6",
+    "data.test_size=6",
     "train.batch_size=8",
     "train.steps=3",
     "train.log_every=1",

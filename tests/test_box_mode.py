@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import MICRO_MODEL
 from test_data_refcoco import make_refcoco
 from test_data_voc import make_voc
 
@@ -21,15 +22,7 @@ from tseg.data.transforms import View, apply_view, random_view, sample_view, tra
 from tseg.engine import build_model, init_model_from, make_loader, step_loss, train
 
 FAST = [
-    "data.image_size=32",
-    "model.image.embed_dim=32",
-    "model.image.depth=1",
-    "model.image.num_heads=2",
-    "model.text.hidden_size=32",
-    "model.text.num_layers=1",
-    "model.text.num_heads=2",
-    "model.text.intermediate_size=64",
-    "model.embed_dim=32",
+    *MICRO_MODEL,
     "train.batch_size=2",
     "train.steps=2",
     "data.scale_min=0.5",

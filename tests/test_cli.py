@@ -182,3 +182,14 @@ def test_segment_zero_shot_classes(tmp_path, micro_overrides, capsys):
     capsys.readouterr()
     assert main(["segment", str(run), str(img), "--classes", str(tmp_path / "no.yaml")]) == 2
     assert "no.yaml' does not exist" in capsys.readouterr().err
+
+
+def test_segment_flags_out_of_range(tmp_path, micro_overrides, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *micro_overrides, "train.steps=1", "--quiet", "--out", str(run)]) == 0
+    img = tmp_path / "p.png"
+    Image.new("RGB", (8, 8)).save(img)
+    capsys.readouterr()
+    for flag, value in (("--threshold", "1.5"), ("--class-threshold", "-1"), ("--max-pixels", "0")):
+        assert main(["segment", str(run), str(img), "circles", flag, value]) == 2
+        assert f"{flag} = " in capsys.readouterr().err

@@ -174,3 +174,14 @@ def test_inference_config_is_stored_and_overridable(micro_overrides, tmp_path):
     assert seg.tta is None and seg.threshold == 0.3
     p = seg.predict(np.zeros((16, 16, 3), np.uint8), ["circles"])[0]
     assert np.array_equal(p.mask, p.probability > 0.3)
+
+
+def test_bad_inference_config_values(micro_overrides, tmp_path):
+    from tseg.config import ConfigError, build_config
+
+    with pytest.raises(ConfigError, match="'inference.threshold' = 1.5 is out of range"):
+        build_config(None, [*micro_overrides, "inference.threshold=1.5"])
+    cfg = build_config(None, [*micro_overrides, "inference.tta=true", "inference.tta_scales=1,big"])
+    save_checkpoint(build_model(cfg, build_dataset(cfg.data, "train")), cfg, tmp_path / "r", step=1)
+    with pytest.raises(InputError, match="'inference.tta_scales' = '1,big'"):
+        Segmenter.from_checkpoint(tmp_path / "r")

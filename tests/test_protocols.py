@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import MICRO_MODEL
 from test_data_phrasecut import make_phrasecut
 from test_data_voc import make_voc
 
@@ -174,15 +175,7 @@ def test_phrasecut_per_task_metrics_strict(tmp_path, micro_cfg, monkeypatch) -> 
 # --------------------------------------------------------------------------- CLI
 
 FAST = [
-    "data.image_size=32",
-    "model.image.embed_dim=32",
-    "model.image.depth=1",
-    "model.image.num_heads=2",
-    "model.text.hidden_size=32",
-    "model.text.num_layers=1",
-    "model.text.num_heads=2",
-    "model.text.intermediate_size=64",
-    "model.embed_dim=32",
+    *MICRO_MODEL,
     "train.batch_size=2",
     "train.steps=1",
 ]

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from conftest import MICRO_MODEL
 from test_data_phrasecut import make_phrasecut
 from test_data_refcoco import make_refcoco
 from test_data_voc import make_voc
@@ -12,15 +13,7 @@ from tseg.config import build_config
 from tseg.data import build_dataset
 
 FAST = [
-    "data.image_size=32",
-    "model.image.embed_dim=32",
-    "model.image.depth=1",
-    "model.image.num_heads=2",
-    "model.text.hidden_size=32",
-    "model.text.num_layers=1",
-    "model.text.num_heads=2",
-    "model.text.intermediate_size=64",
-    "model.embed_dim=32",
+    *MICRO_MODEL,
     "train.batch_size=2",
     "train.steps=2",
     "data.scale_min=0.5",

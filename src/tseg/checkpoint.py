@@ -150,13 +150,24 @@ def load_checkpoint(
         cfg = from_dict(yaml.safe_load((ckpt / CONFIG).read_text(encoding="utf-8")) or {})
     except (ConfigError, yaml.YAMLError) as e:
         raise CheckpointError(f"'{ckpt / CONFIG}': {e}") from None
-    tokenizer = load_tokenizer(ckpt / TOKENIZER)
-    model = TSEG(cfg.model, cfg.data.image_size, tokenizer, load_weights=False)
+    model = model_from_checkpoint(cfg, ckpt, str(ckpt / WEIGHTS))
+    return model.to(device).eval(), cfg, ckpt
+
+
+def model_from_checkpoint(cfg: Config, ckpt: Path, where: str) -> TSEG:
+    """A model of ``cfg``'s architecture with the checkpoint's tokenizer and weights.
+
+    The tokenizer comes from the checkpoint because its vocabulary indexes the text embeddings;
+    ``where`` prefixes the error naming a missing or mis-shaped tensor.
+    """
+    model = TSEG(
+        cfg.model, cfg.data.image_size, load_tokenizer(ckpt / TOKENIZER), load_weights=False
+    )
     try:
         state = load_file(str(ckpt / WEIGHTS))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(
             f"'{ckpt / WEIGHTS}' is not a readable safetensors file: {e}"
         ) from None
-    load_state(model, state, str(ckpt / WEIGHTS))
-    return model.to(device).eval(), cfg, ckpt
+    load_state(model, state, where)
+    return model

@@ -253,6 +253,13 @@ def cmd_segment(ns: argparse.Namespace) -> int:
         exprs = check_expressions(read_expressions(ns.expressions, ns.expressions_file))
     paths = collect_images(ns.image)
     # Flags given on the command line override the checkpoint's inference config.
+    for flag, value, lo, hi in (
+        ("--threshold", ns.threshold, 0.0, 1.0),
+        ("--class-threshold", ns.class_threshold, 0.0, 1.01),
+        ("--max-pixels", ns.max_pixels, 1, float("inf")),
+    ):
+        if value is not None and not lo <= value <= hi:
+            raise InputError(f"{flag} = {value} is out of range [{lo}, {hi}]")
     overrides: dict = {}
     if ns.tta:
         try:

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .checkpoint import load_state, save_checkpoint
+from .checkpoint import save_checkpoint
 from .config import Config, TrainConfig, save_yaml
 from .data import RefDataset, build_dataset, normalize_expression
 from .data.pipeline import (
@@ -73,25 +73,11 @@ def init_model_from(cfg: Config, path: str | Path) -> TSEG:
     checkpoint's tokenizer is kept, since its vocabulary indexes the text embeddings; a tensor
     that is missing or of another shape raises a CheckpointError naming it.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from .checkpoint import TOKENIZER, WEIGHTS, CheckpointError, read_meta, resolve
-    from .models.text_encoder import load_tokenizer
+    from .checkpoint import WEIGHTS, model_from_checkpoint, read_meta, resolve
 
     ckpt = resolve(path)
     read_meta(ckpt)
-    model = TSEG(
-        cfg.model, cfg.data.image_size, load_tokenizer(ckpt / TOKENIZER), load_weights=False
-    )
-    try:
-        state = load_file(str(ckpt / WEIGHTS))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(
-            f"'{ckpt / WEIGHTS}' is not a readable safetensors file: {e}"
-        ) from None
-    load_state(model, state, f"train.init_from: {ckpt / WEIGHTS}")
-    return model
+    return model_from_checkpoint(cfg, ckpt, f"train.init_from: {ckpt / WEIGHTS}")
 
 
 def build_optimizer(model: TSEG, cfg: TrainConfig) -> torch.optim.Optimizer:
