@@ -113,6 +113,10 @@ class TrainConfig:
     batch_size: int = 32
     steps: int = 1000
     grad_clip: float = 0.0  # 0 = off
+    # Learning-rate multiplier for the text encoder's backbone (its projection keeps the full rate):
+    # a pretrained sentence encoder fine-tuned at full rate on a small vocabulary forgets the
+    # synonyms it knew; 0 freezes it.
+    text_lr_scale: float = 1.0
     eval_every: int = 0  # 0 = only at the end
     save_every: int = (
         500  # checkpoint (with optimiser and RNG state) every N steps; 0 = only at the end
@@ -216,6 +220,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.tau_min": (1e-3, None),
     "model.size_lambda": (0.0, None),
     "model.size_p": (0.0, None),
+    "train.text_lr_scale": (0.0, None),
     "model.gwp_eps": (0.0, None),
     "model.cam_threshold": (0.0, 1.0),
     "model.image.patch_size": (1, None),

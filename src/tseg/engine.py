@@ -81,19 +81,32 @@ def init_model_from(cfg: Config, path: str | Path) -> TSEG:
 
 
 def build_optimizer(model: TSEG, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (weak mode, section 4.2) or AdamW (full mode); no weight decay on norms, biases, tau."""
-    decay, no_decay = [], []
+    """SGD (weak mode, section 4.2) or AdamW (full mode); no weight decay on norms, biases, tau.
+
+    Each group carries ``lr_scale``; the training loop sets ``lr = schedule * lr_scale``. The text
+    encoder's backbone gets ``cfg.text_lr_scale`` (0 = frozen, left out of the optimiser).
+    """
+    groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 or name.endswith("log_tau") else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        scale = cfg.text_lr_scale if name.startswith("text_encoder.") else 1.0
+        if scale == 0.0:
+            p.requires_grad_(False)
+            continue
+        no_decay = p.ndim <= 1 or name.endswith("log_tau")
+        groups.setdefault((no_decay, scale), []).append(p)
+    param_groups = [
+        {
+            "params": ps,
+            "weight_decay": 0.0 if no_decay else cfg.weight_decay,
+            "lr_scale": scale,
+        }
+        for (no_decay, scale), ps in sorted(groups.items())
     ]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(param_groups, lr=cfg.lr)
 
 
 def poly_lr(step: int, cfg: TrainConfig) -> float:
@@ -290,7 +303,7 @@ def train(
             epoch, batch = next(stream)
             lr = poly_lr(step, tc)
             for g in opt.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g.get("lr_scale", 1.0)
             out = step_loss(model, batch, tc.mode, device)
             loss = out["loss"]
             if not torch.isfinite(loss):
