@@ -55,7 +55,7 @@ PRESET_BASE = {
 }
 STEPS = {
     ("offline", "quick"): 400,
-    ("offline", "full"): 1200,
+    ("offline", "full"): 400,  # same per-row budget as quick: full adds seeds and ablations
     ("tiny", "quick"): 2500,
     ("tiny", "full"): 4000,
 }
@@ -76,12 +76,22 @@ MAIN_ROWS: dict[str, list[str]] = {
 
 
 def ablation_rows() -> dict[str, dict[str, list[str]]]:
-    """Table 2 of the paper, reduced to what 2 cores can run; all with MPA."""
-    size = {
-        f"lambda={lam}, p={p}": ["model.head=mpa", f"model.size_lambda={lam}", f"model.size_p={p}"]
-        for lam in (0.0, 0.01, 0.1)
-        for p in (0, 1, 3, 5)
-    }
+    """Table 2 of the paper, reduced to what 2 cores can run; all with MPA.
+
+    With lambda = 0 the penalty vanishes whatever p is, so that column is one run, not four.
+    """
+    size = {"lambda=0 (no penalty)": ["model.head=mpa", "model.size_lambda=0.0"]}
+    size.update(
+        {
+            f"lambda={lam}, p={p}": [
+                "model.head=mpa",
+                f"model.size_lambda={lam}",
+                f"model.size_p={p}",
+            ]
+            for lam in (0.01, 0.1)
+            for p in (0, 1, 3, 5)
+        }
+    )
     dim = {f"D={d}": ["model.head=mpa", f"model.embed_dim={d}"] for d in (128, 256, 512)}
     gt = {g: ["model.head=mpa", f"train.ground_truth={g}"] for g in ("identity", "tfidf")}
     frac = {
@@ -120,6 +130,18 @@ def machine() -> dict[str, Any]:
     }
 
 
+# Finished rows, keyed by their resolved config (output folder aside): a row that repeats another
+# (e.g. the ablation baseline = the main MPA row, seed 0) is trained once, and a full run that was
+# stopped picks up where it left off. Kept in <work>/rows.json.
+DONE: dict[str, dict[str, Any]] = {}
+
+
+def row_key(cfg_dict: dict[str, Any]) -> str:
+    d = json.loads(json.dumps(cfg_dict))
+    d["train"].pop("out_dir", None)
+    return json.dumps(d, sort_keys=True)
+
+
 def run_one(
     overrides: list[str], seed: int, out: Path, steps: int, unseen: bool = True
 ) -> dict[str, Any]:
@@ -127,6 +149,13 @@ def run_one(
         None,
         [*BASE, f"train.steps={steps}", *overrides, f"train.seed={seed}", f"train.out_dir={out}"],
     )
+    key = row_key(to_dict(cfg))
+    if key in DONE and ("unseen" in DONE[key] or not unseen):
+        row = {**DONE[key], "overrides": overrides}
+        print(
+            f"  seed {seed}: same run as before, reused (test mIoU {100 * row['test']['miou']:.1f})"
+        )
+        return row
     t0 = time.time()
     res = train(cfg, progress=False, evaluate_splits=())
     from tseg.checkpoint import load_checkpoint
@@ -137,6 +166,7 @@ def run_one(
         "seed": seed,
         "overrides": overrides,
         "train_time_s": res["train_time_s"],
+        "commit": git_commit(),
     }
     row["test"] = evaluate(model, build_dataset(cfg.data, "test"), device, presence=True, seed=seed)
     if unseen:
@@ -147,7 +177,13 @@ def run_one(
         f"  seed {seed}: test mIoU {100 * row['test']['miou']:.1f}  ({row['wall_time_s']:.0f} s)",
         flush=True,
     )
+    DONE[key] = row
+    if STATE:
+        STATE[0].write_text(json.dumps(list(DONE.values()), indent=1), encoding="utf-8")
     return row
+
+
+STATE: list[Path] = []  # [<work>/rows.json] once main() has set it
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -235,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         help="model preset (default offline)",
     )
     ap.add_argument("--work", default="runs/bench_accuracy", help="where the trained models go")
+    ap.add_argument(
+        "--restart", action="store_true", help="retrain every row instead of reusing finished ones"
+    )
     ap.add_argument("--out", default=str(RESULTS), help="where accuracy.json / accuracy.md go")
     args = ap.parse_args(argv)
     seeds = args.seeds or (1 if args.quick else 3)
@@ -242,8 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     steps = STEPS[(args.preset, mode)]
     BASE[:] = [*PRESET_BASE[args.preset], f"data.test_size={TEST_SIZE[(args.preset, mode)]}"]
     suffix = "" if args.preset == "offline" else f"_{args.preset}"
-    work, out = Path(args.work), Path(args.out)
+    work, out = Path(args.work) / mode, Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    STATE[:] = [work / "rows.json"]
+    if args.restart:
+        STATE[0].unlink(missing_ok=True)
+    elif STATE[0].exists():
+        for row in json.loads(STATE[0].read_text(encoding="utf-8")):
+            DONE[row_key(row["config"])] = row
+        print(f"{len(DONE)} finished row(s) from {STATE[0]} reused (--restart to retrain)")
     t0 = time.time()
     report: dict[str, Any] = {
         "mode": mode,
@@ -278,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"ablation {table}: {name}", flush=True)
                 tag = "_".join(o.split("=")[-1] for o in ov)
                 report["ablations"][table][name] = run_one(
-                    ov, 0, work / f"{args.preset}_abl_{table}_{tag}", unseen=False
+                    ov, 0, work / f"{args.preset}_abl_{table}_{tag}", steps, unseen=False
                 )
     report["wall_time_s"] = round(time.time() - t0, 1)
     (out / f"accuracy{suffix}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
