@@ -1,0 +1,165 @@
+"""What pretraining buys on `shapes`: equal wall-clock budget, and paraphrases (issue #5).
+
+Rows (MPA, the demo settings of each preset, the same training budget in seconds):
+- `tiny`: ViT and BERT trained from scratch (tokenizer trained on the shapes vocabulary);
+- `offline`: ImageNet EfficientNet-Lite0 hybrid + all-MiniLM-L6-v2, frozen (the preset's default);
+- `offline`, MiniLM fine-tuned at the full learning rate (`train.text_lr_scale=1`).
+
+Each row's step count is set so that its training loop takes the budget: a short calibration run
+measures seconds per step first, and the actual training time is reported beside it. Every model is
+evaluated on `test` and on `paraphrase` (the same images, every content word replaced by a synonym
+that never occurs in training). A last table asks how much of the paraphrase gap MiniLM itself
+explains: for each colour and shape word, is its synonym nearer to it than to the other seven?
+
+    python benchmarks/pretraining.py                 # 300 s per row (~25 min on 2 cores)
+    python benchmarks/pretraining.py --budget-s 60   # a quick look
+
+Writes benchmarks/results/pretraining.json and pretraining.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from tseg.checkpoint import load_checkpoint
+from tseg.cli import DEMO_OVERRIDES
+from tseg.config import build_config, to_dict
+from tseg.data import build_dataset
+from tseg.data.shapes import COLOURS, PARAPHRASES, SHAPES
+from tseg.engine import evaluate, pick_device, train
+from tseg.models.text_encoder import build_text_encoder
+
+sys.path.insert(0, str(Path(__file__).parent))
+from accuracy import git_commit, machine  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+ROWS: dict[str, list[str]] = {
+    "tiny (from scratch)": DEMO_OVERRIDES["tiny"],
+    "offline (pretrained, MiniLM frozen)": DEMO_OVERRIDES["offline"],
+    "offline (pretrained, MiniLM fine-tuned)": [
+        *DEMO_OVERRIDES["offline"],
+        "train.text_lr_scale=1",
+    ],
+}
+CALIBRATION_STEPS = {"tiny (from scratch)": 60}  # others: 15
+
+
+def seconds_per_step(overrides: list[str], work: Path, steps: int) -> float:
+    """Train a few steps (after one warm-up step) and time the loop."""
+    cfg = build_config(None, [*overrides, f"train.steps={steps}", f"train.out_dir={work}"])
+    res = train(cfg, progress=False, evaluate_splits=())
+    return res["train_time_s"] / steps
+
+
+def run_row(name: str, overrides: list[str], budget_s: float, work: Path) -> dict[str, Any]:
+    sps = seconds_per_step(overrides, work / "calibration", CALIBRATION_STEPS.get(name, 15))
+    steps = max(1, int(budget_s / sps))
+    cfg = build_config(None, [*overrides, f"train.steps={steps}", f"train.out_dir={work / 'run'}"])
+    print(f"{name}: {sps:.3f} s/step -> {steps} steps", flush=True)
+    res = train(cfg, progress=False, evaluate_splits=())
+    device = pick_device(cfg.train.device)
+    model, _, _ = load_checkpoint(res["checkpoint"], device)
+    row: dict[str, Any] = {
+        "overrides": overrides,
+        "calibrated_s_per_step": round(sps, 4),
+        "steps": steps,
+        "train_time_s": res["train_time_s"],
+        "config": to_dict(cfg),
+    }
+    for split in ("test", "paraphrase"):
+        row[split] = evaluate(model, build_dataset(cfg.data, split), device)
+    row["paraphrase_over_seen"] = row["paraphrase"]["miou"] / max(row["test"]["miou"], 1e-9)
+    print(
+        f"  test mIoU {100 * row['test']['miou']:.1f}, paraphrase {100 * row['paraphrase']['miou']:.1f}"
+        f" ({row['paraphrase_over_seen']:.2f}), trained {res['train_time_s']:.0f} s",
+        flush=True,
+    )
+    return row
+
+
+def synonym_retrieval() -> dict[str, Any]:
+    """MiniLM (mean-pooled, as the offline preset uses it): is each colour/shape word's synonym
+    nearer (cosine) to that word than to the other words of its group?"""
+    cfg = build_config(None, ["model.preset=offline"])
+    enc = build_text_encoder(cfg.model.text, None, True).eval()
+
+    def embed(words: list[str]) -> torch.Tensor:
+        tok = enc.tokenize(words)
+        with torch.no_grad():
+            return F.normalize(enc(tok["input_ids"], tok["attention_mask"]), dim=-1)  # [W, D]
+
+    out: dict[str, Any] = {}
+    for group, words in (("colours", list(COLOURS)), ("shapes", list(SHAPES))):
+        sim = embed([PARAPHRASES[w] for w in words]) @ embed(words).T  # [W, W]
+        nearest = sim.argmax(1)
+        out[group] = {
+            "top1": float((nearest == torch.arange(len(words))).float().mean()),
+            "nearest": {PARAPHRASES[w]: words[int(j)] for w, j in zip(words, nearest)},
+        }
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"Equal training budget of {report['budget_s']:.0f} s per row on `shapes` (MPA, demo settings; "
+        f"commit `{report['commit'][:10]}`, {report['machine']['cpu']}, "
+        f"{report['machine']['torch_threads']} threads). IoU in %.",
+        "",
+        "| model | steps | trained (s) | test mIoU | paraphrase mIoU | paraphrase / seen |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in report["rows"].items():
+        lines.append(
+            f"| {name} | {r['steps']} | {r['train_time_s']:.0f} | {100 * r['test']['miou']:.1f} | "
+            f"{100 * r['paraphrase']['miou']:.1f} | {r['paraphrase_over_seen']:.2f} |"
+        )
+    s = report["synonym_retrieval"]
+    lines += [
+        "",
+        "MiniLM on its own: a synonym's nearest word among its group of eight is the right one for "
+        f"{100 * s['colours']['top1']:.0f}% of colours and {100 * s['shapes']['top1']:.0f}% of shapes "
+        f"(e.g. {', '.join(f'{k} -> {v}' for k, v in list(s['colours']['nearest'].items())[:4])}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--budget-s", type=float, default=300.0, help="training seconds per row")
+    ap.add_argument("--work", default="runs/bench_pretraining", help="where the models go")
+    ap.add_argument("--out", default=str(RESULTS), help="where pretraining.json/.md go")
+    args = ap.parse_args(argv)
+    work, out = Path(args.work), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    report: dict[str, Any] = {
+        "budget_s": args.budget_s,
+        "commit": git_commit(),
+        "machine": machine(),
+        "command": " ".join(
+            [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "synonym_retrieval": synonym_retrieval(),
+        "rows": {},
+    }
+    for i, (name, ov) in enumerate(ROWS.items()):
+        report["rows"][name] = run_row(name, ov, args.budget_s, work / f"row{i}")
+    report["wall_time_s"] = round(time.time() - t0, 1)
+    (out / "pretraining.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    (out / "pretraining.md").write_text(markdown(report), encoding="utf-8")
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
