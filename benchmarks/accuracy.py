@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -136,10 +136,26 @@ def machine() -> dict[str, Any]:
 DONE: dict[str, dict[str, Any]] = {}
 
 
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def row_key(cfg_dict: dict[str, Any]) -> str:
-    d = json.loads(json.dumps(cfg_dict))
-    d["train"].pop("out_dir", None)
-    return json.dumps(d, sort_keys=True)
+    """The config's differences from the defaults, output folder aside: keys added to the schema
+    later (with behaviour-neutral defaults) do not make an old finished row look different."""
+    defaults = _flat(to_dict(build_config(None, [])))
+    diff = {
+        k: v
+        for k, v in _flat(cfg_dict).items()
+        if k != "train.out_dir" and (k not in defaults or defaults[k] != v)
+    }
+    return json.dumps(diff, sort_keys=True)
 
 
 def run_one(
@@ -172,6 +188,7 @@ def run_one(
     if unseen:
         row["unseen"] = evaluate(model, build_dataset(cfg.data, "unseen"), device)
     row["wall_time_s"] = round(time.time() - t0, 1)
+    row["finished_at"] = time.time()
     row["config"] = to_dict(cfg)
     print(
         f"  seed {seed}: test mIoU {100 * row['test']['miou']:.1f}  ({row['wall_time_s']:.0f} s)",
@@ -184,6 +201,43 @@ def run_one(
 
 
 STATE: list[Path] = []  # [<work>/rows.json] once main() has set it
+
+
+class Job(NamedTuple):
+    table: str  # "main" or an ablation table
+    name: str
+    overrides: list[str]
+    seed: int
+    out: Path
+    unseen: bool
+
+
+def job_config(j: Job, steps: int) -> Any:
+    return build_config(
+        None,
+        [
+            *BASE,
+            f"train.steps={steps}",
+            *j.overrides,
+            f"train.seed={j.seed}",
+            f"train.out_dir={j.out}",
+        ],
+    )
+
+
+def plan(quick: bool, seeds: int, preset: str, work: Path) -> list[Job]:
+    """Every row of the report, in table order."""
+    jobs = [
+        Job("main", name, ov, s, work / f"{preset}_{ov[-1].replace('=', '_')}_s{s}", True)
+        for name, ov in MAIN_ROWS.items()
+        for s in range(seeds)
+    ]
+    if not quick:
+        for table, rows in ablation_rows().items():
+            for name, ov in rows.items():
+                tag = "_".join(o.split("=")[-1] for o in ov)
+                jobs.append(Job(table, name, ov, 0, work / f"{preset}_abl_{table}_{tag}", False))
+    return jobs
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -274,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--restart", action="store_true", help="retrain every row instead of reusing finished ones"
     )
+    ap.add_argument(
+        "--shard",
+        default="",
+        help="I/N: train only every N-th distinct row starting at I (run N shards in parallel, "
+        "then once without --shard to write the report)",
+    )
     ap.add_argument("--out", default=str(RESULTS), help="where accuracy.json / accuracy.md go")
     args = ap.parse_args(argv)
     seeds = args.seeds or (1 if args.quick else 3)
@@ -284,13 +344,17 @@ def main(argv: list[str] | None = None) -> int:
     work, out = Path(args.work) / mode, Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    STATE[:] = [work / "rows.json"]
-    if args.restart:
-        STATE[0].unlink(missing_ok=True)
-    elif STATE[0].exists():
-        for row in json.loads(STATE[0].read_text(encoding="utf-8")):
+    STATE[:] = [
+        work / (f"rows.shard{args.shard.replace('/', 'of')}.json" if args.shard else "rows.json")
+    ]
+    for f in sorted(work.glob("rows*.json")):
+        if args.restart:
+            f.unlink()
+            continue
+        for row in json.loads(f.read_text(encoding="utf-8")):
             DONE[row_key(row["config"])] = row
-        print(f"{len(DONE)} finished row(s) from {STATE[0]} reused (--restart to retrain)")
+    if DONE:
+        print(f"{len(DONE)} finished row(s) in {work} reused (--restart to retrain)")
     t0 = time.time()
     report: dict[str, Any] = {
         "mode": mode,
@@ -304,30 +368,45 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "main": {},
     }
-    for name, ov in MAIN_ROWS.items():
-        print(f"{name}", flush=True)
-        runs = [
-            run_one(ov, s, work / f"{args.preset}_{ov[-1].replace('=', '_')}_s{s}", steps)
-            for s in range(seeds)
-        ]
-        report["main"][name] = {"runs": runs, "summary": summarise(runs)}
+    jobs = plan(args.quick, seeds, args.preset, work)
+    # One training per distinct config (the ablation baseline is the main MPA row, seed 0).
+    unique: dict[str, Job] = {}
+    for j in jobs:
+        key = row_key(to_dict(job_config(j, steps)))
+        if key in unique:
+            unique[key] = unique[key]._replace(unseen=unique[key].unseen or j.unseen)
+        else:
+            unique[key] = j
+    todo = list(unique.values())
+    if args.shard:
+        i, n = (int(x) for x in args.shard.split("/"))
+        todo = todo[i::n]
+    for j in todo:
+        print(f"{j.table}: {j.name}", flush=True)
+        run_one(j.overrides, j.seed, j.out, steps, unseen=j.unseen)
+    if args.shard:
+        print(f"shard {args.shard} done; run again without --shard to write the report")
+        return 0
+    for j in jobs:  # every row is finished now: this only gathers them
+        row = run_one(j.overrides, j.seed, j.out, steps, unseen=j.unseen)
+        if j.table == "main":
+            report["main"].setdefault(j.name, {"runs": []})["runs"].append(row)
+        else:
+            report.setdefault("ablations", {}).setdefault(j.table, {})[j.name] = row
+    for row in report["main"].values():
+        row["summary"] = summarise(row["runs"])
     mpa = report["main"]["MPA / TSEG (weak)"]["summary"]
     full = report["main"]["Fully supervised (Dice)"]["summary"]
     report["ratios"] = {
         "weak_over_full": mpa["test_miou"]["mean"] / max(full["test_miou"]["mean"], 1e-9),
         "unseen_over_seen": mpa["unseen_miou"]["mean"] / max(mpa["test_miou"]["mean"], 1e-9),
     }
-    if not args.quick:
-        report["ablations"] = {}
-        for table, rows in ablation_rows().items():
-            report["ablations"][table] = {}
-            for name, ov in rows.items():
-                print(f"ablation {table}: {name}", flush=True)
-                tag = "_".join(o.split("=")[-1] for o in ov)
-                report["ablations"][table][name] = run_one(
-                    ov, 0, work / f"{args.preset}_abl_{table}_{tag}", steps, unseen=False
-                )
-    report["wall_time_s"] = round(time.time() - t0, 1)
+    rows = [r for r in DONE.values() if "finished_at" in r]
+    if rows:  # from the first row's start to the last row's end, across shards
+        first = min(r["finished_at"] - r["wall_time_s"] for r in rows)
+        report["rows_wall_time_s"] = round(max(r["finished_at"] for r in rows) - first, 1)
+        report["rows_cpu_serial_s"] = round(sum(r["wall_time_s"] for r in rows), 1)
+    report["wall_time_s"] = report.get("rows_wall_time_s", round(time.time() - t0, 1))
     (out / f"accuracy{suffix}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     (out / f"accuracy{suffix}.md").write_text(markdown(report), encoding="utf-8")
     print(markdown(report))
