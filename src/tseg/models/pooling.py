@@ -96,7 +96,7 @@ def probability_maps(
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
     if head == "mpa":
-        return up(torch.sigmoid(s)).clamp(0.0, 1.0)
+        return up(torch.sigmoid(s)).clamp_(0.0, 1.0)  # in place: the maps can be 100s of MB
     if head == "spa":
         bg = s.new_zeros((s.shape[0], 1) + s.shape[2:])
         prob = up(torch.softmax(torch.cat([bg, s], dim=1), dim=1))  # [B, 1 + L, H, W]

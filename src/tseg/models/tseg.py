@@ -77,5 +77,8 @@ class TSEG(nn.Module):
         """Patch similarities S [B, N, L] -> foreground probability maps [B, L, H, W] (section 3.3)."""
         b, _, num_texts = s.shape
         h, w = grid
-        s_grid = s.transpose(1, 2).reshape(b, num_texts, h, w)  # [B, L, h, w]
+        # Contiguous: the transposed view is channels-last, and F.interpolate keeps that layout,
+        # so each expression's full-size map would be strided across all L of them (reading
+        # one map, e.g. to threshold it, was 30x slower at L = 64).
+        s_grid = s.transpose(1, 2).reshape(b, num_texts, h, w).contiguous()  # [B, L, h, w]
         return probability_maps(s_grid, self.cfg.head, size, self.cfg.cam_threshold)

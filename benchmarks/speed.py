@@ -1,0 +1,1174 @@
+"""Speed benchmark: TSEG against CLIPSeg on the CPU, the cost of more expressions, and how close
+the image encoder runs to the machine's limit.
+
+    python benchmarks/speed.py              # the full measurement (about 10 min on 2 cores)
+    python benchmarks/speed.py --quick      # fewer repeats, no CLIPSeg row at L=64 (development)
+
+In one process, on the same decoded image (640 x 480 uint8) and the same L strings:
+
+- TSEG's `paper` preset (ViT-S/16 at 384 px, BERT-Small; random weights: they do not change the
+  cost) through `tseg.inference.Segmenter`, from the decoded image and strings to masks at image
+  resolution, with a cold text cache (every call encodes its L strings) and with a warm one.
+- CLIPSeg in the architecture of its released checkpoint `CIDAS/clipseg-rd64-refined` (CLIP
+  ViT-B/16 at 352 px and CLIP's 12-layer text transformer, reduce_dim 64, extract_layers 3, 6, 9,
+  refined transposed convolution; random weights), run two ways: as its documentation shows
+  (`processor(text=phrases, images=[image] * L)` then `model(**inputs)`: the image goes through
+  the vision tower once per phrase), and "vision once": the vision tower once per image, up to its
+  last extracted layer, and only the decoder per phrase. Both end with the same upsampling of the
+  352 x 352 logits to image resolution and thresholding that TSEG's masks get.
+- Per-image throughput on a batch of images sharing one expression set (TSEG's text cache warm).
+- TSEG's overhead: end-to-end time over the bare image-encoder forward at the same input size,
+  and the time of each stage Segmenter goes through. TSEG's rows and the bare encoder are timed
+  in alternation, round after round, so that the ratios compare runs under the same load.
+- Training steps of the `tiny` and `paper` presets on `shapes`: images/s and the share of a step
+  spent outside the encoders' forward and backward (timed by module hooks and autograd hooks).
+- Peak resident memory of every configuration, each in a fresh subprocess (see `memory_probe`).
+- The machine's limit: FLOPs of the image-encoder forward (FlopCounterMode) over its time,
+  against the measured rate of a large fp32 matrix product on the same threads (the two timed
+  in alternation), and the FLOPs of each model's parts, which explain the rows.
+
+No model hub is used: CLIPSeg's tokenizer is transformers' `CLIPTokenizer` (CLIP's normaliser,
+pre-tokeniser and byte-level BPE) with a vocabulary trained here on the benchmark's phrases, since
+CLIP's 49k-word vocabulary file is not on this machine; each word of these phrases is one token,
+as in CLIP's vocabulary. Writes benchmarks/results/speed.json and speed.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+RESULTS = Path(__file__).parent / "results"
+
+# The released checkpoint's architecture (transformers' conversion script for CLIPSeg:
+# CLIPSegTextConfig() defaults, CLIPSegVisionConfig(patch_size=16), reduce_dim 64 for "rd64",
+# the complex transposed convolution for "refined"). CLIPSegConfig() alone has patch size 32.
+CLIPSEG_RELEASED: dict[str, Any] = {
+    "text": {},  # hidden 512, 12 layers, 8 heads, intermediate 2048, 77 positions
+    "vision": {"patch_size": 16},  # hidden 768, 12 layers, 12 heads, intermediate 3072
+    "extra": {
+        "reduce_dim": 64,
+        "extract_layers": [3, 6, 9],
+        "use_complex_transposed_convolution": True,
+        "projection_dim": 512,
+    },
+    "size": 352,  # preprocessor_config.json: resize to 352 x 352, ImageNet mean and std
+}
+
+
+@dataclass
+class Settings:
+    """Everything a run measures; the defaults are the full measurement."""
+
+    threads: int = 2
+    repeats: int = 7
+    warmup: int = 1
+    max_row_s: float = 40.0  # stop repeating a row after this long (at least one timed run)
+    counts: tuple[int, ...] = (1, 4, 16, 64)  # L, expressions per image
+    clipseg_counts: tuple[int, ...] = (1, 4, 16, 64)  # L for the documented CLIPSeg row
+    image_hw: tuple[int, int] = (480, 640)
+    tseg_overrides: tuple[str, ...] = ("model.preset=paper",)
+    clipseg: dict[str, Any] = field(default_factory=lambda: dict(CLIPSEG_RELEASED))
+    batch_images: int = 4
+    batch_count: int = 4  # L of the batch-throughput rows
+    overhead_count: int = 16  # L at which the overhead target is read
+    # name -> (overrides, batch size, timed steps, warm-up steps)
+    train: dict[str, tuple[tuple[str, ...], int, int, int]] = field(
+        default_factory=lambda: {
+            "tiny": (("model.preset=tiny", "data.train_size=4000"), 16, 20, 3),
+            "paper": (("model.preset=paper", "data.train_size=400"), 4, 4, 1),
+        }
+    )
+    memory: bool = True
+    matmul_n: int = 2048
+
+
+def quick_settings() -> Settings:
+    """Few repeats, no documented-CLIPSeg row at L=64: for development on a busy machine."""
+    s = Settings(repeats=2, max_row_s=20.0, clipseg_counts=(1, 4, 16))
+    s.train = {
+        "tiny": (("model.preset=tiny", "data.train_size=4000"), 16, 5, 1),
+        "paper": (("model.preset=paper", "data.train_size=400"), 2, 2, 1),
+    }
+    return s
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def phrases(n: int) -> list[str]:
+    """n distinct referring expressions of realistic length (3 to 7 words)."""
+    colours = ["red", "blue", "green", "white", "black", "yellow", "brown", "grey"]
+    things = ["car", "dog", "cup", "man", "chair", "bus", "umbrella", "horse"]
+    tails = ["", " on the left", " next to the table", " in the back"]
+    out = [
+        f"the {c} {t}{tails[(i + j) % len(tails)]}"
+        for i, t in enumerate(things)
+        for j, c in enumerate(colours)
+    ]
+    if n > len(out):
+        raise ValueError(f"at most {len(out)} distinct phrases, asked for {n}")
+    return out[:n]
+
+
+def make_image(hw: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A decoded uint8 RGB image [H, W, 3]: smooth colour gradients plus noise."""
+    h, w = hw
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack([xx / w, yy / h, (xx + yy) / (h + w)], axis=-1) * 200
+    return (base + rng.random((h, w, 3)) * 55).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+
+
+def time_call(
+    fn: Callable[[], Any],
+    repeats: int,
+    warmup: int,
+    max_s: float,
+    setup: Callable[[], Any] | None = None,
+    expected_s: float | None = None,
+) -> dict[str, Any]:
+    """Median wall time of ``fn`` after ``warmup`` calls; ``setup`` runs untimed before each call.
+
+    A call expected to take over half of ``max_s`` gets no warm-up (its one-time costs are small
+    against it) and as many timed runs as fit in ``max_s``, at least one.
+    """
+    if expected_s is not None and expected_s > max_s / 2:
+        warmup = 0
+    for _ in range(warmup):
+        if setup:
+            setup()
+        fn()
+    times: list[float] = []
+    while len(times) < repeats:
+        if setup:
+            setup()
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+        if sum(times) + statistics.median(times) > max_s:
+            break
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "runs": len(times),
+        "warmup": warmup,
+    }
+
+
+def time_interleaved(
+    calls: dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]],
+    repeats: int,
+    warmup: int,
+    max_s: float,
+) -> dict[str, dict[str, Any]]:
+    """``time_call`` for several (call, untimed setup) pairs timed in turn, round after round, so
+    a change in the machine's load touches all of them alike. Stops after ``repeats`` rounds or
+    before a round would take the total over ``max_s`` (at least one round)."""
+    for _ in range(warmup):
+        for fn, setup in calls.values():
+            if setup:
+                setup()
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    spent = 0.0
+    for r in range(repeats):
+        for k, (fn, setup) in calls.items():
+            if setup:
+                setup()
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+            spent += times[k][-1]
+        if spent / (r + 1) * (r + 2) > max_s:
+            break
+    return {
+        k: {
+            "median_s": statistics.median(v),
+            "min_s": min(v),
+            "runs": len(v),
+            "warmup": warmup,
+        }
+        for k, v in times.items()
+    }
+
+
+def extrapolate(rows: dict[int, dict[str, Any]], n: int) -> float | None:
+    """Expected time at L=n from the largest measured L (linear in L: for CLIPSeg's rows)."""
+    if not rows:
+        return None
+    k = max(rows)
+    return rows[k]["median_s"] * n / k
+
+
+# ---------------------------------------------------------------------------------------------
+# TSEG
+
+
+def build_tseg(overrides: tuple[str, ...], corpus: list[str]):  # -> (TSEG, Config)
+    """A randomly initialised TSEG; its WordPiece vocabulary is trained on ``corpus``."""
+    from tseg.config import build_config
+    from tseg.models.text_encoder import train_tokenizer
+    from tseg.models.tseg import TSEG
+
+    cfg = build_config(None, list(overrides))
+    tokenizer = train_tokenizer(corpus, cfg.model.text.vocab_size)
+    torch.manual_seed(0)
+    model = TSEG(cfg.model, cfg.data.image_size, tokenizer, load_weights=False).eval()
+    return model, cfg
+
+
+def tseg_input(model, image: np.ndarray) -> Tensor:
+    """The image as Segmenter feeds it to the image encoder: [1, 3, h, w], normalised."""
+    from tseg.data.transforms import eval_size, resize, to_tensor
+
+    patch = getattr(model.image_encoder, "patch_size", 16)
+    size = eval_size(image.shape[0], image.shape[1], model.input_size, patch)
+    x = resize(to_tensor(image), size)[None]
+    return (x - model.pixel_mean) / model.pixel_std
+
+
+def stage_breakdown(model, image: np.ndarray, texts: list[str], runs: int) -> dict[str, float]:
+    """Median seconds per stage of one cold-cache Segmenter.predict call, timed by wrapping the
+    model's methods (the stages Segmenter calls); "other" is the rest (decoding the input, resize,
+    tensors to numpy, thresholds, result objects)."""
+    from tseg.inference import Segmenter
+
+    names = ["encode_image", "encode_text", "similarity", "pool", "masks_at"]
+    spent: dict[str, float] = {}
+
+    def wrap(name: str, fn: Callable) -> Callable:
+        def timed(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            out = fn(*a, **k)
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+            return out
+
+        return timed
+
+    originals = {n: getattr(model, n) for n in names}
+    for n in names:
+        setattr(model, n, wrap(n, originals[n]))
+    per_run: list[dict[str, float]] = []
+    try:
+        for i in range(runs + 1):
+            seg = Segmenter(model)
+            spent.clear()
+            t = time.perf_counter()
+            seg.predict(image, texts)
+            total = time.perf_counter() - t
+            if i:  # the first run warms up
+                per_run.append({**spent, "total": total})
+    finally:
+        for n in names:
+            delattr(model, n)  # back to the class's methods
+    out = {k: statistics.median(r.get(k, 0.0) for r in per_run) for k in [*names, "total"]}
+    out["other"] = max(0.0, out["total"] - sum(out[n] for n in names))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# CLIPSeg
+
+
+def build_clipseg(spec: dict[str, Any]):  # -> CLIPSegForImageSegmentation
+    from transformers import (
+        CLIPSegConfig,
+        CLIPSegForImageSegmentation,
+        CLIPSegTextConfig,
+        CLIPSegVisionConfig,
+    )
+
+    cfg = CLIPSegConfig(
+        text_config=CLIPSegTextConfig(**spec["text"]).to_dict(),
+        vision_config=CLIPSegVisionConfig(**spec["vision"]).to_dict(),
+        **spec["extra"],
+    )
+    torch.manual_seed(0)
+    return CLIPSegForImageSegmentation(cfg).eval()
+
+
+def clip_tokenizer(corpus: list[str]):  # -> transformers.CLIPTokenizer
+    """transformers' CLIPTokenizer (CLIP's normaliser, pre-tokeniser, byte-level BPE with </w>)
+    with a vocabulary trained on ``corpus``: CLIP's own vocab.json/merges.txt are not here."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import CLIPTokenizer
+
+    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>", continuing_subword_prefix=""))
+    bpe.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(
+                Regex(r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"),
+                behavior="removed",
+                invert=True,
+            ),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=5000,
+        special_tokens=["<|startoftext|>", "<|endoftext|>"],
+        end_of_word_suffix="</w>",
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(corpus, trainer)
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split()) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return CLIPTokenizer(vocab=model["vocab"], merges=merges)
+
+
+def clipseg_processor(tokenizer, size: int):  # -> CLIPSegProcessor
+    """The released preprocessor: resize to size x size (bilinear), ImageNet mean and std."""
+    from transformers import CLIPSegProcessor, ViTImageProcessor
+
+    image_processor = ViTImageProcessor(
+        do_resize=True,
+        size={"height": size, "width": size},
+        resample=2,  # PIL bilinear, as in the released preprocessor_config.json
+        do_rescale=True,
+        do_normalize=True,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    )
+    return CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def logits_to_masks(logits: Tensor, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """[L, s, s] logits -> probabilities float32 [L, H, W] and masks at image resolution."""
+    probs = F.interpolate(
+        torch.sigmoid(logits.float())[:, None], size=hw, mode="bilinear", align_corners=False
+    )[:, 0].numpy()
+    return probs, probs > 0.5
+
+
+class ClipsegDocumented:
+    """CLIPSeg as its documentation runs it: the image repeated once per phrase."""
+
+    def __init__(self, model, processor) -> None:
+        self.model, self.processor = model, processor
+
+    def __call__(self, images: list[np.ndarray], texts: list[str]) -> list[np.ndarray]:
+        # A batch of images: every (image, phrase) pair is one row of the batch.
+        inputs = self.processor(
+            text=texts * len(images),
+            images=[im for im in images for _ in texts],
+            padding=True,
+            return_tensors="pt",
+        )
+        with torch.inference_mode():
+            logits = self.model(**inputs).logits.view(-1, *inputs["pixel_values"].shape[-2:])
+        L = len(texts)
+        return [
+            logits_to_masks(logits[i * L : (i + 1) * L], im.shape[:2])[1]
+            for i, im in enumerate(images)
+        ]
+
+
+class ClipsegVisionOnce:
+    """CLIPSeg's vision tower once per image, up to its last extracted layer, then the decoder
+    per phrase on the precomputed activations and the phrases' conditional embeddings."""
+
+    def __init__(self, model, processor) -> None:
+        self.model, self.processor = model, processor
+
+    @torch.inference_mode()
+    def activations(self, pixel_values: Tensor) -> list[Tensor]:
+        """[B, 3, s, s] -> the hidden states after each layer in extract_layers, [B, 1 + N, C] each
+        (the same tensors as ``hidden_states[i + 1]`` of the full vision forward)."""
+        vision = self.model.clip.vision_model
+        layers = list(self.model.extract_layers)
+        h = vision.pre_layrnorm(vision.embeddings(pixel_values, interpolate_pos_encoding=True))
+        out = []
+        for i, layer in enumerate(vision.encoder.layers[: max(layers) + 1]):
+            h = layer(h, None)
+            if i in layers:
+                out.append(h)
+        return out
+
+    @torch.inference_mode()
+    def logits(self, pixel_values: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """[B, 3, s, s] images and L phrases -> [B * L, s, s] logits (image-major)."""
+        b, L = pixel_values.shape[0], input_ids.shape[0]
+        acts = [a.repeat_interleave(L, dim=0) for a in self.activations(pixel_values)]
+        cond = self.model.clip.get_text_features(input_ids, attention_mask=attention_mask)
+        cond = cond.pooler_output.repeat(b, 1)  # [B * L, projection_dim]
+        out = self.model.decoder(tuple(acts), cond).logits
+        return out.view(b * L, *pixel_values.shape[-2:])
+
+    def __call__(self, images: list[np.ndarray], texts: list[str]) -> list[np.ndarray]:
+        inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        logits = self.logits(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"])
+        L = len(texts)
+        return [
+            logits_to_masks(logits[i * L : (i + 1) * L], im.shape[:2])[1]
+            for i, im in enumerate(images)
+        ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Training steps
+
+
+@dataclass
+class _Clock:
+    """Encoder forward time and backward intervals of one step, from hooks."""
+
+    forward: float = 0.0
+    t0: float = 0.0  # when the running encoder's forward began
+    starts: dict[str, float] = field(default_factory=dict)
+    ends: dict[str, float] = field(default_factory=dict)
+
+    def backward_time(self) -> float:
+        """Length of the union of the encoders' backward intervals."""
+        spans = sorted((self.starts[k], self.ends[k]) for k in self.starts if k in self.ends)
+        total, cur_s, cur_e = 0.0, None, None
+        for s, e in spans:
+            if cur_e is None or s > cur_e:
+                total += 0.0 if cur_e is None else cur_e - cur_s
+                cur_s, cur_e = s, e
+            else:
+                cur_e = max(cur_e, e)
+        return total + (0.0 if cur_e is None else cur_e - cur_s)
+
+
+def _instrument(model, clock: _Clock) -> list:
+    """Hooks on the two encoders: forward time (pre/post module hooks); backward from the moment
+    the gradient of the encoder's output exists to the last gradient of its parameters."""
+    handles = []
+    for name, module in (("image", model.image_encoder), ("text", model.text_encoder)):
+
+        def pre(_m: Any, _a: Any, name: str = name) -> None:
+            clock.starts.pop(name, None)
+            clock.ends.pop(name, None)
+            clock.t0 = time.perf_counter()
+
+        def post(_m: Any, _a: Any, out: Any, name: str = name) -> None:
+            clock.forward += time.perf_counter() - clock.t0
+            t = out["patch_tokens"] if isinstance(out, dict) else out
+            if t.requires_grad:
+
+                def grad_ready(_g: Tensor, name: str = name) -> None:
+                    clock.starts[name] = time.perf_counter()
+
+                t.register_hook(grad_ready)
+
+        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+        for p in module.parameters():
+            if p.requires_grad:
+
+                def done(_p: Tensor, name: str = name) -> None:
+                    clock.ends[name] = time.perf_counter()
+
+                handles.append(p.register_post_accumulate_grad_hook(done))
+    return handles
+
+
+def train_throughput(
+    overrides: tuple[str, ...], batch_size: int, steps: int, warmup: int
+) -> dict[str, Any]:
+    """Images/s of training steps and where the time goes, with the engine's own pieces."""
+    from tseg.config import build_config
+    from tseg.data import build_dataset
+    from tseg.engine import batches, build_model, build_optimizer, make_loader, poly_lr, step_loss
+
+    cfg = build_config(None, [*overrides, f"train.batch_size={batch_size}", "train.steps=100000"])
+    tc = cfg.train
+    torch.manual_seed(tc.seed)
+    ds = build_dataset(cfg.data, "train")
+    model = build_model(cfg, ds).train()
+    opt = build_optimizer(model, tc)
+    loader, tset, sampler = make_loader(cfg, ds, tc.seed)
+    stream = batches(loader, tset, sampler, 0)
+    clock = _Clock()
+    handles = _instrument(model, clock)
+    device = torch.device("cpu")
+    rows = []
+    try:
+        for step in range(warmup + steps):
+            clock.forward = 0.0
+            t0 = time.perf_counter()
+            _, batch = next(stream)  # loading, augmentation, collation (num_workers=0)
+            t1 = time.perf_counter()
+            for g in opt.param_groups:  # as engine.train does each step
+                g["lr"] = poly_lr(step, tc) * g.get("lr_scale", 1.0)
+            loss = step_loss(model, batch, tc.mode, device)["loss"]
+            if not torch.isfinite(loss):
+                raise RuntimeError("non-finite loss in the training benchmark")
+            opt.zero_grad(set_to_none=True)
+            t2 = time.perf_counter()
+            loss.backward()
+            t3 = time.perf_counter()
+            opt.step()
+            t4 = time.perf_counter()
+            if step >= warmup:
+                rows.append(
+                    {
+                        "step": t4 - t0,
+                        "data": t1 - t0,
+                        "forward": t2 - t1,
+                        "encoders_forward": clock.forward,
+                        "backward": t3 - t2,
+                        "encoders_backward": clock.backward_time(),
+                        "optimizer": t4 - t3,
+                        "images": batch["images"].shape[0],
+                    }
+                )
+    finally:
+        for h in handles:
+            h.remove()
+    tot = {k: sum(r[k] for r in rows) for k in rows[0]}
+    enc = tot["encoders_forward"] + tot["encoders_backward"]
+    breakdown = {
+        "data_loading_and_collation": tot["data"],
+        "encoders_forward": tot["encoders_forward"],
+        "encoders_backward": tot["encoders_backward"],
+        "rest_of_forward_and_backward": tot["forward"]
+        + tot["backward"]
+        - tot["encoders_forward"]
+        - tot["encoders_backward"],
+        "optimizer_step": tot["optimizer"],
+    }
+    return {
+        "images_per_s": tot["images"] / tot["step"],
+        "step_s_median": statistics.median(r["step"] for r in rows),
+        "batch_size": batch_size,
+        "steps": len(rows),
+        "warmup_steps": warmup,
+        "image_size": cfg.data.image_size,
+        "optimizer": tc.optimizer,
+        "share_outside_encoders": 1.0 - enc / tot["step"],
+        "share": {k: v / tot["step"] for k, v in breakdown.items()},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The machine's limit
+
+
+def encoder_vs_matmul(encoder: Callable[[], Any], n: int, rounds: int) -> dict[str, float]:
+    """Median seconds of the image encoder and of an n x n fp32 matmul, timed in alternation so
+    both see the same machine (a busy machine slows both alike)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    enc, mm = [], []
+    with torch.inference_mode():
+        encoder(), a @ b  # warm-up
+        for _ in range(rounds):
+            t = time.perf_counter()
+            encoder()
+            enc.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            a @ b
+            mm.append(time.perf_counter() - t)
+    return {
+        "encoder_s": statistics.median(enc),
+        "matmul_s": statistics.median(mm),
+        "encoder_best_s": min(enc),
+        "matmul_best_s": min(mm),
+    }
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of ``fn`` by FlopCounterMode. Attention runs through the math kernel while
+    counting, since the counter has no formula for the CPU's fused attention kernel."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), counter:
+        fn()
+    return counter.get_total_flops()
+
+
+# ---------------------------------------------------------------------------------------------
+# Peak memory, each configuration in a fresh subprocess
+
+
+def _rss_kb(field_name: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def memory_probe(settings: Settings, kind: str, count: int) -> dict[str, Any]:
+    """Run one configuration once in this (fresh) process and report its memory.
+
+    ``imports_mb``: resident set after importing the libraries (torch alone maps ~0.5 GB).
+    ``setup_mb``: resident set after building the model and inputs as well (for training: the
+    imports only, since the model is built inside the measured run).
+    ``peak_mb``: the high-water mark of the resident set from then on (Linux's VmHWM, reset
+    after the setup through /proc/self/clear_refs), so it covers model, inputs and activations,
+    but not transient build-time spikes. Falls back to the whole process's ru_maxrss where the
+    reset is not available.
+    """
+    import timm  # noqa: F401 - every library any probe uses, so imports_mb is comparable
+    import transformers  # noqa: F401
+
+    import tseg.engine  # noqa: F401
+    import tseg.inference  # noqa: F401
+
+    torch.set_num_threads(settings.threads)
+    imports_kb = _rss_kb("VmRSS")
+    texts = phrases(max(count, 1))
+    image = make_image(settings.image_hw)
+    if kind.startswith("tseg"):
+        from tseg.inference import Segmenter
+
+        model, _ = build_tseg(settings.tseg_overrides, phrases(64))
+        seg = Segmenter(model)
+        if kind == "tseg_batch":
+            imgs = [make_image(settings.image_hw, seed=i) for i in range(settings.batch_images)]
+            run = lambda: seg.predict_batch(imgs, texts)  # noqa: E731
+        else:
+            run = lambda: seg.predict(image, texts)  # noqa: E731
+    elif kind.startswith("clipseg"):
+        model = build_clipseg(settings.clipseg)
+        proc = clipseg_processor(clip_tokenizer(phrases(64)), settings.clipseg["size"])
+        runner = (ClipsegVisionOnce if "vision_once" in kind else ClipsegDocumented)(model, proc)
+        imgs = [image]
+        if kind.endswith("_batch"):
+            imgs = [make_image(settings.image_hw, seed=i) for i in range(settings.batch_images)]
+        run = lambda: runner(imgs, texts)  # noqa: E731
+    elif kind.startswith("train_"):
+        overrides, batch, _, _ = settings.train[kind[len("train_") :]]
+        run = lambda: train_throughput(tuple(overrides), batch, 1, 1)  # noqa: E731
+    else:
+        raise ValueError(f"unknown memory probe {kind!r}")
+    setup_kb = _rss_kb("VmRSS")
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        method = "VmHWM after setup"
+    except OSError:
+        method = "ru_maxrss of the whole process"
+    run()
+    peak_kb = (
+        _rss_kb("VmHWM")
+        if method.startswith("VmHWM")
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    )
+    return {
+        "imports_mb": round(imports_kb / 1024, 1),
+        "setup_mb": round(setup_kb / 1024, 1),
+        "peak_mb": round(peak_kb / 1024, 1),
+        "method": method,
+    }
+
+
+def memory_in_subprocess(settings: Settings, kind: str, count: int) -> dict[str, Any]:
+    arg = json.dumps({"settings": asdict(settings), "kind": kind, "count": count})
+    env = {**os.environ, "OMP_NUM_THREADS": str(settings.threads)}
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__, "--memory-probe", arg],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+            timeout=900,
+        )
+    except subprocess.CalledProcessError as e:
+        return {"error": e.stderr.strip().splitlines()[-1] if e.stderr.strip() else str(e)}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def settings_from_dict(d: dict[str, Any]) -> Settings:
+    s = Settings(**d)
+    s.counts, s.clipseg_counts = tuple(s.counts), tuple(s.clipseg_counts)
+    s.image_hw = tuple(s.image_hw)  # type: ignore[assignment]
+    s.tseg_overrides = tuple(s.tseg_overrides)
+    s.train = {k: (tuple(o), b, n, w) for k, (o, b, n, w) in s.train.items()}
+    return s
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def machine(threads: int) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    import transformers
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+    }
+
+
+def _row(t: dict[str, Any], images: int = 1) -> dict[str, Any]:
+    return {
+        **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in t.items()},
+        "images_per_s": round(images / t["median_s"], 4),
+    }
+
+
+def measure_tseg(s: Settings, model, image: np.ndarray, corpus: list[str]) -> dict[str, Any]:
+    """TSEG rows: bare image encoder, L expressions with a cold and a warm text cache, stages."""
+    from tseg.inference import Segmenter
+
+    x = tseg_input(model, image)
+
+    def encoder() -> None:
+        with torch.inference_mode():
+            model.image_encoder(x)
+
+    # Every TSEG row in one interleaved group: the ratios the targets read (L=64 over L=1, end to
+    # end over the bare encoder) then compare runs made under the same machine load.
+    calls: dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]] = {
+        "encoder": (encoder, None)
+    }
+    for n in s.counts:
+        texts = corpus[:n]
+        box: dict[str, Segmenter] = {}
+        calls[f"cold {n}"] = (
+            lambda texts=texts, box=box: box["seg"].predict(image, texts),
+            lambda box=box: box.__setitem__("seg", Segmenter(model)),  # a cold text cache
+        )
+        seg = Segmenter(model)
+        calls[f"warm {n}"] = (lambda texts=texts, seg=seg: seg.predict(image, texts), None)
+    t = time_interleaved(calls, s.repeats, s.warmup, 2 * s.max_row_s)
+    enc = t["encoder"]
+    log(f"TSEG image encoder {tuple(x.shape[-2:])}: {1000 * enc['median_s']:.0f} ms")
+    cold_rows = {str(n): _row(t[f"cold {n}"]) for n in s.counts}
+    warm_rows = {str(n): _row(t[f"warm {n}"]) for n in s.counts}
+    for n in s.counts:
+        log(
+            f"TSEG L={n}: {1000 * cold_rows[str(n)]['median_s']:.0f} ms (text cache warm: "
+            f"{1000 * warm_rows[str(n)]['median_s']:.0f} ms)"
+        )
+    k = s.overhead_count if s.overhead_count in s.counts else max(s.counts)
+    stages = stage_breakdown(model, image, corpus[:k], max(1, min(3, s.repeats)))
+    return {
+        "model": {
+            "preset": model.cfg.preset,
+            "image_encoder": f"{model.cfg.image.timm_model}, depth {model.cfg.image.depth}, "
+            f"width {model.cfg.image.embed_dim}, patch {model.cfg.image.patch_size}",
+            "text_encoder": f"{model.cfg.text.num_layers} layers, hidden {model.cfg.text.hidden_size}",
+            "overrides": list(s.tseg_overrides),
+            "input": list(x.shape[-2:]),
+            "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        },
+        "image_encoder": _row(enc),
+        "rows": {"tseg": cold_rows, "tseg_warm_text": warm_rows},
+        "stages": {"count": k, "seconds": {n: round(v, 5) for n, v in stages.items()}},
+        "overhead": {
+            str(n): {
+                "end_to_end_over_encoder": round(
+                    cold_rows[str(n)]["median_s"] / enc["median_s"], 3
+                ),
+                "warm_text_over_encoder": round(warm_rows[str(n)]["median_s"] / enc["median_s"], 3),
+            }
+            for n in s.counts
+        },
+    }
+
+
+def clipseg_flops(clip, once: ClipsegVisionOnce, proc, px: Tensor, text: str) -> dict[str, float]:
+    """GFLOPs of CLIPSeg's parts: the full vision tower (the documented path runs it per phrase),
+    the vision tower up to the last extracted layer (vision once), and per phrase its text
+    encoder and decoder."""
+    ids = proc.tokenizer([text], return_tensors="pt")
+    acts = once.activations(px)
+    with torch.inference_mode():
+        cond = clip.clip.get_text_features(**ids).pooler_output
+    parts = {
+        "clipseg_vision_full": lambda: clip.clip.get_image_features(pixel_values=px),
+        "clipseg_vision_to_last_extracted_layer": lambda: once.activations(px),
+        "clipseg_text_per_phrase": lambda: clip.clip.get_text_features(**ids),
+        "clipseg_decoder_per_phrase": lambda: clip.decoder(tuple(acts), cond),
+    }
+    return {k: round(count_flops(f) / 1e9, 3) for k, f in parts.items()}
+
+
+def measure_clipseg(s: Settings, image: np.ndarray, corpus: list[str]) -> dict[str, Any]:
+    """CLIPSeg rows (documented and vision-once), its batch rows and its vision FLOPs."""
+    clip = build_clipseg(s.clipseg)
+    proc = clipseg_processor(clip_tokenizer(corpus), s.clipseg["size"])
+    vc = clip.config.vision_config
+    documented, once = ClipsegDocumented(clip, proc), ClipsegVisionOnce(clip, proc)
+    doc_rows: dict[int, dict[str, Any]] = {}
+    once_rows: dict[int, dict[str, Any]] = {}
+    for n in s.counts:
+        texts = corpus[:n]
+        if n in s.clipseg_counts:
+            t = time_call(
+                lambda texts=texts: documented([image], texts),
+                s.repeats,
+                s.warmup,
+                s.max_row_s,
+                expected_s=extrapolate(doc_rows, n),
+            )
+            doc_rows[n] = _row(t)
+            log(f"CLIPSeg documented L={n}: {1000 * t['median_s']:.0f} ms ({t['runs']} runs)")
+        t = time_call(lambda texts=texts: once([image], texts), s.repeats, s.warmup, s.max_row_s)
+        once_rows[n] = _row(t)
+        log(f"CLIPSeg vision once L={n}: {1000 * t['median_s']:.0f} ms")
+    imgs = [make_image(s.image_hw, seed=i) for i in range(s.batch_images)]
+    texts = corpus[: s.batch_count]
+    batch = {
+        "clipseg_vision_once": time_call(
+            lambda: once(imgs, texts), s.repeats, s.warmup, s.max_row_s
+        ),
+        "clipseg_documented": time_call(
+            lambda: documented(imgs, texts),
+            s.repeats,
+            s.warmup,
+            s.max_row_s,
+            expected_s=extrapolate(doc_rows, s.batch_count * s.batch_images),
+        ),
+    }
+    px = torch.zeros(1, 3, s.clipseg["size"], s.clipseg["size"])
+    return {
+        "model": {
+            "spec": s.clipseg,
+            "vision": f"hidden {vc.hidden_size}, {vc.num_hidden_layers} layers, "
+            f"patch {vc.patch_size}, {s.clipseg['size']} px",
+            "parameters_m": round(sum(p.numel() for p in clip.parameters()) / 1e6, 2),
+            "tokens_per_phrase": [len(i) for i in proc.tokenizer(corpus[:4])["input_ids"]],
+            "tokenizer": "transformers CLIPTokenizer, vocabulary trained on the phrases (no hub)",
+        },
+        "rows": {
+            "clipseg_documented": {str(n): r for n, r in doc_rows.items()},
+            "clipseg_vision_once": {str(n): r for n, r in once_rows.items()},
+        },
+        "batch": {k: _row(t, s.batch_images) for k, t in batch.items()},
+        "gflops": clipseg_flops(clip, once, proc, px, corpus[0]),
+    }
+
+
+def run(settings: Settings) -> dict[str, Any]:
+    """Measure everything; returns the report written to speed.json."""
+    from tseg.inference import Segmenter
+
+    s = settings
+    torch.set_num_threads(s.threads)
+    start = time.perf_counter()
+    corpus = phrases(64)
+    image = make_image(s.image_hw)
+    report: dict[str, Any] = {
+        "settings": asdict(s),
+        "machine": machine(s.threads),
+        "image": {"height": s.image_hw[0], "width": s.image_hw[1]},
+        "phrases": corpus[: max(s.counts)],
+    }
+    model, _ = build_tseg(s.tseg_overrides, corpus)
+    tseg = measure_tseg(s, model, image, corpus)
+    clip = measure_clipseg(s, image, corpus)
+    report["tseg_model"], report["clipseg_model"] = tseg["model"], clip["model"]
+    report["tseg_image_encoder"] = tseg["image_encoder"]
+    report["single_image"] = {**tseg["rows"], **clip["rows"]}
+    report["tseg_stages"], report["overhead"] = tseg["stages"], tseg["overhead"]
+
+    # Batch throughput: B images, one expression set (TSEG's text cache warm).
+    imgs = [make_image(s.image_hw, seed=i) for i in range(s.batch_images)]
+    texts = corpus[: s.batch_count]
+    seg = Segmenter(model)
+    t = time_call(lambda: seg.predict_batch(imgs, texts), s.repeats, s.warmup, s.max_row_s)
+    report["batch"] = {
+        "images": s.batch_images,
+        "count": s.batch_count,
+        "tseg": _row(t, s.batch_images),
+        **clip["batch"],
+    }
+    log(
+        "batch: "
+        + ", ".join(
+            f"{k} {report['batch'][k]['images_per_s']:.2f} img/s"
+            for k in ("tseg", "clipseg_documented", "clipseg_vision_once")
+        )
+    )
+
+    # The machine's limit, and FLOPs that explain the rows.
+    x = tseg_input(model, image)
+    flops = count_flops(lambda: model.image_encoder(x))
+    t = encoder_vs_matmul(lambda: model.image_encoder(x), s.matmul_n, max(3, s.repeats))
+    mm_flops = 2 * s.matmul_n**3
+    report["limit"] = {
+        "matmul_n": s.matmul_n,
+        "matmul_gflops_per_s": round(mm_flops / t["matmul_s"] / 1e9, 2),
+        "tseg_image_encoder_gflops": round(flops / 1e9, 3),
+        "tseg_image_encoder_gflops_per_s": round(flops / t["encoder_s"] / 1e9, 2),
+        "tseg_image_encoder_fraction_of_matmul": round(
+            flops / t["encoder_s"] / (mm_flops / t["matmul_s"]), 3
+        ),
+        "fraction_from_best_runs": round(
+            flops / t["encoder_best_s"] / (mm_flops / t["matmul_best_s"]), 3
+        ),
+    }
+    report["gflops"] = {
+        "tseg_image_encoder": round(flops / 1e9, 3),
+        "tseg_text_encoder": {
+            str(n): round(count_flops(lambda n=n: model.encode_text(corpus[:n])) / 1e9, 3)
+            for n in s.counts
+        },
+        **clip["gflops"],
+    }
+    log(f"limit: {report['limit']}")
+
+    # Training steps.
+    report["training"] = {}
+    for name, (overrides, bs, steps, warm) in s.train.items():
+        report["training"][name] = train_throughput(tuple(overrides), bs, steps, warm)
+        log(f"train {name}: {report['training'][name]['images_per_s']:.2f} img/s")
+
+    # Peak memory, one fresh subprocess per configuration.
+    if s.memory:
+        jobs = [(f"tseg L={n}", "tseg", n) for n in s.counts]
+        jobs += [(f"clipseg_documented L={n}", "clipseg_documented", n) for n in s.clipseg_counts]
+        jobs += [(f"clipseg_vision_once L={n}", "clipseg_vision_once", n) for n in s.counts]
+        jobs += [
+            (f"{k} batch", f"{k}_batch", s.batch_count)
+            for k in ("tseg", "clipseg_documented", "clipseg_vision_once")
+        ]
+        jobs += [(f"train {k}", f"train_{k}", 0) for k in s.train]
+        report["memory"] = {}
+        for label, kind, n in jobs:
+            report["memory"][label] = memory_in_subprocess(s, kind, n)
+            log(f"memory {label}: {report['memory'][label]}")
+    report["targets"] = targets(report)
+    report["wall_time_s"] = round(time.perf_counter() - start, 1)
+    return report
+
+
+def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The issue's targets, read off the report; a figure that was not measured is left out."""
+    single = r["single_image"]
+    out: dict[str, dict[str, Any]] = {}
+
+    def speedup(other: str, n: int) -> float | None:
+        a, b = single["tseg"].get(str(n)), single[other].get(str(n))
+        return None if a is None or b is None else b["median_s"] / a["median_s"]
+
+    for name, other, n, goal in (
+        ("tseg_vs_documented_clipseg_L1", "clipseg_documented", 1, 2.0),
+        ("tseg_vs_documented_clipseg_L16", "clipseg_documented", 16, 20.0),
+        ("tseg_vs_vision_once_clipseg_L16", "clipseg_vision_once", 16, 1.0),
+    ):
+        v = speedup(other, n)
+        if v is not None:
+            out[name] = {"value": round(v, 2), "target": f">= {goal}x", "met": v >= goal}
+    for key, suffix in (("tseg", ""), ("tseg_warm_text", "_text_cache_warm")):
+        t1, t64 = single[key].get("1"), single[key].get("64")
+        if t1 and t64:
+            v = t64["median_s"] / t1["median_s"]
+            out[f"tseg_L64_over_L1{suffix}"] = {
+                "value": round(v, 3),
+                "target": "<= 1.3",
+                "met": v <= 1.3,
+            }
+    k = r["settings"]["overhead_count"]
+    for key, suffix in (
+        ("end_to_end_over_encoder", ""),
+        ("warm_text_over_encoder", "_text_cache_warm"),
+    ):
+        v = r["overhead"].get(str(k), {}).get(key)
+        if v is not None:
+            out[f"end_to_end_over_encoder_L{k}{suffix}"] = {
+                "value": v,
+                "target": "<= 1.15",
+                "met": v <= 1.15,
+            }
+    for name, t in r.get("training", {}).items():
+        v = t["share_outside_encoders"]
+        out[f"train_{name}_share_outside_encoders"] = {
+            "value": round(v, 3),
+            "target": "<= 0.20",
+            "met": v <= 0.20,
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _mb(mem: dict[str, Any], key: str) -> str:
+    """Peak RSS and, in brackets, the part above the imported libraries."""
+    m = mem.get(key)
+    if not m or "peak_mb" not in m:
+        return "-"
+    return f"{m['peak_mb']:.0f} ({m['peak_mb'] - m['imports_mb']:.0f})"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m, s = r["machine"], r["settings"]
+    single, mem = r["single_image"], r.get("memory", {})
+    lines = [
+        f"CPU speed, torch threads: {m['threads']}, on {m['cpu']} ({m['cores']} cores; torch {m['torch']}, "
+        f"transformers {m['transformers']}); one {r['image']['width']} x {r['image']['height']} "
+        f"decoded image to masks at image resolution; median of up to {s['repeats']} runs after "
+        f"warm-up; random weights (they do not change the cost). Peak RSS: each configuration in a "
+        f"fresh process, VmHWM from after model construction, in MB (in brackets: above the ~0.8 GB that importing torch and transformers takes). Load average at start: "
+        f"{m['load_average_at_start']}.",
+        "",
+        "| L expressions | " + " | ".join(str(n) for n in s["counts"]) + " |",
+        "|---|" + "---|" * len(s["counts"]),
+    ]
+    names = {
+        "tseg": f"TSEG `{r['tseg_model']['preset']}` (input {r['tseg_model']['input'][0]}x"
+        f"{r['tseg_model']['input'][1]}), end to end",
+        "tseg_warm_text": "TSEG, text cache warm (expressions seen before)",
+        "clipseg_documented": "CLIPSeg rd64-refined, as documented (image per phrase)",
+        "clipseg_vision_once": "CLIPSeg rd64-refined, vision tower once",
+    }
+    for key, label in names.items():
+        cells = []
+        for n in s["counts"]:
+            row = single[key].get(str(n))
+            if row is None:
+                cells.append("-")
+                continue
+            ms = 1000 * row["median_s"]
+            mem_key = f"{key} L={n}"
+            extra = f", {_mb(mem, mem_key)} MB" if mem_key in mem else ""
+            ratio = ""
+            if key.startswith("clipseg") and str(n) in single["tseg"]:
+                ratio = f" ({row['median_s'] / single['tseg'][str(n)]['median_s']:.1f}x TSEG)"
+            cells.append(f"{ms:.0f} ms{ratio}{extra}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    short = [
+        f"{key} L={n}: {row['runs']} run(s)" + ("" if row["warmup"] else ", no warm-up")
+        for key in names
+        for n, row in single[key].items()
+        if row["runs"] < s["repeats"] or not row["warmup"]
+    ]
+    if short:
+        lines += [
+            "",
+            "Fewer runs (a row stops repeating after max_row_s): " + "; ".join(short) + ".",
+        ]
+    b = r["batch"]
+    lines += [
+        "",
+        f"Batch of {b['images']} images, {b['count']} expressions each (TSEG text cache warm): "
+        + ", ".join(
+            f"{k} **{b[k]['images_per_s']:.2f}** images/s ({_mb(mem, f'{k} batch')} MB)"
+            for k in ("tseg", "clipseg_documented", "clipseg_vision_once")
+        )
+        + ".",
+        "",
+    ]
+    ov = r["overhead"]
+    st = r["tseg_stages"]
+    enc_ms = 1000 * r["tseg_image_encoder"]["median_s"]
+    lines.append(
+        f"TSEG overhead: end to end / bare image-encoder forward ({enc_ms:.0f} ms) = "
+        + ", ".join(f"{ov[str(n)]['end_to_end_over_encoder']:.2f} (L={n})" for n in s["counts"])
+        + f". Stages at L={st['count']} (ms): "
+        + ", ".join(f"{k} {1000 * v:.1f}" for k, v in st["seconds"].items())
+        + "."
+    )
+    lines += [
+        "",
+        "| Training step | images/s | batch | outside encoders' fwd+bwd | data | optimizer | peak RSS MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, t in r.get("training", {}).items():
+        sh = t["share"]
+        lines.append(
+            f"| `{name}` ({t['image_size']} px, {t['optimizer']}) | {t['images_per_s']:.2f} | "
+            f"{t['batch_size']} | {100 * t['share_outside_encoders']:.1f}% | "
+            f"{100 * sh['data_loading_and_collation']:.1f}% | {100 * sh['optimizer_step']:.1f}% | "
+            f"{_mb(mem, f'train {name}')} |"
+        )
+    lim, g = r["limit"], r["gflops"]
+    lines += [
+        "",
+        f"Machine limit: the TSEG image encoder does {lim['tseg_image_encoder_gflops']:.1f} GFLOP "
+        f"per image at {lim['tseg_image_encoder_gflops_per_s']:.1f} GFLOP/s, "
+        f"{100 * lim['tseg_image_encoder_fraction_of_matmul']:.0f}% of the "
+        f"{lim['matmul_gflops_per_s']:.1f} GFLOP/s of a {lim['matmul_n']}x{lim['matmul_n']} fp32 "
+        f"matmul on the same threads (timed in alternation; best runs: "
+        f"{100 * lim['fraction_from_best_runs']:.0f}%).",
+        "",
+        f"GFLOP per image: TSEG image encoder {g['tseg_image_encoder']:.1f}, its text encoder "
+        + ", ".join(f"{v:.2f} (L={n})" for n, v in g["tseg_text_encoder"].items())
+        + f"; CLIPSeg vision tower {g['clipseg_vision_full']:.1f} (run once per phrase as "
+        f"documented; {g['clipseg_vision_to_last_extracted_layer']:.1f} up to its last extracted "
+        f"layer), and per phrase its text encoder {g['clipseg_text_per_phrase']:.2f} and decoder "
+        f"{g['clipseg_decoder_per_phrase']:.2f}.",
+        "",
+        "| Target | value | goal | met |",
+        "|---|---|---|---|",
+    ]
+    for name, t in r["targets"].items():
+        lines.append(f"| {name} | {t['value']} | {t['target']} | {'yes' if t['met'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="few repeats, for development")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    ap.add_argument(
+        "--out",
+        default=str(RESULTS / "speed.json"),
+        help="JSON path; the markdown table goes beside it with .md",
+    )
+    ap.add_argument("--memory-probe", help=argparse.SUPPRESS)  # internal: one config, fresh process
+    args = ap.parse_args(argv)
+    if args.memory_probe:
+        spec = json.loads(args.memory_probe)
+        out = memory_probe(settings_from_dict(spec["settings"]), spec["kind"], spec["count"])
+        print(json.dumps(out))
+        return 0
+    s = quick_settings() if args.quick else Settings()
+    if args.threads is not None:
+        if args.threads < 1:
+            ap.error(f"--threads must be >= 1, got {args.threads}")
+        s = replace(s, threads=args.threads)
+    if args.no_memory:
+        s = replace(s, memory=False)
+    report = run(s)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
