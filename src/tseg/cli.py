@@ -18,14 +18,16 @@ from .checkpoint import CheckpointError
 from .config import ConfigError, build_config
 from .data import DatasetError
 from .engine import TrainingError, TrainingInterrupted
+from .export import ExportError
 from .inference import InputError
 from .models.weights import WeightsError
 
 if TYPE_CHECKING:
     import torch
 
-    from .config import Config
+    from .config import Config, InferenceConfig
     from .models.tseg import TSEG
+    from .sharding import Shard
 
 EXPECTED_ERRORS = (
     ConfigError,
@@ -34,6 +36,7 @@ EXPECTED_ERRORS = (
     InputError,
     TrainingError,
     WeightsError,
+    ExportError,
 )
 
 # The demo, sized to finish in minutes on 2 CPU cores. Default: the `offline` preset (ImageNet
@@ -76,6 +79,7 @@ def _split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
+    from .distributed import env_rank
     from .engine import train
 
     path, overrides = _split_config_args(ns.args)
@@ -83,32 +87,115 @@ def cmd_train(ns: argparse.Namespace) -> int:
         overrides = [*overrides, f"train.out_dir={ns.out}"]
     cfg = build_config(path, overrides)
     results = train(cfg, progress=not ns.quiet, resume=ns.resume)
-    print(json.dumps({k: v for k, v in results.items() if k != "history"}, indent=1))
+    if env_rank() == 0:  # under torchrun every process trains; one prints
+        print(json.dumps({k: v for k, v in results.items() if k != "history"}, indent=1))
     return 0
+
+
+def inference_options(ns: argparse.Namespace, ic: InferenceConfig) -> dict[str, Any]:
+    """Segmenter options: the checkpoint's ``inference`` config, then the command-line flags.
+
+    ``tseg segment`` and ``tseg eval`` both build their options here, so ``--tta`` / ``--crf``
+    mean the same in both and the maps come from the same code (``Segmenter.probabilities``).
+    """
+    from dataclasses import replace
+
+    from .crf import crf_available
+    from .inference import options_from_config
+
+    for flag, value, lo, hi in (
+        ("--threshold", ns.threshold, 0.0, 1.0),
+        ("--max-pixels", getattr(ns, "max_pixels", None), 1, float("inf")),
+    ):
+        if value is not None and not lo <= value <= hi:
+            raise InputError(f"{flag} = {value} is out of range [{lo}, {hi}]")
+    changes: dict[str, Any] = {}
+    if ns.tta is not None:
+        changes["tta"] = ns.tta
+    if ns.crf is not None:
+        changes["crf"] = ns.crf
+    if ns.no_flip:
+        changes["tta_flip"] = False
+    if ns.threshold is not None:
+        changes["threshold"] = ns.threshold
+    if getattr(ns, "max_pixels", None) is not None:
+        changes["max_pixels"] = ns.max_pixels
+    if ns.tta_scales is not None:
+        try:
+            scales = [float(v) for v in ns.tta_scales.split(",")]
+        except ValueError:
+            raise InputError(
+                f"--tta-scales {ns.tta_scales!r} is not a comma-separated list of numbers"
+            ) from None
+        if not all(v > 0 for v in scales):
+            raise InputError(f"--tta-scales {ns.tta_scales!r}: every scale must be positive")
+        changes["tta_scales"] = ns.tta_scales
+    opts = options_from_config(replace(ic, **changes))
+    if opts["crf"] is not None and not crf_available():
+        raise InputError(
+            "--crf (or inference.crf) needs pydensecrf: pip install 'tseg[crf]' "
+            "(package pydensecrf2, built from source with a C++ compiler)"
+        )
+    return opts
+
+
+def describe_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """What the printed results were computed with (TTA passes, CRF parameters, threshold)."""
+    from dataclasses import asdict
+
+    tta, crf = opts["tta"], opts["crf"]
+    return {
+        "tta": {"scales": list(tta.scales), "flip": tta.flip} if tta is not None else False,
+        "crf": asdict(crf) if crf is not None else False,
+        "threshold": opts["threshold"],
+    }
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
     from .data import build_dataset
     from .engine import evaluate, pick_device
+    from .sharding import shard_device, shard_from_env
 
-    device = pick_device(ns.device)
-    model, cfg, ckpt = load_checkpoint(ns.checkpoint, device)
-    if ns.protocol != "pairs":
-        return _eval_protocol(ns, model, cfg, ckpt, device)
-    out = {}
-    for split in ns.split:
-        ds = build_dataset(cfg.data, split)
-        out[split] = evaluate(
-            model, ds, device, cfg.eval.batch_size, ns.max_images, presence=ns.presence
-        )
-    print(json.dumps({"checkpoint": str(ckpt), **out}, indent=1))
+    # Under torchrun (WORLD_SIZE > 1) each rank evaluates a share of the images; rank 0 prints.
+    with shard_from_env() as shard:
+        device = shard_device(pick_device(ns.device), shard)
+        model, cfg, ckpt = load_checkpoint(ns.checkpoint, device)
+        opts = inference_options(ns, cfg.inference)
+        head: dict[str, Any] = {"checkpoint": str(ckpt), "inference": describe_options(opts)}
+        if shard.world_size > 1:
+            head["ranks"] = shard.world_size
+        if ns.protocol != "pairs":
+            out = _eval_protocol(ns, model, cfg, device, opts, shard)
+            head["protocol"] = ns.protocol
+        else:
+            out = {}
+            for split in ns.split:
+                out[split] = evaluate(
+                    model,
+                    build_dataset(cfg.data, split),
+                    device,
+                    cfg.eval.batch_size,
+                    ns.max_images,
+                    presence=ns.presence,
+                    threshold=opts["threshold"],
+                    tta=opts["tta"],
+                    crf=opts["crf"],
+                    shard=shard,
+                )
+        if shard.is_main:
+            print(json.dumps({**head, **out}, indent=1))
     return 0
 
 
 def _eval_protocol(
-    ns: argparse.Namespace, model: TSEG, cfg: Config, ckpt: Path, device: torch.device
-) -> int:
+    ns: argparse.Namespace,
+    model: TSEG,
+    cfg: Config,
+    device: torch.device,
+    opts: dict[str, Any],
+    shard: Shard,
+) -> dict[str, Any]:
     """``tseg eval --protocol phrasecut | voc | voc-zeroshot``: see ``tseg.protocols``."""
     from .data import build_dataset
     from .protocols import evaluate_phrasecut, evaluate_voc
@@ -131,11 +218,20 @@ def _eval_protocol(
             )
         return build_dataset(cfg.data, split)
 
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for split in ns.split:
         ds = dataset(split)
         if want == "phrasecut":
-            out[split] = evaluate_phrasecut(model, ds, device, ns.max_images)
+            out[split] = evaluate_phrasecut(
+                model,
+                ds,
+                device,
+                ns.max_images,
+                threshold=opts["threshold"],
+                tta=opts["tta"],
+                crf=opts["crf"],
+                shard=shard,
+            )
         else:
             out[split] = evaluate_voc(
                 model,
@@ -145,9 +241,11 @@ def _eval_protocol(
                 zero_shot=ns.protocol == "voc-zeroshot",
                 confidence_threshold=ns.confidence_threshold,
                 max_images=ns.max_images,
+                tta=opts["tta"],
+                crf=opts["crf"],
+                shard=shard,
             )
-    print(json.dumps({"checkpoint": str(ckpt), "protocol": ns.protocol, **out}, indent=1))
-    return 0
+    return out
 
 
 def read_expressions(exprs: list[str], file: str | None) -> list[str]:
@@ -236,13 +334,25 @@ def write_zero_shot(
     return d
 
 
+def output_stems(paths: list[Path]) -> list[str]:
+    """Output folder names: two images with the same name in different folders get a, a_1."""
+    seen: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        n = seen.get(path.stem, 0)
+        seen[path.stem] = n + 1
+        stems.append(path.stem if n == 0 else f"{path.stem}_{n}")
+    return stems
+
+
 def cmd_segment(ns: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .crf import CRFConfig
-    from .inference import Segmenter, check_expressions, load_image
+    from .checkpoint import load_checkpoint
+    from .engine import pick_device
+    from .inference import Segmenter, check_expressions, default_workers, image_loader
     from .output import write_prediction
-    from .tta import TTAConfig
+    from .sharding import shard_device, shard_from_env
 
     classes = read_classes(ns.classes) if ns.classes else None
     if classes is not None:
@@ -252,54 +362,50 @@ def cmd_segment(ns: argparse.Namespace) -> int:
     else:
         exprs = check_expressions(read_expressions(ns.expressions, ns.expressions_file))
     paths = collect_images(ns.image)
-    # Flags given on the command line override the checkpoint's inference config.
-    for flag, value, lo, hi in (
-        ("--threshold", ns.threshold, 0.0, 1.0),
-        ("--class-threshold", ns.class_threshold, 0.0, 1.01),
-        ("--max-pixels", ns.max_pixels, 1, float("inf")),
-    ):
-        if value is not None and not lo <= value <= hi:
-            raise InputError(f"{flag} = {value} is out of range [{lo}, {hi}]")
-    overrides: dict = {}
-    if ns.tta:
-        try:
-            scales = tuple(float(v) for v in ns.tta_scales.split(","))
-        except ValueError:
-            raise InputError(
-                f"--tta-scales {ns.tta_scales!r} is not a comma-separated list of numbers"
-            ) from None
-        overrides["tta"] = TTAConfig(scales=scales, flip=not ns.no_flip)
-    if ns.crf:
-        overrides["crf"] = CRFConfig()
-    if ns.max_pixels is not None:
-        overrides["max_pixels"] = ns.max_pixels
-    if ns.threshold is not None:
-        overrides["threshold"] = ns.threshold
-    seg = Segmenter.from_checkpoint(ns.checkpoint, **overrides)
-    max_pixels = seg.max_pixels
-    class_threshold = ns.class_threshold
-    if class_threshold is None:
-        class_threshold = seg.class_threshold
+    if ns.class_threshold is not None and not 0.0 <= ns.class_threshold <= 1.01:
+        raise InputError(f"--class-threshold = {ns.class_threshold} is out of range [0.0, 1.01]")
+    workers = default_workers() if ns.workers is None else ns.workers
+    if workers < 0:
+        raise InputError(f"--workers = {workers} must be 0 (decode in this process) or more")
+    stems = output_stems(paths)  # over all images, before sharding, so ranks agree
+    single = len(paths) == 1
     out = Path(ns.out)
-    stems: dict[str, int] = {}
-    for path in tqdm(paths, desc="segment", disable=len(paths) == 1 or ns.quiet):
-        image = load_image(path, max_pixels)
-        preds = seg.predict(image, exprs)
-        # Two images with the same name in different folders get distinct output folders.
-        n = stems.get(path.stem, 0)
-        stems[path.stem] = n + 1
-        stem = path.stem if n == 0 else f"{path.stem}_{n}"
-        if classes is not None:
-            d = write_zero_shot(out, stem, image, preds, classes, class_threshold)
-        else:
-            d = write_prediction(out, stem, image, preds)
-        if len(paths) == 1:
-            print(f"wrote masks, overlay and scores to {d}")
-            for p in preds:
-                print(f"  {p.confidence:.3f}  {p.expression}")
-    if len(paths) > 1:
-        print(f"wrote {len(paths)} results to {out}")
-    return 0
+    # Under torchrun (WORLD_SIZE > 1) each rank segments its share of the images.
+    with shard_from_env() as shard:
+        device = shard_device(pick_device(ns.device), shard)
+        model, cfg, _ = load_checkpoint(ns.checkpoint, device)
+        # Flags given on the command line override the checkpoint's inference config.
+        seg = Segmenter(model, device, **inference_options(ns, cfg.inference))
+        class_threshold = ns.class_threshold
+        if class_threshold is None:
+            class_threshold = seg.class_threshold
+        mine = shard.take(range(len(paths)))
+        # Workers decode (and check) the next images while this process runs the model.
+        loader = image_loader([paths[i] for i in mine], seg.max_pixels, workers)
+        bar = tqdm(loader, desc="segment", disable=single or ns.quiet or not shard.is_main)
+        written, failed = 0, 0
+        for k, image, error in bar:
+            if error is not None:  # one unreadable file is reported and skipped
+                tqdm.write(f"error: {error}", file=sys.stderr)
+                failed += 1
+                continue
+            preds = seg.predict(image, exprs)
+            stem = stems[mine[k]]
+            if classes is not None:
+                d = write_zero_shot(out, stem, image, preds, classes, class_threshold)
+            else:
+                d = write_prediction(out, stem, image, preds)
+            written += 1
+            if single:
+                print(f"wrote masks, overlay and scores to {d}")
+                for p in preds:
+                    print(f"  {p.confidence:.3f}  {p.expression}")
+        counts = shard.gather((written, failed))
+    written, failed = (sum(c[j] for c in counts) for j in range(2))
+    if not single and shard.is_main:
+        note = f"; {failed} of {len(paths)} could not be read (errors above)" if failed else ""
+        print(f"wrote {written} results to {out}{note}")
+    return 2 if failed else 0
 
 
 def cmd_demo(ns: argparse.Namespace) -> int:
@@ -368,6 +474,34 @@ def cmd_data_check(ns: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_export(ns: argparse.Namespace) -> int:
+    from .export.onnx_export import export_onnx
+
+    meta = export_onnx(ns.checkpoint, ns.out, check=not ns.no_check)
+    print(f"wrote the ONNX graphs, tokenizer and tseg_onnx.json to {ns.out}")
+    if "export_check" in meta:
+        c = meta["export_check"]
+        print(
+            f"ONNX Runtime vs torch, max |difference|: image embeddings "
+            f"{c['image_max_abs_diff']:.1e}, text embeddings {c['text_max_abs_diff']:.1e}"
+        )
+    return 0
+
+
+def cmd_serve(ns: argparse.Namespace) -> int:
+    from .serve import serve
+
+    return serve(
+        ns.model,
+        host=ns.host,
+        port=ns.port,
+        backend=ns.backend,
+        threads=ns.threads,
+        max_bytes=ns.max_mb * 1_000_000,
+        max_pixels=ns.max_pixels,
+    )
+
+
 def cmd_weights(ns: argparse.Namespace) -> int:
     from .config import to_flat
     from .models.weights import weights_report
@@ -403,6 +537,28 @@ def _stack_vertical(pics: list) -> object:
     return canvas
 
 
+def add_inference_flags(p: argparse.ArgumentParser) -> None:
+    """``--tta``, ``--crf``, ``--threshold``: the options segment and eval share.
+
+    A flag left out keeps the checkpoint's ``inference`` config (defaults: off, off, 0.5).
+    """
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        help="multi-scale + flip test-time augmentation (default: the checkpoint's inference.tta)",
+    )
+    p.add_argument(
+        "--tta-scales", help="scales for --tta (default: inference.tta_scales, 1,0.5,1.5,2)"
+    )
+    p.add_argument("--no-flip", action="store_true", help="no flipped pass in --tta")
+    p.add_argument(
+        "--crf",
+        action=argparse.BooleanOptionalAction,
+        help="dense CRF refinement, needs the [crf] extra (default: inference.crf)",
+    )
+    p.add_argument("--threshold", type=float, help="foreground threshold (default 0.5)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tseg", description="Text-grounded segmentation learned without pixel labels."
@@ -410,7 +566,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"tseg {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a model: tseg train [CONFIG.yaml] [key=value ...]")
+    t = sub.add_parser(
+        "train",
+        help="train a model: tseg train [CONFIG.yaml] [key=value ...]",
+        description="Train a model. On N processes: torchrun --nproc_per_node N -m tseg.cli "
+        "train ... (train.batch_size is per process; see docs/distributed.md).",
+    )
     t.add_argument(
         "args", nargs="*", help="an experiment YAML, then dotted overrides like train.steps=100"
     )
@@ -448,6 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="voc-zeroshot: drop classes whose confidence is below this (default 0.5)",
     )
+    add_inference_flags(e)
     e.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("segment", help="segment an image with referring expressions")
@@ -458,13 +620,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("expressions", nargs="*", help='expressions, e.g. "red circle" "blue shapes"')
     s.add_argument("--expressions-file", help="a text file with one expression per line")
     s.add_argument("--out", default="segment_out", help="output folder")
-    s.add_argument("--tta", action="store_true", help="multi-scale + flip test-time augmentation")
+    add_inference_flags(s)
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.add_argument(
-        "--tta-scales", default="1,0.5,1.5,2", help="scales for --tta (default 1,0.5,1.5,2)"
-    )
-    s.add_argument("--no-flip", action="store_true", help="no flipped pass in --tta")
-    s.add_argument(
-        "--crf", action="store_true", help="dense CRF refinement (needs the [crf] extra)"
+        "--workers",
+        type=int,
+        help="processes decoding images ahead of the model (default min(4, CPUs); 0: in-process)",
     )
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument(
@@ -475,7 +636,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--class-threshold", type=float, help="drop classes below this confidence (default 0.5)"
     )
     s.add_argument("--max-pixels", type=int, help="refuse larger images (default 100,000,000)")
-    s.add_argument("--threshold", type=float, help="foreground threshold (default 0.5)")
     s.set_defaults(func=cmd_segment)
 
     d = sub.add_parser(
@@ -497,6 +657,35 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("overrides", nargs="*", help="key=value, e.g. model.image.weights=/path/vit.npz")
     w.add_argument("--no-hash", action="store_true", help="skip sha256 of large files")
     w.set_defaults(func=cmd_weights)
+
+    x = sub.add_parser("export", help="export a checkpoint for deployment (ONNX)")
+    xsub = x.add_subparsers(dest="export_format", required=True)
+    xo = xsub.add_parser(
+        "onnx", help="image and text encoders as ONNX graphs + tseg_onnx.json (needs [onnx])"
+    )
+    xo.add_argument("checkpoint", help="a checkpoint folder or a run folder")
+    xo.add_argument("--out", required=True, help="output folder")
+    xo.add_argument(
+        "--no-check", action="store_true", help="skip comparing ONNX Runtime with torch"
+    )
+    xo.set_defaults(func=cmd_export)
+
+    sv = sub.add_parser("serve", help="a local web demo: upload an image, type expressions")
+    sv.add_argument("model", help="a checkpoint or run folder, or a folder from tseg export onnx")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=7860, help="port (default 7860; 0: any free)")
+    sv.add_argument(
+        "--backend",
+        choices=["auto", "torch", "onnx"],
+        default="auto",
+        help="auto (default): onnx for an export folder, torch for a checkpoint",
+    )
+    sv.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    sv.add_argument("--max-mb", type=float, default=10, help="largest upload in MB (default 10)")
+    sv.add_argument(
+        "--max-pixels", type=int, default=25_000_000, help="largest image (default 25,000,000)"
+    )
+    sv.set_defaults(func=cmd_serve)
 
     data = sub.add_parser("data", help="dataset tools")
     dsub = data.add_subparsers(dest="data_command", required=True)

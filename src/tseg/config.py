@@ -127,6 +127,16 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch intra-op threads on the CPU (0 = torch's default)
     init_from: str = ""  # checkpoint or run folder to start from (e.g. box pretraining); "" = fresh
+    # Beyond one process (docs/distributed.md). Effective batch = batch_size x processes x
+    # accum_steps; batch_size is per process.
+    accum_steps: int = 1  # micro-batches of batch_size whose gradients make one optimiser step
+    amp: str = "none"  # none | bf16 (CPU or GPU autocast) | fp16 (CUDA only, with a GradScaler)
+    compile: bool = False  # torch.compile the image and text encoders
+    # Weak mode under torchrun: "global" scores each image against the expressions of every
+    # process's batch (the paper's candidate set for a global batch of 32 split over GPUs);
+    # "local" only against its own process's batch.
+    ddp_negatives: str = "global"
+    tensorboard: bool = False  # also write the log to <run>/tb (needs the [tb] extra)
 
 
 @dataclass
@@ -244,6 +254,8 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.batch_size": (1, None),
     "train.steps": (1, None),
     "train.weight_decay": (0.0, 1.0),
+    "train.accum_steps": (1, None),
+    "train.grad_clip": (0.0, None),
     "eval.batch_size": (1, None),
     "inference.threshold": (0.0, 1.0),
     "inference.class_threshold": (0.0, 1.01),
@@ -260,6 +272,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.ground_truth": ("identity", "tfidf"),
     "train.optimizer": ("sgd", "adamw"),
     "train.device": ("auto", "cpu", "cuda"),
+    "train.amp": ("none", "bf16", "fp16"),
+    "train.ddp_negatives": ("global", "local"),
 }
 
 

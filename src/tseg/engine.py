@@ -5,17 +5,23 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from tokenizers import Tokenizer
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from . import distributed
 from .checkpoint import save_checkpoint
 from .config import Config, TrainConfig, save_yaml
 from .data import RefDataset, build_dataset, normalize_expression
@@ -30,20 +36,28 @@ from .data.pipeline import (
 )
 from .data.transforms import eval_size, resize, to_tensor
 from .losses import box_loss, dice_loss, soft_margin_loss
-from .metrics import SegmentationMeter, roc_auc
-from .models.text_encoder import train_tokenizer
+from .metrics import SegmentationMeter, iou_counts, roc_auc
+from .models.text_encoder import train_tokenizer, wrap_tokenizer
 from .models.tseg import TSEG
+from .sharding import Shard
+
+if TYPE_CHECKING:
+    from .crf import CRFConfig
+    from .tta import TTAConfig
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (for example, a non-finite loss)."""
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` | ``cpu`` | ``cuda``; a GPU is ``cuda:<local_rank>``, one per torchrun process."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise TrainingError("config key 'train.device' = 'cuda' but no CUDA device is available")
+    if name == "cuda":
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device(name)
 
 
@@ -62,7 +76,16 @@ def build_model(cfg: Config, train_ds: RefDataset) -> TSEG:
     """A fresh model; the from-scratch text encoder gets a vocabulary trained on the data."""
     tokenizer = None
     if cfg.model.text.name == "bert":
-        tokenizer = train_tokenizer(tokenizer_corpus(train_ds), cfg.model.text.vocab_size)
+        if distributed.world_size() == 1:
+            tokenizer = train_tokenizer(tokenizer_corpus(train_ds), cfg.model.text.vocab_size)
+        else:
+            # Rank 0 trains the vocabulary and sends it to the others, so a token id (a row of
+            # the embedding table) names the same word piece in every process.
+            spec = None
+            if distributed.is_main():
+                trained = train_tokenizer(tokenizer_corpus(train_ds), cfg.model.text.vocab_size)
+                spec = trained.backend_tokenizer.to_str()
+            tokenizer = wrap_tokenizer(Tokenizer.from_str(distributed.broadcast_object(spec)))
     return TSEG(cfg.model, cfg.data.image_size, tokenizer)
 
 
@@ -119,11 +142,20 @@ def poly_lr(step: int, cfg: TrainConfig) -> float:
 def step_loss(
     model: TSEG, batch: dict[str, Any], mode: str, device: torch.device
 ) -> dict[str, Tensor]:
-    """One batch through the model: {"loss": scalar, ...}."""
+    """One batch through the model: {"loss": scalar, ...}.
+
+    Losses are computed in float32 whatever autocast left the scores in.
+    """
     images = batch["images"].to(device, non_blocking=True)
     if mode == "weak":
-        out = model(images, batch["texts"])
-        return {"loss": soft_margin_loss(out["scores"], batch["targets"].to(device))}
+        if "gather_index" in batch:  # global negatives (see with_global_negatives)
+            img = model.encode_image(images)
+            y = model.encode_text(batch["texts"])  # [L_rank, D], this process's texts
+            y = distributed.gather_rows(y, batch["gather_width"], batch["gather_index"])  # [L, D]
+            scores = model.pool(model.similarity(img["x"], y))["scores"]  # [B, L]
+        else:
+            scores = model(images, batch["texts"])["scores"]  # [B, L]
+        return {"loss": soft_margin_loss(scores.float(), batch["targets"].to(device))}
     if mode == "full":
         img = model.encode_image(images)
         y = model.encode_text(batch["texts"])
@@ -132,7 +164,7 @@ def step_loss(
         h, w = img["grid"]
         s_pairs = s[pairs[:, 0], :, pairs[:, 1]].view(-1, 1, h, w)  # [P, 1, h, w]
         size = batch["masks"].shape[-2:]
-        logits = F.interpolate(s_pairs, size=size, mode="bilinear", align_corners=False)[
+        logits = F.interpolate(s_pairs.float(), size=size, mode="bilinear", align_corners=False)[
             :, 0
         ]  # [P, H, W]
         return {"loss": dice_loss(logits, batch["masks"].to(device))}
@@ -147,15 +179,54 @@ def step_loss(
         if tuple(targets.shape[-2:]) != grid:  # the encoder's grid is not size / patch_size
             patch = images.shape[-2] / grid[0]
             targets = box_patch_targets(batch["boxes"], grid, patch)
-        return {"loss": box_loss(s_pairs, targets.flatten(1).to(device))}
+        return {"loss": box_loss(s_pairs.float(), targets.flatten(1).to(device))}
     raise TrainingError(f"train.mode {mode!r} is not supported by this loop")
 
 
+def with_global_negatives(batch: dict[str, Any], collate: WeakCollate) -> dict[str, Any]:
+    """A weak batch scored against the expressions of every process's batch (global negatives).
+
+    The candidates become the union of all ranks' texts, deduplicated in rank order: the L texts
+    one process holding the whole global batch would have. Targets are recomputed over them from
+    each image's annotated expressions, since an image's positive may sit in another rank's batch.
+    """
+    texts, width, index = distributed.union_in_rank_order(batch["texts"])
+    return {
+        **batch,
+        "targets": collate.targets(batch["own"], texts),  # [B, L]
+        "gather_width": width,
+        "gather_index": index,
+    }
+
+
+class TrainObjective(nn.Module):
+    """The training loss as a module, ``forward(batch, device) -> {"loss": ...}``.
+
+    DistributedDataParallel synchronises the gradients of what runs inside its wrapped module's
+    forward, and the loss calls several TSEG methods, so the whole objective is that module.
+    """
+
+    def __init__(self, model: TSEG, mode: str) -> None:
+        super().__init__()
+        self.model = model
+        self.mode = mode
+
+    def forward(self, batch: dict[str, Any], device: torch.device) -> dict[str, Tensor]:
+        return step_loss(self.model, batch, self.mode, device)
+
+
 def make_loader(
-    cfg: Config, ds: RefDataset, seed: int
+    cfg: Config, ds: RefDataset, seed: int, rank: int = 0, world_size: int = 1
 ) -> tuple[DataLoader, TrainSet, EpochSampler]:
+    """The training batches of process ``rank`` of ``world_size`` (see ``EpochSampler``)."""
     mode = cfg.train.mode
+    bs = cfg.train.batch_size
     tset = TrainSet(ds, cfg.data, seed=seed, with_masks=mode == "full", with_boxes=mode == "box")
+    if world_size > 1 and len(tset) < bs * world_size:
+        raise TrainingError(
+            f"the training set has {len(tset)} images, fewer than one global batch: "
+            f"train.batch_size {bs} x {world_size} processes = {bs * world_size}"
+        )
     collate: Callable
     if mode == "full":
         collate = collate_full
@@ -165,15 +236,17 @@ def make_loader(
         tfidf = None
         if cfg.train.ground_truth == "tfidf":
             tfidf = TfidfSimilarity(tokenizer_texts_for_tfidf(ds, len(tset)))
-        collate = WeakCollate(tfidf)
-    sampler = EpochSampler(len(tset), seed)
+        # Global negatives recompute targets over all ranks' texts, from each image's expressions.
+        keep_own = world_size > 1 and cfg.train.ddp_negatives == "global"
+        collate = WeakCollate(tfidf, keep_own=keep_own)
+    sampler = EpochSampler(len(tset), seed, rank, world_size, bs)
     loader = DataLoader(
         tset,
-        batch_size=cfg.train.batch_size,
+        batch_size=bs,
         sampler=sampler,
         collate_fn=collate,
         num_workers=cfg.data.num_workers,
-        drop_last=len(tset) >= cfg.train.batch_size,
+        drop_last=len(tset) >= bs,
         persistent_workers=False,
         # Its own generator: otherwise each new iterator draws a base seed from torch's global
         # RNG, and a run resumed mid-epoch would see different dropout than one never stopped.
@@ -194,14 +267,15 @@ def batches(
 ) -> Iterator[tuple[int, dict]]:
     """Endless (epoch, batch) stream; each epoch re-seeds the order and the augmentation.
 
-    ``skip`` batches of the first epoch are left out, so a resumed run sees exactly the batches
-    the uninterrupted run would have seen.
+    ``skip`` batches (of this process) of the first epoch are left out, so a resumed run sees
+    exactly the batches the uninterrupted run would have seen.
     """
     epoch = start_epoch
     bs = loader.batch_size or 1
     while True:
         tset.set_epoch(epoch)
-        sampler.set_epoch(epoch, start=skip * bs)
+        # Each process's batch is a slice of a global batch of bs x world_size indices.
+        sampler.set_epoch(epoch, start=skip * bs * sampler.world_size)
         skip = 0
         for batch in loader:
             yield epoch, batch
@@ -212,16 +286,43 @@ class TrainingInterrupted(RuntimeError):
     """SIGINT or SIGTERM arrived; a checkpoint was saved first."""
 
 
-def _save(model: TSEG, cfg: Config, run_dir: Path, step: int, opt: torch.optim.Optimizer) -> Path:
-    from .resume import training_state
+def _layout(cfg: Config) -> dict[str, int]:
+    """What a checkpoint's data position means: optimiser steps of this many samples."""
+    tc = cfg.train
+    return {
+        "world_size": distributed.world_size(),
+        "batch_size": tc.batch_size,
+        "accum_steps": tc.accum_steps,
+    }
 
-    tensors, meta = training_state(opt)
+
+def _save(
+    model: TSEG,
+    cfg: Config,
+    run_dir: Path,
+    step: int,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+) -> Path:
+    """Every process calls this (each one's RNG state is saved); rank 0 writes the checkpoint."""
+    from .resume import rng_state, training_state
+
+    states = distributed.all_gather_object(rng_state())
+    if not distributed.is_main():
+        return run_dir / f"ckpt-{step:07d}"
+    tensors, meta = training_state(opt, states, scaler)
+    meta["layout"] = _layout(cfg)
     return save_checkpoint(model, cfg, run_dir, step, extra=tensors, meta={"train_state": meta})
 
 
-def _resume(run_dir: Path, opt: torch.optim.Optimizer) -> int:
-    """Load optimiser and RNG state from the run's latest checkpoint (the model already holds its
-    weights, see ``init_model_from``); returns the checkpoint's step."""
+def _resume(
+    run_dir: Path,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+    cfg: Config | None = None,
+) -> int:
+    """Load optimiser, loss-scaler and this rank's RNG state from the run's latest checkpoint (the
+    model already holds its weights, see ``init_model_from``); returns the checkpoint's step."""
     from safetensors.torch import load_file
 
     from .checkpoint import CheckpointError, read_meta, resolve
@@ -232,8 +333,76 @@ def _resume(run_dir: Path, opt: torch.optim.Optimizer) -> int:
     state_file = ckpt / "train_state.safetensors"
     if "train_state" not in meta or not state_file.is_file():
         raise CheckpointError(f"checkpoint '{ckpt}' has no training state to resume from")
-    restore_training_state(opt, load_file(str(state_file)), meta["train_state"])
+    train_state = meta["train_state"]
+    restore_training_state(opt, load_file(str(state_file)), train_state, distributed.rank(), scaler)
+    if cfg is not None and distributed.is_main():
+        now = _layout(cfg)
+        saved = {"world_size": 1, "accum_steps": 1, "batch_size": cfg.train.batch_size}
+        saved.update(train_state.get("layout", {}))
+        if saved != now:
+            warnings.warn(
+                f"resuming '{ckpt}', saved with {saved}, as {now}: weights, optimiser and "
+                "learning-rate schedule continue, but the data order and random state are not "
+                "an exact continuation",
+                stacklevel=3,
+            )
     return int(meta["step"])
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """train.amp -> the autocast dtype (None = full precision), refusing what cannot work."""
+    if amp == "none":
+        return None
+    if amp == "fp16" and device.type != "cuda":
+        raise TrainingError(
+            f"config key 'train.amp' = 'fp16' needs a CUDA device (its gradient scaler is "
+            f"CUDA-only), but training runs on '{device}'; use train.amp=bf16 on the CPU"
+        )
+    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise TrainingError(
+            "config key 'train.amp' = 'bf16' but this GPU has no bfloat16; use train.amp=fp16"
+        )
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def _summary_writer_class() -> Any:
+    """torch.utils.tensorboard's SummaryWriter, or a TrainingError saying what to install."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise TrainingError(
+            "config key 'train.tensorboard' = true needs the tensorboard package: "
+            "pip install 'tseg[tb]' (or set train.tensorboard=false)"
+        ) from None
+    return SummaryWriter
+
+
+class _RunLog:
+    """Rank 0's metrics: JSON lines in <run>/log.jsonl and, optionally, TensorBoard scalars."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool) -> None:
+        self.file = (run_dir / "log.jsonl").open("a", encoding="utf-8")
+        self.tb = _summary_writer_class()(str(run_dir / "tb")) if tensorboard else None
+
+    def write(self, rec: dict[str, Any]) -> None:
+        self.file.write(json.dumps(rec) + "\n")
+        self.file.flush()
+        if self.tb is None or "step" not in rec:
+            return
+        for key, value in rec.items():
+            if key in ("step", "event"):
+                continue
+            if isinstance(value, dict):  # {"val": {"miou": ...}} -> val/miou
+                for k, v in value.items():
+                    if isinstance(v, (int, float)) and math.isfinite(v):
+                        self.tb.add_scalar(f"{key}/{k}", v, rec["step"])
+            elif isinstance(value, (int, float)):
+                self.tb.add_scalar(f"train/{key}", value, rec["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
 
 
 def train(
@@ -248,6 +417,11 @@ def train(
     A checkpoint (weights, optimiser and RNG state) is written every ``train.save_every`` steps
     and when SIGINT or SIGTERM arrives; ``resume=True`` continues from the run's latest one
     exactly: same weights, optimiser, learning-rate schedule, data order and random state.
+
+    Launched by torchrun (WORLD_SIZE > 1), every process runs this: it joins the process group,
+    trains its shard of each global batch under DistributedDataParallel, and rank 0 alone logs,
+    shows progress and writes checkpoints (docs/distributed.md). Evaluation is sharded over the
+    processes; every rank returns the same metrics.
     """
     tc = cfg.train
     run_dir = Path(run_dir or tc.out_dir)
@@ -257,36 +431,86 @@ def train(
         raise CheckpointError(
             f"nothing to resume: '{run_dir}' holds no checkpoint ('latest' is missing)"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, run_dir / "config.yaml")
+    if tc.tensorboard:
+        _summary_writer_class()  # fail before training, not at the first log line
     if tc.threads:
         torch.set_num_threads(tc.threads)
+    device = pick_device(tc.device, distributed.local_rank())
+    amp_dtype = _amp_dtype(tc.amp, device)
+    created = distributed.init(device)
+    try:
+        return _train(cfg, run_dir, device, amp_dtype, progress, evaluate_splits, resume)
+    finally:
+        distributed.cleanup(created)
+
+
+def _train(
+    cfg: Config,
+    run_dir: Path,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    progress: bool,
+    evaluate_splits: tuple[str, ...],
+    resume: bool,
+) -> dict[str, Any]:
+    tc = cfg.train
+    rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, run_dir / "config.yaml")
     torch.manual_seed(tc.seed)
-    device = pick_device(tc.device)
     train_ds = build_dataset(cfg.data, "train")
-    # Continue from a checkpoint (e.g. box pretraining, Table 2e) when train.init_from is set.
-    init_from = getattr(tc, "init_from", "")
     if resume:
         from .checkpoint import resolve
 
         # The resumed model is rebuilt with the checkpoint's own tokenizer, then fully loaded.
         model = init_model_from(cfg, resolve(run_dir))
-    elif init_from:
-        model = init_model_from(cfg, init_from)
+    elif tc.init_from:  # continue from a checkpoint (e.g. box pretraining, Table 2e)
+        model = init_model_from(cfg, tc.init_from)
     else:
         model = build_model(cfg, train_ds)
     model = model.to(device)
     opt = build_optimizer(model, tc)
-    loader, tset, sampler = make_loader(cfg, train_ds, tc.seed)
-    start = _resume(run_dir, opt) if resume else 0
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    loader, tset, sampler = make_loader(cfg, train_ds, tc.seed, rank, world)
+    if world > 1:
+        # Equal initial weights everywhere (DDP also broadcasts rank 0's), then one random
+        # stream per process: otherwise every rank would draw the same dropout masks.
+        torch.manual_seed(tc.seed + rank)
+    start = _resume(run_dir, opt, scaler, cfg) if resume else 0
     if start >= tc.steps:
         raise TrainingError(f"'{run_dir}' is already at step {start} of train.steps = {tc.steps}")
-    per_epoch = max(1, len(loader))
-    log_path = run_dir / "log.jsonl"
+    if tc.compile:  # in place, so state_dict keys (and checkpoints) stay unchanged
+        model.image_encoder.compile()
+        model.text_encoder.compile()
+    net: nn.Module = TrainObjective(model, tc.mode)
+    if world > 1:
+        net = DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    # Global negatives: each weak batch's targets are redone over every process's texts.
+    collate = loader.collate_fn if getattr(loader.collate_fn, "keep_own", False) else None
+    accum = tc.accum_steps
+    per_epoch = max(1, len(loader))  # micro-batches per epoch and process
+    micro = start * accum  # micro-batches already consumed
+    stream = batches(loader, tset, sampler, micro // per_epoch, skip=micro % per_epoch)
     history: list[dict[str, Any]] = []
+    log = _RunLog(run_dir, tc.tensorboard) if main else None
+    if log is not None:
+        log.write(
+            {
+                "event": "start",
+                "from_step": start,
+                "world_size": world,
+                "batch_per_process": tc.batch_size,
+                "accum_steps": accum,
+                "effective_batch": tc.batch_size * world * accum,
+                "amp": tc.amp,
+                "device": str(device),
+            }
+        )
     t0 = time.time()
     model.train()
-    stream = batches(loader, tset, sampler, start // per_epoch, skip=start % per_epoch)
     stop: dict[str, int] = {}
     old_handlers = _install_signal_handlers(stop)
     bar = tqdm(
@@ -294,78 +518,142 @@ def train(
         initial=start,
         total=tc.steps,
         desc=f"train {cfg.model.head}/{tc.mode}",
-        disable=not progress,
+        disable=not (progress and main),
         dynamic_ncols=True,
     )
-    seen = 0
-    with log_path.open("a", encoding="utf-8") as log:
+    autocast = (
+        partial(torch.autocast, device.type, dtype=amp_dtype)
+        if amp_dtype is not None
+        else nullcontext
+    )
+    seen = 0  # images this process has trained on
+    try:
         for step in bar:
-            epoch, batch = next(stream)
             lr = poly_lr(step, tc)
             for g in opt.param_groups:
                 g["lr"] = lr * g.get("lr_scale", 1.0)
-            out = step_loss(model, batch, tc.mode, device)
-            loss = out["loss"]
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"non-finite loss ({loss.item()}) at step {step}; the last checkpoint in '{run_dir}' is kept"
-                )
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, epoch, images = _accumulate(net, stream, accum, collate, autocast, scaler, device)
+            seen += images
+            # All processes must agree to stop (a signal, a non-finite loss on any of them),
+            # or the others would wait forever in their next collective.
+            flags = torch.stack([~torch.isfinite(loss), torch.tensor(bool(stop), device=device)])
+            flags = distributed.all_reduce(flags.float(), "max")
+            if flags[0]:
+                where = f" on one of {world} processes (rank {rank}: {loss.item()})"
+                raise TrainingError(
+                    f"non-finite loss{where if world > 1 else f' ({loss.item()})'} at step "
+                    f"{step}; the last checkpoint in '{run_dir}' is kept"
+                )
+            grad_norm = None
             if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            opt.step()
-            seen += batch["images"].shape[0]
-            if stop:
+                scaler.unscale_(opt)  # clip the true gradients, not the fp16-scaled ones
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            if flags[1]:
                 _restore_signal_handlers(old_handlers)
-                ckpt = _save(model, cfg, run_dir, step + 1, opt)
+                ckpt = _save(model, cfg, run_dir, step + 1, opt, scaler)
                 raise TrainingInterrupted(
-                    f"stopped by signal {stop['signal']} after step {step + 1}; saved '{ckpt}'. "
+                    f"stopped by signal {stop.get('signal', 'on another process')} after step "
+                    f"{step + 1}; saved '{ckpt}'. "
                     f"Continue with: tseg train ... --resume (train.out_dir={run_dir})"
                 )
             if step % tc.log_every == 0 or step == tc.steps - 1:
-                rec = {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss": round(loss.item(), 5),
-                    "lr": lr,
-                    "tau": round(model.tau.item(), 4),
-                    "images_per_s": round(seen / (time.time() - t0), 2),
-                }
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                bar.set_postfix(loss=f"{loss.item():.4f}", tau=f"{model.tau.item():.1f}")
+                mean_loss = distributed.all_reduce(loss.clone(), "mean").item()
+                elapsed = time.time() - t0
+                if log is not None:
+                    rec = {
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": round(mean_loss, 5),
+                        "lr": lr,
+                        "tau": round(model.tau.item(), 4),
+                        "images_per_s": round(seen * world / elapsed, 2),
+                        "images": seen * world,
+                        "time_s": round(elapsed, 3),
+                    }
+                    if grad_norm is not None:
+                        rec["grad_norm"] = round(grad_norm.item(), 5)
+                    if scaler.is_enabled():
+                        rec["loss_scale"] = scaler.get_scale()
+                    log.write(rec)
+                bar.set_postfix(loss=f"{mean_loss:.4f}", tau=f"{model.tau.item():.1f}")
             if tc.eval_every and (step + 1) % tc.eval_every == 0 and step + 1 < tc.steps:
-                m = evaluate(
-                    model,
-                    build_dataset(cfg.data, "val"),
-                    device,
-                    cfg.eval.batch_size,
-                    cfg.eval.max_images,
-                )
+                m = _evaluate_split(model, cfg, "val", device)
                 history.append({"step": step + 1, **m})
-                log.write(json.dumps({"step": step + 1, "val": m}) + "\n")
-                _save(model, cfg, run_dir, step + 1, opt)
+                if log is not None:
+                    log.write({"step": step + 1, "val": m})
+                _save(model, cfg, run_dir, step + 1, opt, scaler)
                 model.train()
             elif tc.save_every and (step + 1) % tc.save_every == 0 and step + 1 < tc.steps:
-                _save(model, cfg, run_dir, step + 1, opt)
-    _restore_signal_handlers(old_handlers)
-    train_time = time.time() - t0
-    ckpt = _save(model, cfg, run_dir, tc.steps, opt)
-    results: dict[str, Any] = {
-        "train_time_s": round(train_time, 1),
-        "steps": tc.steps,
-        "checkpoint": str(ckpt),
-    }
-    if init_from:
-        results["init_from"] = str(init_from)
-    for split in evaluate_splits:
-        results[split] = evaluate(
-            model, build_dataset(cfg.data, split), device, cfg.eval.batch_size, cfg.eval.max_images
-        )
-    results["history"] = history
-    (run_dir / "metrics.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
-    return results
+                _save(model, cfg, run_dir, step + 1, opt, scaler)
+        _restore_signal_handlers(old_handlers)
+        train_time = time.time() - t0
+        ckpt = _save(model, cfg, run_dir, tc.steps, opt, scaler)
+        results: dict[str, Any] = {
+            "train_time_s": round(train_time, 1),
+            "steps": tc.steps,
+            "checkpoint": str(ckpt),
+        }
+        if tc.init_from:
+            results["init_from"] = str(tc.init_from)
+        for split in evaluate_splits:
+            results[split] = _evaluate_split(model, cfg, split, device)
+        results["history"] = history
+        if main:
+            (run_dir / "metrics.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+        distributed.barrier()  # every process returns once the checkpoint and metrics exist
+        return results
+    finally:
+        _restore_signal_handlers(old_handlers)
+        if log is not None:
+            log.close()
+
+
+def _accumulate(
+    net: nn.Module,
+    stream: Iterator[tuple[int, dict]],
+    accum: int,
+    collate: WeakCollate | None,
+    autocast: Callable,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+) -> tuple[Tensor, int, int]:
+    """Forward and backward ``accum`` micro-batches -> (mean loss, epoch, images).
+
+    Each loss is divided by ``accum``, so the summed gradients are those of the mean; under DDP
+    they are averaged over processes once, in the backward pass of the last micro-batch.
+    ``collate`` (a WeakCollate keeping each image's expressions) turns on global negatives.
+    """
+    loss_sum = torch.zeros((), device=device)
+    epoch, images = 0, 0
+    for m in range(accum):
+        epoch, batch = next(stream)
+        if collate is not None:
+            batch = with_global_negatives(batch, collate)
+        last = m == accum - 1
+        with nullcontext() if last or not hasattr(net, "no_sync") else net.no_sync():
+            with autocast():
+                loss = net(batch, device)["loss"].float()
+            scaler.scale(loss / accum).backward()
+        loss_sum += loss.detach()
+        images += batch["images"].shape[0]
+    return loss_sum / accum, epoch, images
+
+
+def _evaluate_split(model: TSEG, cfg: Config, split: str, device: torch.device) -> dict[str, Any]:
+    """``evaluate`` on a split, sharded over the processes (each gets every image's metrics)."""
+    from .sharding import current_shard
+
+    return evaluate(
+        model,
+        build_dataset(cfg.data, split),
+        device,
+        cfg.eval.batch_size,
+        cfg.eval.max_images,
+        shard=current_shard(),
+    )
 
 
 def _install_signal_handlers(stop: dict[str, int]) -> dict[int, Any]:
@@ -401,38 +689,53 @@ def evaluate(
     max_images: int = 0,
     presence: bool = False,
     seed: int = 0,
+    threshold: float = 0.5,
+    tta: TTAConfig | None = None,
+    crf: CRFConfig | None = None,
+    shard: Shard | None = None,
 ) -> dict[str, float]:
     """Referring-expression segmentation given each image's annotated expressions (section 4.1).
 
     With ``presence``, each image is also scored with as many absent expressions (drawn from other
-    images) as it has present ones, and the ROC AUC of the confidence is reported.
+    images) as it has present ones, and the ROC AUC of the confidence is reported. ``tta`` and
+    ``crf`` compute the maps as ``tseg segment`` does with them (``Segmenter.probabilities``, one
+    image at a time); without them images of equal size run as one batch. With ``shard``, each
+    rank evaluates its share of the batches and every rank returns the metrics of all images,
+    equal to one process's: batches are formed as in one process and results merged in order.
     """
     model.eval()
+    shard = shard or Shard()
     n = len(ds) if not max_images else min(max_images, len(ds))
-    meter = SegmentationMeter()
-    rng = np.random.default_rng(seed)
-    pool_texts: list[str] = []
-    if presence:
-        for i in range(n):
-            pool_texts.extend(ds.expressions(i))
-        pool_texts = sorted(set(pool_texts))
-    conf, labels = [], []
+    absent = _absent_expressions(ds, n, seed) if presence else [[] for _ in range(n)]
+    segmenter = None
+    if tta is not None or crf is not None:
+        from .inference import Segmenter
+
+        segmenter = Segmenter(model, device, tta=tta, crf=crf, threshold=threshold)
     patch = getattr(model.image_encoder, "patch_size", 16)
     text_cache: dict[str, Tensor] = {}
-    for start in range(0, n, batch_size):
+    # Per image: (index, (intersections, unions, confidences, presence labels)).
+    records: list[tuple[int, tuple[list[int], list[int], list[float], list[int]]]] = []
+
+    def record(i: int, probs: np.ndarray, conf: Any, k: int) -> None:
+        """probs [>= k, H, W] with the image's k annotated expressions first."""
+        gt = ds.masks(i)
+        counts = [iou_counts(probs[j] > threshold, gt[j]) for j in range(k)]
+        labels = [1] * k + [0] * len(absent[i])
+        conf = [float(c) for c in conf] if presence else []
+        records.append((i, ([c[0] for c in counts], [c[1] for c in counts], conf, labels)))
+
+    starts = shard.take(range(0, n, batch_size))  # whole batches, as one process forms them
+    for start in starts:
         idxs = list(range(start, min(n, start + batch_size)))
         images = [ds.image(i) for i in idxs]
         exprs = [ds.expressions(i) for i in idxs]
-        absent: list[list[str]] = [[] for _ in idxs]
-        if presence:
-            for b, ex in enumerate(exprs):
-                own = {normalize_expression(e) for e in ex}
-                cands = [t for t in pool_texts if normalize_expression(t) not in own]
-                k = min(len(ex), len(cands))
-                absent[b] = (
-                    [cands[j] for j in rng.choice(len(cands), size=k, replace=False)] if k else []
-                )
-        needed = [t for ex, ab in zip(exprs, absent) for t in ex + ab if t not in text_cache]
+        if segmenter is not None:
+            for i, im, ex in zip(idxs, images, exprs):
+                probs, conf = segmenter.probabilities(im, ex + absent[i], refine_first=len(ex))
+                record(i, probs, conf, len(ex))
+            continue
+        needed = [t for i, ex in zip(idxs, exprs) for t in ex + absent[i] if t not in text_cache]
         if needed:
             uniq = list(dict.fromkeys(needed))
             for chunk in range(0, len(uniq), 256):
@@ -449,23 +752,42 @@ def evaluate(
             x_in = torch.stack([resize(to_tensor(images[b]), size) for b in members]).to(device)
             enc = model.encode_image(x_in)
             for row, b in enumerate(members):
-                texts = exprs[b] + absent[b]
-                y = torch.stack([text_cache[t] for t in texts])  # [K + A, D]
+                i, k = idxs[b], len(exprs[b])
+                y = torch.stack([text_cache[t] for t in exprs[b] + absent[i]])  # [K + A, D]
                 s = model.similarity(enc["x"][row : row + 1], y)  # [1, N, K + A]
-                if presence:
-                    scores = model.pool(s)["scores"][0]
-                    conf.extend(torch.sigmoid(scores).tolist())
-                    labels.extend([1] * len(exprs[b]) + [0] * len(absent[b]))
-                k = len(exprs[b])
+                conf = torch.sigmoid(model.pool(s)["scores"][0]).tolist() if presence else []
                 h, w = images[b].shape[:2]
                 probs = model.masks_at(s[:, :, :k], enc["grid"], (h, w))[0]  # [K, H, W]
-                pred = (probs > 0.5).cpu().numpy()
-                gt = ds.masks(idxs[b])
-                for j in range(k):
-                    meter.update(pred[j], gt[j])
+                record(i, probs.float().cpu().numpy(), conf, k)
+    meter = SegmentationMeter()
+    conf_all: list[float] = []
+    labels_all: list[int] = []
+    for inters, unions, conf, labels in shard.gather_keyed(records):  # image order
+        meter.inters += inters
+        meter.unions += unions
+        conf_all += conf
+        labels_all += labels
     out = meter.compute()
     if presence:
-        out["presence_auc"] = roc_auc(np.array(conf), np.array(labels))
+        out["presence_auc"] = roc_auc(np.array(conf_all), np.array(labels_all))
     return {
         k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in out.items()
     }
+
+
+def _absent_expressions(ds: RefDataset, n: int, seed: int) -> list[list[str]]:
+    """Per image, as many expressions of other images as it has (for presence AUC).
+
+    Drawn for all ``n`` images up front in image order, so a sharded evaluation draws exactly
+    what one process draws.
+    """
+    rng = np.random.default_rng(seed)
+    pool_texts = sorted({t for i in range(n) for t in ds.expressions(i)})
+    out = []
+    for i in range(n):
+        ex = ds.expressions(i)
+        own = {normalize_expression(e) for e in ex}
+        cands = [t for t in pool_texts if normalize_expression(t) not in own]
+        k = min(len(ex), len(cands))
+        out.append([cands[j] for j in rng.choice(len(cands), size=k, replace=False)] if k else [])
+    return out

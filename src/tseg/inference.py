@@ -2,118 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
 from .checkpoint import load_checkpoint
 from .config import InferenceConfig
 from .crf import CRFConfig
 from .data.transforms import eval_size, resize, to_tensor
+from .imageio import (  # noqa: F401  (re-exported: tseg.inference is the public entry point)
+    MAX_PIXELS,
+    InputError,
+    Prediction,
+    check_expressions,
+    load_image,
+    open_image,
+    pil_to_rgb,
+)
 from .models.tseg import TSEG
 from .tta import TTAConfig, tta_probabilities
-
-
-class InputError(ValueError):
-    """An image or expression given to inference is unusable; the message names it."""
-
-
-@dataclass
-class Prediction:
-    """One expression's result on one image."""
-
-    expression: str
-    confidence: (
-        float  # sigmoid of the pooled score: how sure the model is the expression is present
-    )
-    probability: np.ndarray  # float32 [H, W] foreground probability at image resolution
-    mask: np.ndarray  # bool [H, W]
-
-
-# Images above this many pixels are refused before decoding (a decompression bomb is a few KB
-# on disk and gigabytes in memory). Raise it with load_image(..., max_pixels=N) or --max-pixels.
-MAX_PIXELS = 100_000_000
-
-
-def pil_to_rgb(im: Image.Image) -> np.ndarray:
-    """Any PIL mode -> uint8 RGB. 16- and 32-bit grayscale are rescaled, not clipped at 255."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        a = np.asarray(im).astype(np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") else max(float(a.max()), 1.0)
-        g = (a.clip(0, top) / top * 255.0).round().astype(np.uint8)
-        return np.repeat(g[:, :, None], 3, axis=2)
-    if im.mode == "F":
-        a = np.asarray(im)
-        g = (np.nan_to_num(a).clip(0, 1) * 255).round().astype(np.uint8)
-        return np.repeat(g[:, :, None], 3, axis=2)
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        # Composite transparent pixels on white rather than on whatever colour they hide.
-        rgba = im.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.array(Image.alpha_composite(bg, rgba).convert("RGB"))
-    return np.array(im.convert("RGB"))
-
-
-def load_image(
-    image: str | Path | Image.Image | np.ndarray, max_pixels: int = MAX_PIXELS
-) -> np.ndarray:
-    """A path, PIL image or array -> uint8 RGB [H, W, 3], honouring EXIF orientation."""
-    if isinstance(image, (str, Path)):
-        p = Path(image)
-        if not p.is_file():
-            raise InputError(f"image '{p}' does not exist")
-        if p.stat().st_size == 0:
-            raise InputError(f"image '{p}' is empty (0 bytes)")
-        try:
-            with Image.open(p) as im:
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise InputError(
-                        f"image '{p}' is {w} x {h} = {w * h:,} pixels, above the limit of "
-                        f"{max_pixels:,} (raise it with max_pixels / --max-pixels if you trust the file)"
-                    )
-                from PIL import ImageOps
-
-                im = ImageOps.exif_transpose(im)
-                return pil_to_rgb(im)
-        except InputError:
-            raise
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-            raise InputError(f"image '{p}' could not be read: {e}") from None
-    if isinstance(image, Image.Image):
-        return pil_to_rgb(image)
-    if isinstance(image, np.ndarray):
-        a = image
-        if a.ndim == 2:
-            a = np.repeat(a[:, :, None], 3, axis=2)
-        if a.ndim != 3 or a.shape[2] not in (3, 4) or a.shape[0] < 1 or a.shape[1] < 1:
-            raise InputError(
-                f"image array must be [H, W], [H, W, 3] or [H, W, 4], got shape {a.shape}"
-            )
-        a = a[:, :, :3]
-        if a.dtype != np.uint8:
-            if np.issubdtype(a.dtype, np.floating) and a.size and a.min() >= 0 and a.max() <= 1:
-                a = (a * 255).round()
-            a = a.clip(0, 255).astype(np.uint8)
-        return np.ascontiguousarray(a)
-    raise InputError(f"unsupported image type {type(image).__name__}")
-
-
-def check_expressions(expressions: list[str]) -> list[str]:
-    if isinstance(expressions, str):
-        expressions = [expressions]
-    if not expressions:
-        raise InputError("no expressions given: pass at least one referring expression")
-    out = []
-    for e in expressions:
-        if not isinstance(e, str) or not e.strip():
-            raise InputError(f"expression {e!r} is empty")
-        out.append(e.strip())
-    return out
 
 
 def options_from_config(ic: InferenceConfig) -> dict:
@@ -206,21 +118,9 @@ class Segmenter:
         """Segment many images with the same expressions."""
         expressions = check_expressions(expressions)
         arrays = [load_image(im, self.max_pixels) for im in images]
-        y = self.text_embeddings(expressions)  # [L, D]
-        patch = getattr(self.model.image_encoder, "patch_size", 16)
         results = []
         for a in arrays:
-            if self.tta is not None:
-                probs, conf_arr = tta_probabilities(
-                    self.model, a, expressions, self.tta, text_embed_fn=self.text_embeddings
-                )
-                conf = conf_arr.tolist()
-            else:
-                probs, conf = self._single_pass(a, y, patch)
-            if self.crf is not None:
-                from .crf import refine
-
-                probs = refine(a, probs, self.crf)
+            probs, conf = self.probabilities(a, expressions)
             results.append(
                 [
                     Prediction(e, float(c), p, p > self.threshold)
@@ -229,13 +129,98 @@ class Segmenter:
             )
         return results
 
-    def _single_pass(self, a: np.ndarray, y: Tensor, patch: int) -> tuple[np.ndarray, list[float]]:
-        """One image-encoder pass at the training resolution -> probs [L, H, W], confidences."""
-        h, w = a.shape[:2]
-        size = eval_size(h, w, self.model.input_size, patch)
-        x = resize(to_tensor(a), size)[None].to(self.device)
-        enc = self.model.encode_image(x)
-        s = self.model.similarity(enc["x"], y)  # [1, N, L]
-        conf = torch.sigmoid(self.model.pool(s)["scores"][0]).tolist()
-        probs = self.model.masks_at(s, enc["grid"], (h, w))[0].float().cpu().numpy()  # [L, H, W]
+    @torch.no_grad()
+    def probabilities(
+        self, image: np.ndarray, expressions: list[str], refine_first: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The probability path shared by ``tseg segment`` and ``tseg eval``.
+
+        Args:
+            image: uint8 RGB [H, W, 3].
+            expressions: L expressions (not checked: callers pass dataset text as is).
+            refine_first: with CRF on, refine only the first k maps (evaluation scores absent
+                expressions for their confidence only); None refines all.
+
+        Returns:
+            (probs float32 [L, H, W], confidences float32 [L]), after TTA and CRF if enabled.
+        """
+        if self.tta is not None:
+            probs, conf = tta_probabilities(
+                self.model, image, expressions, self.tta, text_embed_fn=self.text_embeddings
+            )
+        else:
+            probs, conf = single_pass(
+                self.model, image, self.text_embeddings(expressions), self.device
+            )
+        if self.crf is not None:
+            from .crf import refine
+
+            k = len(expressions) if refine_first is None else refine_first
+            if k:
+                probs = probs.copy()
+                probs[:k] = refine(image, probs[:k], self.crf)
         return probs, conf
+
+
+@torch.no_grad()
+def single_pass(
+    model: TSEG, image: np.ndarray, text_emb: Tensor, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """One image-encoder pass: image [H, W, 3], text embeddings [L, D] -> probs [L, H, W], conf [L].
+
+    The image is resized as in training (shorter side at the model's input size); the maps are
+    the head's probability maps at the original size, the confidences sigmoid(pooled score).
+    """
+    h, w = image.shape[:2]
+    patch = getattr(model.image_encoder, "patch_size", 16)
+    size = eval_size(h, w, model.input_size, patch)
+    x = resize(to_tensor(image), size)[None].to(device)
+    enc = model.encode_image(x)
+    s = model.similarity(enc["x"], text_emb.to(device))  # [1, N, L]
+    conf = torch.sigmoid(model.pool(s)["scores"][0])  # [L]
+    probs = model.masks_at(s, enc["grid"], (h, w))[0]  # [L, H, W]
+    return probs.float().cpu().numpy(), conf.float().cpu().numpy()
+
+
+class ImageFiles(Dataset):
+    """Image files decoded by DataLoader workers: item i -> (i, uint8 RGB [H, W, 3] or None, error).
+
+    A file that cannot be used yields its ``InputError`` message (which names the file) instead
+    of raising, so one bad file does not stop the others.
+    """
+
+    def __init__(self, paths: list[Path], max_pixels: int = MAX_PIXELS) -> None:
+        self.paths, self.max_pixels = list(paths), max_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None]:
+        try:
+            return i, load_image(self.paths[i], self.max_pixels), None
+        except InputError as e:
+            return i, None, str(e)
+
+
+def _first(batch: list):
+    """collate_fn for batch_size 1: keep the decoded uint8 array as is (images differ in size)."""
+    return batch[0]
+
+
+def default_workers() -> int:
+    """Decoding processes for ``tseg segment``: up to 4, never more than the CPUs."""
+    return min(4, os.cpu_count() or 1)
+
+
+def image_loader(paths: list[Path], max_pixels: int = MAX_PIXELS, workers: int = 0) -> DataLoader:
+    """Decode ``paths`` in order with ``workers`` processes (0: in this process)."""
+    if workers < 0:
+        raise InputError(f"--workers = {workers} must be 0 (decode in-process) or more")
+    return DataLoader(
+        ImageFiles(paths, max_pixels),
+        batch_size=1,
+        shuffle=False,
+        # One image gains nothing from a worker process: the model waits for it either way.
+        num_workers=min(workers, len(paths)) if len(paths) > 1 else 0,
+        collate_fn=_first,
+    )

@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .crf import CRFConfig
 from .data.phrasecut import PhraseCutDataset
-from .data.transforms import eval_size, resize, to_tensor
 from .data.voc import IGNORE_INDEX, VOC_CLASSES, VocDataset
 from .data.zeroshot import flatten_class_names, load_class_names, merge_synonyms, zero_shot_labels
+from .inference import Segmenter, single_pass
 from .metrics_semantic import ConfusionMatrix, mask_iou, phrasecut_metrics
 from .models.tseg import TSEG
+from .sharding import Shard
+from .tta import TTAConfig
 
 __all__ = ["PROTOCOLS", "evaluate_phrasecut", "evaluate_voc", "predict_image"]
 
@@ -33,24 +37,38 @@ __all__ = ["PROTOCOLS", "evaluate_phrasecut", "evaluate_voc", "predict_image"]
 PROTOCOLS: tuple[str, ...] = ("pairs", "phrasecut", "voc", "voc-zeroshot")
 
 
-@torch.no_grad()
 def predict_image(
     model: TSEG, image: np.ndarray, text_emb: Tensor, device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
     """One image, L text embeddings [L, D] -> probability maps [L, H, W] and confidences [L].
 
-    The image is resized as in ``engine.evaluate`` (shorter side at the training size); the maps
-    are the head's probability maps at the original size, the confidences sigmoid(pooled score).
+    The single pass of ``tseg segment`` (``inference.single_pass``): the image is resized as in
+    ``engine.evaluate`` (shorter side at the training size); maps are at the original size.
     """
-    h, w = image.shape[:2]
-    patch = getattr(model.image_encoder, "patch_size", 16)
-    size = eval_size(h, w, model.input_size, patch)
-    x = resize(to_tensor(image), size)[None].to(device)
-    enc = model.encode_image(x)
-    s = model.similarity(enc["x"], text_emb.to(device))  # [1, N, L]
-    conf = torch.sigmoid(model.pool(s)["scores"][0])  # [L]
-    probs = model.masks_at(s, enc["grid"], (h, w))[0]  # [L, H, W]
-    return probs.float().cpu().numpy(), conf.float().cpu().numpy()
+    return single_pass(model, image, text_emb, device)
+
+
+def _probability_fn(
+    model: TSEG,
+    device: torch.device,
+    texts: list[str] | None,
+    tta: TTAConfig | None,
+    crf: CRFConfig | None,
+) -> Callable[[np.ndarray, list[str]], tuple[np.ndarray, np.ndarray]]:
+    """image, texts -> (probs [L, H, W], conf [L]): one pass, or ``Segmenter`` with TTA / CRF.
+
+    ``texts``: the same texts for every image (VOC prompts), encoded once up front.
+    """
+    if tta is not None or crf is not None:
+        seg = Segmenter(model, device, tta=tta, crf=crf)
+        return seg.probabilities
+    fixed = _encode_texts(model, texts) if texts is not None else None
+
+    def one_pass(image: np.ndarray, phrases: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        emb = fixed if fixed is not None else _encode_texts(model, phrases)
+        return predict_image(model, image, emb, device)
+
+    return one_pass
 
 
 def _encode_texts(model: TSEG, texts: list[str], chunk: int = 256) -> Tensor:
@@ -69,33 +87,38 @@ def evaluate_phrasecut(
     device: torch.device,
     max_images: int = 0,
     threshold: float = 0.5,
+    tta: TTAConfig | None = None,
+    crf: CRFConfig | None = None,
+    shard: Shard | None = None,
 ) -> dict[str, float]:
     """Official PhraseCut metrics over every task of ``ds`` (``max_images``: the first N images).
 
     Each image is encoded once with its distinct task phrases; a task's prediction is its
-    phrase's probability map above ``threshold``, compared with ``ds.task_mask``.
+    phrase's probability map above ``threshold``, compared with ``ds.task_mask``. ``tta`` and
+    ``crf`` switch on ``tseg segment``'s test-time augmentation and CRF; with ``shard`` each
+    rank predicts its share of the images and every rank returns the metrics of all of them.
     """
     model.eval()
+    shard = shard or Shard()
     n = _limit(len(ds), max_images)
     by_image: dict[int, list[Any]] = {}
     for task in ds.iter_tasks():
         if task.image_index < n:
             by_image.setdefault(task.image_index, []).append(task)
-    ious: list[float] = []
-    inters: list[int] = []
-    unions: list[int] = []
-    for i in sorted(by_image):
+    predict = _probability_fn(model, device, None, tta, crf)
+    mine: list[tuple[int, list[tuple[float, int, int]]]] = []
+    for i in shard.take(sorted(by_image)):
         tasks = by_image[i]
         phrases = list(dict.fromkeys(t.phrase for t in tasks))
-        probs, _ = predict_image(model, ds.image(i), _encode_texts(model, phrases), device)
+        probs, _ = predict(ds.image(i), phrases)
         col = {p: k for k, p in enumerate(phrases)}
-        for task in tasks:
-            iou, inter, union = mask_iou(
-                probs[col[task.phrase]] > threshold, ds.task_mask(task.task_id)
-            )
-            ious.append(iou)
-            inters.append(inter)
-            unions.append(union)
+        rows = [
+            mask_iou(probs[col[task.phrase]] > threshold, ds.task_mask(task.task_id))
+            for task in tasks
+        ]
+        mine.append((i, rows))
+    rows = [r for per_image in shard.gather_keyed(mine) for r in per_image]  # image order
+    ious, inters, unions = ([r[j] for r in rows] for j in range(3))
     out = phrasecut_metrics(ious, inters, unions)
     out["images"] = float(len(by_image))
     return {k: round(v, 6) for k, v in out.items()}
@@ -111,6 +134,9 @@ def evaluate_voc(
     confidence_threshold: float = 0.5,
     mask_threshold: float = 0.5,
     max_images: int = 0,
+    tta: TTAConfig | None = None,
+    crf: CRFConfig | None = None,
+    shard: Shard | None = None,
 ) -> dict[str, Any]:
     """Pascal VOC semantic segmentation mIoU from text prompts (Table 1, or section 4.6).
 
@@ -120,6 +146,8 @@ def evaluate_voc(
         zero_shot: Drop classes whose confidence is below ``confidence_threshold`` before the
             argmax (section 4.6); otherwise all 20 classes compete for every pixel.
         mask_threshold: A pixel is background when no kept class map exceeds it.
+        tta, crf: ``tseg segment``'s test-time augmentation and CRF (None: off).
+        shard: Each rank predicts its share of the images; confusion matrices are summed.
 
     Returns:
         ``{"miou", "pixel_accuracy", "per_class_iou" {class: IoU or None}, "images", ...}``.
@@ -129,15 +157,18 @@ def evaluate_voc(
     if list(names) != list(VOC_CLASSES[1:]):
         raise ValueError(f"class_names must map the 20 VOC classes in order: {VOC_CLASSES[1:]}")
     prompts, groups = flatten_class_names(names)
-    text_emb = _encode_texts(model, prompts)
+    predict = _probability_fn(model, device, prompts, tta, crf)
     threshold = confidence_threshold if zero_shot else -math.inf
     cm = ConfusionMatrix(len(VOC_CLASSES), ignore_index=IGNORE_INDEX)
+    shard = shard or Shard()
     n = _limit(len(ds), max_images)
-    for i in range(n):
-        probs, conf = predict_image(model, ds.image(i), text_emb, device)
+    for i in shard.take(range(n)):
+        probs, conf = predict(ds.image(i), prompts)
         probs, conf = merge_synonyms(probs, conf, groups)
         labels = zero_shot_labels(conf, probs, threshold=threshold, mask_threshold=mask_threshold)
         cm.update(labels, ds.label_map(i))
+    # Integer counts: the sum over ranks equals one process's matrix exactly.
+    cm.matrix = np.sum(shard.gather(cm.matrix), axis=0)
     iou = cm.per_class_iou()
 
     def num(v: float) -> float | None:

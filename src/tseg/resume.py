@@ -1,7 +1,9 @@
 """Training state for exact resumption: optimiser moments and random-number state as tensors.
 
 Everything is stored with safetensors (tensors) and JSON (the rest) beside the model weights, so
-resuming never unpickles anything.
+resuming never unpickles anything. Under torchrun each process has its own random state (its
+own dropout masks); all of them are saved, ``rng.<kind>`` for rank 0 and ``rng.<kind>.<r>`` for
+rank r, and each rank restores its own.
 """
 
 from __future__ import annotations
@@ -15,8 +17,21 @@ from torch import Tensor
 OPT_PREFIX = "optimizer.state."
 
 
-def training_state(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Optimiser state and torch's RNG state -> (tensors for safetensors, JSON-able metadata)."""
+def rng_state() -> dict[str, Tensor]:
+    """This process's torch RNG state, and the current GPU's once CUDA is in use."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def training_state(
+    opt: torch.optim.Optimizer,
+    rng_states: list[dict[str, Tensor]] | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Optimiser, RNG (one state per rank, default this process's) and fp16 loss-scaler state
+    -> (tensors for safetensors, JSON-able metadata)."""
     sd = opt.state_dict()
     tensors: dict[str, Tensor] = {}
     scalars: dict[str, Any] = {}
@@ -27,16 +42,28 @@ def training_state(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[
                 tensors[name] = value.detach().clone()
             elif value is not None:
                 scalars[name] = value
-    tensors["rng.torch"] = torch.get_rng_state()
-    meta = {"param_groups": sd["param_groups"], "optimizer_scalars": scalars}
+    for r, states in enumerate(rng_states or [rng_state()]):
+        for kind, value in states.items():
+            tensors[f"rng.{kind}" if r == 0 else f"rng.{kind}.{r}"] = value
+    meta: dict[str, Any] = {"param_groups": sd["param_groups"], "optimizer_scalars": scalars}
+    if scaler is not None and scaler.is_enabled():
+        meta["grad_scaler"] = scaler.state_dict()
     json.dumps(meta)  # fail here, not at load time, if something is not JSON
     return tensors, meta
 
 
 def restore_training_state(
-    opt: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]
-) -> None:
-    """Inverse of ``training_state``: load the optimiser and set torch's RNG state."""
+    opt: torch.optim.Optimizer,
+    tensors: dict[str, Tensor],
+    meta: dict[str, Any],
+    rank: int = 0,
+    scaler: torch.amp.GradScaler | None = None,
+) -> bool:
+    """Inverse of ``training_state``: load the optimiser and set rank ``rank``'s RNG state.
+
+    Returns False when the checkpoint holds no RNG state for ``rank`` (it was saved by fewer
+    processes); the caller then seeds that rank itself.
+    """
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith(OPT_PREFIX):
@@ -50,5 +77,12 @@ def restore_training_state(
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
     opt.load_state_dict({"state": state, "param_groups": groups})
-    if "rng.torch" in tensors:
-        torch.set_rng_state(tensors["rng.torch"])
+    if scaler is not None and scaler.is_enabled() and "grad_scaler" in meta:
+        scaler.load_state_dict(meta["grad_scaler"])
+    suffix = "" if rank == 0 else f".{rank}"
+    if f"rng.torch{suffix}" not in tensors:
+        return False
+    torch.set_rng_state(tensors[f"rng.torch{suffix}"])
+    if f"rng.cuda{suffix}" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors[f"rng.cuda{suffix}"])
+    return True

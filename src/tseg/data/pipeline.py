@@ -93,21 +93,41 @@ class TrainSet(Dataset):
 
 
 class EpochSampler(Sampler[int]):
-    """A seeded permutation per epoch; ``set_epoch`` chooses it (as DistributedSampler does)."""
+    """A seeded permutation per epoch; ``set_epoch`` chooses it (as DistributedSampler does).
 
-    def __init__(self, n: int, seed: int) -> None:
+    With ``world_size`` > 1 every process draws the same permutation and cuts it into global
+    batches of ``batch_size * world_size`` indices; process ``rank`` takes the ``rank``-th slice
+    of ``batch_size`` from each. So the processes' batches are disjoint, and together they are
+    exactly the batch one process with ``batch_size * world_size`` would see. With several
+    processes an incomplete last global batch is dropped (as ``drop_last`` does); a single
+    process yields the whole permutation and leaves batching to the DataLoader.
+    """
+
+    def __init__(
+        self, n: int, seed: int, rank: int = 0, world_size: int = 1, batch_size: int = 1
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world size {world_size}")
         self.n, self.seed, self.epoch = n, seed, 0
-        self.start = 0  # skip this many indices of the epoch (resuming mid-epoch)
+        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
+        self.start = 0  # skip this many indices of the epoch's permutation (resuming mid-epoch)
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
     def __iter__(self) -> Iterator[int]:
         order = np.random.default_rng([self.seed, 7919, self.epoch]).permutation(self.n).tolist()
-        return iter(order[self.start :])
+        order = order[self.start :]
+        if self.world_size == 1:
+            return iter(order)
+        b, g = self.batch_size, self.batch_size * self.world_size
+        lo = self.rank * b
+        return iter(i for k in range(len(order) // g) for i in order[k * g + lo : k * g + lo + b])
 
     def __len__(self) -> int:
-        return self.n - self.start
+        if self.world_size == 1:
+            return self.n - self.start
+        return (self.n - self.start) // (self.batch_size * self.world_size) * self.batch_size
 
 
 def batch_texts(items: Sequence[dict[str, Any]]) -> list[str]:
@@ -125,25 +145,36 @@ class WeakCollate:
     The target of (image i, text j) is 1 when text j equals any expression annotated for image i,
     not only its sampled ones (the paper's identity ground truth), or, with tf-idf, the largest
     tf-idf cosine similarity between text j and the image's expressions (Table 2c).
+    ``keep_own`` adds "own": each image's annotated expressions, so targets can be recomputed
+    over another candidate set (the texts of every process's batch, see ``targets``).
     """
 
-    def __init__(self, tfidf: TfidfSimilarity | None = None) -> None:
+    def __init__(self, tfidf: TfidfSimilarity | None = None, keep_own: bool = False) -> None:
         self.tfidf = tfidf
+        self.keep_own = keep_own
+
+    def targets(self, own: Sequence[Sequence[str]], texts: Sequence[str]) -> torch.Tensor:
+        """[B, L] targets of B images (their annotated expressions ``own``) against ``texts``."""
+        out = torch.zeros(len(own), len(texts))
+        for i, exprs in enumerate(own):
+            if self.tfidf is None:
+                mine = set(exprs)
+                out[i] = torch.tensor([float(t in mine) for t in texts])
+            else:
+                out[i] = torch.from_numpy(self.tfidf.max_similarity(texts, exprs))
+        return out
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         texts = batch_texts(items)
-        targets = torch.zeros(len(items), len(texts))
-        for i, it in enumerate(items):
-            if self.tfidf is None:
-                own = set(it["all"])
-                targets[i] = torch.tensor([float(t in own) for t in texts])
-            else:
-                targets[i] = torch.from_numpy(self.tfidf.max_similarity(texts, it["all"]))
-        return {
+        own = [it["all"] for it in items]
+        batch = {
             "images": torch.stack([it["image"] for it in items]),
             "texts": texts,
-            "targets": targets,
+            "targets": self.targets(own, texts),
         }
+        if self.keep_own:
+            batch["own"] = own
+        return batch
 
 
 def collate_full(items: Sequence[dict[str, Any]]) -> dict[str, Any]:

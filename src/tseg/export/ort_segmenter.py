@@ -1,0 +1,197 @@
+"""Segment with an exported model on ONNX Runtime: numpy, tokenizers and onnxruntime only.
+
+``OrtSegmenter(folder).predict(image, expressions)`` returns what
+``tseg.inference.Segmenter.predict`` returns (confidence, probability map at image resolution,
+binary mask per expression) for a folder written by ``tseg export onnx``. Nothing here imports
+torch, so a deployment needs neither torch nor transformers. Test-time augmentation and the
+dense CRF are not available on this path.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..imageio import InputError, Prediction, check_expressions, load_image
+from . import ExportError
+from .numpy_ops import eval_size, pool_scores, probability_maps, resize_image
+
+META = "tseg_onnx.json"
+FORMAT_VERSION = 1
+REQUIRED = ("image_encoder", "text_encoder", "tau", "head", "size_lambda", "size_p", "gwp_eps",
+            "cam_threshold", "threshold", "max_pixels")  # fmt: skip
+
+
+def read_export_meta(folder: str | Path) -> dict[str, Any]:
+    """The export folder's ``tseg_onnx.json``, checked for the files it names."""
+    d = Path(folder)
+    if not d.is_dir():
+        raise ExportError(f"ONNX export folder '{d}' does not exist (make one: tseg export onnx)")
+    if not (d / META).is_file():
+        raise ExportError(f"'{d}' is not an ONNX export folder: '{META}' is missing")
+    try:
+        meta = json.loads((d / META).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ExportError(f"'{d / META}' is not valid JSON: {e}") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ExportError(
+            f"'{d / META}' has format version {meta.get('format_version')!r}; "
+            f"this tseg reads version {FORMAT_VERSION}"
+        )
+    for key in REQUIRED:
+        if key not in meta:
+            raise ExportError(f"'{d / META}' has no '{key}' entry: re-export the checkpoint")
+    for key in ("image_encoder", "text_encoder"):
+        name = meta[key]["file"]
+        if not (d / name).is_file():
+            raise ExportError(f"ONNX export folder '{d}' is incomplete: '{name}' is missing")
+    if not (d / meta["text_encoder"]["tokenizer"]).is_file():
+        raise ExportError(
+            f"ONNX export folder '{d}' is incomplete: '{meta['text_encoder']['tokenizer']}' is missing"
+        )
+    return meta
+
+
+class OrtSegmenter:
+    """An exported model on ONNX Runtime; text embeddings are cached per distinct expression.
+
+    Args:
+        folder: a folder written by ``tseg export onnx``.
+        threads: ONNX Runtime intra-op threads (0: its default, one per core).
+        threshold: foreground threshold on the probability maps (None: the exported default).
+        max_pixels: larger images are refused before decoding (None: the exported default).
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        threads: int = 0,
+        threshold: float | None = None,
+        max_pixels: int | None = None,
+    ) -> None:
+        if threads < 0:
+            raise InputError(f"threads = {threads} must be 0 (ONNX Runtime's default) or more")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise InputError(f"threshold = {threshold} is out of range [0, 1]")
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ExportError(
+                "the ONNX Runtime path needs onnxruntime: pip install onnxruntime (or 'tseg[onnx]')"
+            ) from None
+        from tokenizers import Tokenizer
+
+        self.folder = Path(folder)
+        self.meta = meta = read_export_meta(folder)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3  # errors only; ORT warns about unused initialisers otherwise
+
+        def session(name: str) -> Any:
+            return ort.InferenceSession(
+                str(self.folder / name), opts, providers=["CPUExecutionProvider"]
+            )
+
+        self.image_session = session(meta["image_encoder"]["file"])
+        self.text_session = session(meta["text_encoder"]["file"])
+        text = meta["text_encoder"]
+        self.tokenizer = Tokenizer.from_file(str(self.folder / text["tokenizer"]))
+        self.tokenizer.no_truncation()
+        self.tokenizer.enable_padding(pad_id=text["pad_id"], pad_token=text["pad_token"])
+        self.max_length = int(text["max_length"])
+        self.input_size = int(meta["image_encoder"]["input_size"])
+        self.patch_size = int(meta["image_encoder"]["patch_size"])
+        self.tau = float(meta["tau"])
+        self.threshold = meta["threshold"] if threshold is None else threshold
+        self.max_pixels = meta["max_pixels"] if max_pixels is None else max_pixels
+        self.class_threshold = meta.get("class_threshold", 0.5)
+        self._text_cache: dict[str, np.ndarray] = {}
+        self.text_encoder_calls = 0
+
+    def tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and attention mask [L, T] (int64), padded to the longest; expressions over
+        ``max_length`` tokens are cut with a warning, as ``tseg.models.text_encoder`` does."""
+        enc = self.tokenizer.encode_batch(texts)
+        if len(enc[0].ids) > self.max_length:
+            too_long = [t for t, e in zip(texts, enc) if sum(e.attention_mask) > self.max_length]
+            warnings.warn(
+                f"{len(too_long)} expression(s) longer than {self.max_length} tokens were "
+                f"truncated, e.g. {too_long[0][:60]!r}",
+                stacklevel=3,
+            )
+            self.tokenizer.enable_truncation(self.max_length)
+            try:
+                enc = self.tokenizer.encode_batch(texts)
+            finally:
+                self.tokenizer.no_truncation()
+        ids = np.array([e.ids for e in enc], dtype=np.int64)  # [L, T]
+        mask = np.array([e.attention_mask for e in enc], dtype=np.int64)  # [L, T]
+        return ids, mask
+
+    def text_embeddings(self, expressions: list[str]) -> np.ndarray:
+        """[L, D] unit vectors; only expressions not seen before go through the text encoder."""
+        new = [e for e in dict.fromkeys(expressions) if e not in self._text_cache]
+        if new:
+            self.text_encoder_calls += 1
+            ids, mask = self.tokenize(new)
+            (y,) = self.text_session.run(None, {"input_ids": ids, "attention_mask": mask})
+            for e, v in zip(new, y):
+                self._text_cache[e] = v
+        return np.stack([self._text_cache[e] for e in expressions])
+
+    def encode_image(self, a: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """uint8 RGB [H, W, 3] -> patch embeddings x [1, N, D] and their grid (h, w).
+
+        The image is resized as the torch path does (``tseg.data.transforms``): shorter side to
+        the training size, both sides to multiples of the patch size.
+        """
+        h, w = a.shape[:2]
+        size = eval_size(h, w, self.input_size, self.patch_size)
+        x = a.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)  # [3, H, W] in [0, 1]
+        x = resize_image(x, size)[None]  # [1, 3, h', w']
+        (emb,) = self.image_session.run(None, {"images": np.ascontiguousarray(x)})
+        p = self.patch_size
+        grid = (-(-size[0] // p), -(-size[1] // p))  # ceil: what both image encoders produce
+        return emb, grid
+
+    def similarity(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Eq. 1 scaled by tau: x [B, N, D], y [L, D] -> S [B, N, L]."""
+        return np.float32(self.tau) * (x @ y.T)
+
+    def predict(
+        self, image: str | Path | Image.Image | np.ndarray, expressions: list[str]
+    ) -> list[Prediction]:
+        """Segment one image with any number of expressions in one image-encoder pass."""
+        return self.predict_batch([image], expressions)[0]
+
+    def predict_batch(self, images: list, expressions: list[str]) -> list[list[Prediction]]:
+        """Segment many images with the same expressions."""
+        expressions = check_expressions(expressions)
+        arrays = [load_image(im, self.max_pixels) for im in images]
+        y = self.text_embeddings(expressions)  # [L, D]
+        m = self.meta
+        results = []
+        for a in arrays:
+            h, w = a.shape[:2]
+            x, (gh, gw) = self.encode_image(a)
+            s = self.similarity(x, y)  # [1, N, L]
+            scores = pool_scores(s, m["head"], m["size_lambda"], m["size_p"], m["gwp_eps"])
+            conf = 1.0 / (1.0 + np.exp(-scores[0].astype(np.float64)))  # [L]
+            s_grid = s.transpose(0, 2, 1).reshape(1, len(expressions), gh, gw)  # [1, L, h, w]
+            probs = probability_maps(s_grid, m["head"], (h, w), m["cam_threshold"])[0]
+            results.append(
+                [
+                    Prediction(e, float(c), p, p > self.threshold)
+                    for e, c, p in zip(expressions, conf, probs)
+                ]
+            )
+        return results
+
+
+__all__ = ["ExportError", "InputError", "OrtSegmenter", "Prediction", "read_export_meta"]

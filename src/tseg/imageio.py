@@ -1,0 +1,112 @@
+"""Images and expressions in, checked, without torch: shared by the torch inference path
+(``tseg.inference``), the ONNX Runtime path (``tseg.export.ort_segmenter``) and ``tseg serve``,
+so a torch-free deployment has the same rules, messages and ``InputError`` class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Images above this many pixels are refused before decoding (a decompression bomb is a few KB
+# on disk and gigabytes in memory). Raise it with load_image(..., max_pixels=N) or --max-pixels.
+MAX_PIXELS = 100_000_000
+
+
+class InputError(ValueError):
+    """An image or expression given to inference is unusable; the message names it."""
+
+
+@dataclass
+class Prediction:
+    """One expression's result on one image."""
+
+    expression: str
+    confidence: float  # sigmoid of the pooled score
+    probability: np.ndarray  # float32 [H, W] foreground probability at image resolution
+    mask: np.ndarray  # bool [H, W]
+
+
+def pil_to_rgb(im: Image.Image) -> np.ndarray:
+    """Any PIL mode -> uint8 RGB. 16- and 32-bit grayscale are rescaled, not clipped at 255."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im).astype(np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") else max(float(a.max()), 1.0)
+        g = (a.clip(0, top) / top * 255.0).round().astype(np.uint8)
+        return np.repeat(g[:, :, None], 3, axis=2)
+    if im.mode == "F":
+        g = (np.nan_to_num(np.asarray(im)).clip(0, 1) * 255).round().astype(np.uint8)
+        return np.repeat(g[:, :, None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        # Composite transparent pixels on white rather than on whatever colour they hide.
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.array(Image.alpha_composite(bg, rgba).convert("RGB"))
+    return np.array(im.convert("RGB"))
+
+
+def open_image(im: Image.Image, name: str, max_pixels: int) -> np.ndarray:
+    """An opened (not yet decoded) PIL image -> uint8 RGB, refusing it above ``max_pixels``."""
+    w, h = im.size
+    if w * h > max_pixels:
+        raise InputError(
+            f"image '{name}' is {w} x {h} = {w * h:,} pixels, above the limit of "
+            f"{max_pixels:,} (raise it with max_pixels / --max-pixels if you trust the file)"
+        )
+    try:
+        return pil_to_rgb(ImageOps.exif_transpose(im))
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise InputError(f"image '{name}' could not be read: {e}") from None
+
+
+def load_image(
+    image: str | Path | Image.Image | np.ndarray, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """A path, PIL image or array -> uint8 RGB [H, W, 3], honouring EXIF orientation."""
+    if isinstance(image, (str, Path)):
+        p = Path(image)
+        if not p.is_file():
+            raise InputError(f"image '{p}' does not exist")
+        if p.stat().st_size == 0:
+            raise InputError(f"image '{p}' is empty (0 bytes)")
+        try:
+            with Image.open(p) as im:
+                return open_image(im, str(p), max_pixels)
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+            if isinstance(e, InputError):
+                raise
+            raise InputError(f"image '{p}' could not be read: {e}") from None
+    if isinstance(image, Image.Image):
+        return pil_to_rgb(image)
+    if isinstance(image, np.ndarray):
+        a = image
+        if a.ndim == 2:
+            a = np.repeat(a[:, :, None], 3, axis=2)
+        if a.ndim != 3 or a.shape[2] not in (3, 4) or a.shape[0] < 1 or a.shape[1] < 1:
+            raise InputError(
+                f"image array must be [H, W], [H, W, 3] or [H, W, 4], got shape {a.shape}"
+            )
+        a = a[:, :, :3]
+        if a.dtype != np.uint8:
+            if np.issubdtype(a.dtype, np.floating) and a.size and a.min() >= 0 and a.max() <= 1:
+                a = (a * 255).round()
+            a = a.clip(0, 255).astype(np.uint8)
+        return np.ascontiguousarray(a)
+    raise InputError(f"unsupported image type {type(image).__name__}")
+
+
+def check_expressions(expressions: list[str] | str) -> list[str]:
+    """Stripped expressions; an empty list or an empty expression is an InputError."""
+    if isinstance(expressions, str):
+        expressions = [expressions]
+    if not expressions:
+        raise InputError("no expressions given: pass at least one referring expression")
+    out = []
+    for e in expressions:
+        if not isinstance(e, str) or not e.strip():
+            raise InputError(f"expression {e!r} is empty")
+        out.append(e.strip())
+    return out

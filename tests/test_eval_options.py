@@ -1,0 +1,100 @@
+"""``tseg eval --tta / --crf``: the maps of ``tseg segment``'s options, and the output names them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import MICRO, MICRO_MODEL
+from test_data_phrasecut import make_phrasecut
+
+import tseg.crf
+from tseg.checkpoint import save_checkpoint
+from tseg.cli import main
+from tseg.config import build_config
+from tseg.data import build_dataset
+from tseg.engine import build_model
+
+needs_crf = pytest.mark.skipif(not tseg.crf.crf_available(), reason="pydensecrf not installed")
+
+
+def save_micro(overrides: list[str], path: Path, split: str = "train") -> Path:
+    cfg = build_config(None, overrides)
+    torch.manual_seed(0)
+    save_checkpoint(build_model(cfg, build_dataset(cfg.data, split)), cfg, path, step=1)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_micro(MICRO, tmp_path_factory.mktemp("evalopt") / "run")
+
+
+def evaluate(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    capsys.readouterr()
+    assert main(["eval", *args, "--device", "cpu"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@needs_crf
+def test_tta_and_crf_change_the_figures_and_are_reported(run, capsys) -> None:
+    plain = evaluate(capsys, str(run), "--split", "test")
+    assert plain["inference"] == {"tta": False, "crf": False, "threshold": 0.5}
+    tta = evaluate(capsys, str(run), "--split", "test", "--tta", "--tta-scales", "1,2")
+    assert tta["inference"]["tta"] == {"scales": [1.0, 2.0], "flip": True}
+    crf = evaluate(capsys, str(run), "--split", "test", "--crf")
+    assert crf["inference"]["crf"]["iterations"] == 10 and crf["inference"]["tta"] is False
+    assert plain["test"]["pairs"] == tta["test"]["pairs"] == crf["test"]["pairs"]
+    for other in (tta, crf):
+        assert (other["test"]["miou"], other["test"]["oiou"]) != (
+            plain["test"]["miou"],
+            plain["test"]["oiou"],
+        )
+
+
+def test_one_pass_tta_equals_plain_evaluation(run, capsys) -> None:
+    # TTA at scale 1 without flip is the plain single pass, image by image instead of batched.
+    plain = evaluate(capsys, str(run), "--split", "test", "--presence")
+    one = evaluate(capsys, str(run), "--split", "test", "--presence", "--tta", "--tta-scales", "1")
+    assert one["inference"]["tta"] == {"scales": [1.0], "flip": True}
+    one = evaluate(
+        capsys, str(run), "--split", "test", "--presence", "--tta", "--tta-scales", "1", "--no-flip"
+    )
+    assert one["test"] == plain["test"]
+    # --threshold is a shared option too: 0 marks every pixel foreground.
+    low = evaluate(capsys, str(run), "--split", "test", "--threshold", "0")
+    assert low["inference"]["threshold"] == 0.0 and low["test"] != plain["test"]
+
+
+@needs_crf
+def test_phrasecut_protocol_runs_crf_per_image(tmp_path, capsys, monkeypatch) -> None:
+    root = make_phrasecut(tmp_path / "pc")
+    run = save_micro(
+        [*MICRO_MODEL, "data.dataset=phrasecut", f"data.root={root}", "data.train_split=val"],
+        tmp_path / "run",
+        split="val",
+    )
+    calls: list[int] = []
+    refine = tseg.crf.refine
+
+    def counting_refine(image, probs, cfg=None):  # noqa: ANN001, ANN202
+        calls.append(len(probs))
+        return refine(image, probs, cfg)
+
+    monkeypatch.setattr(tseg.crf, "refine", counting_refine)
+    args = [str(run), "--protocol", "phrasecut"]
+    plain = evaluate(capsys, *args)
+    assert calls == []
+    crf = evaluate(capsys, *args, "--crf", "--tta", "--tta-scales", "1,1.5")
+    assert crf["protocol"] == "phrasecut" and crf["val"]["count"] == plain["val"]["count"] == 5
+    assert len(calls) == 2  # one CRF call per image, all of its distinct phrases at once
+    assert crf["inference"]["crf"] and crf["inference"]["tta"]["scales"] == [1.0, 1.5]
+
+
+def test_bad_tta_scales_are_named(run, capsys) -> None:
+    for scales, message in (("1,x", "not a comma-separated list"), ("1,-2", "must be positive")):
+        assert main(["eval", str(run), "--tta", "--tta-scales", scales]) == 2
+        err = capsys.readouterr().err
+        assert f"--tta-scales '{scales}'" in err and message in err

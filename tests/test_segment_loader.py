@@ -1,0 +1,80 @@
+"""``tseg segment`` decodes images in DataLoader workers; a bad file is reported and skipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import MICRO
+from PIL import Image
+
+from tseg.checkpoint import save_checkpoint
+from tseg.cli import main
+from tseg.config import build_config
+from tseg.data import build_dataset
+from tseg.engine import build_model
+from tseg.inference import ImageFiles, image_loader
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained micro checkpoint: its maps are arbitrary but deterministic."""
+    cfg = build_config(None, MICRO)
+    torch.manual_seed(0)
+    model = build_model(cfg, build_dataset(cfg.data, "train"))
+    path = tmp_path_factory.mktemp("loader") / "run"
+    save_checkpoint(model, cfg, path, step=1)
+    return path
+
+
+def photo_folder(root: Path) -> Path:
+    """Four images of different sizes and modes, and one corrupt file in the middle."""
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"a.png": (30, 40), "b.jpg": (50, 33), "d.png": (20, 90)}.items():
+        Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(root / name)
+    Image.fromarray((rng.random((25, 25)) * 255).astype(np.uint8), mode="L").save(root / "e.png")
+    (root / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    return root
+
+
+def tree(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_workers_write_what_in_process_decoding_writes(run, tmp_path, capsys) -> None:
+    photos = photo_folder(tmp_path / "photos")
+    outs = {}
+    for workers in (0, 2):
+        out = tmp_path / f"out{workers}"
+        args = ["segment", str(run), str(photos), "red circle", "squares", "--out", str(out)]
+        # One corrupt file: the others are still segmented, the error names it, exit status 2.
+        assert main([*args, "--workers", str(workers), "--quiet"]) == 2
+        cap = capsys.readouterr()
+        assert "error: image" in cap.err and "c.png' could not be read" in cap.err
+        assert "wrote 4 results" in cap.out and "1 of 5 could not be read" in cap.out
+        outs[workers] = tree(out)
+    assert sorted({k.split("/")[0] for k in outs[0]}) == ["a", "b", "d", "e"]
+    assert outs[0] == outs[2]  # same files, byte for byte
+
+
+def test_image_files_yields_errors_instead_of_raising(tmp_path) -> None:
+    photos = photo_folder(tmp_path / "photos")
+    paths = sorted(photos.iterdir())
+    items = list(image_loader(paths, workers=0))
+    assert [i for i, _, _ in items] == list(range(5))
+    bad = [(paths[i].name, err) for i, a, err in items if a is None]
+    assert len(bad) == 1 and bad[0][0] == "c.png" and "c.png' could not be read" in bad[0][1]
+    _, a, err = ImageFiles(paths, max_pixels=100)[0]  # 40 x 30 = 1200 pixels
+    assert a is None and "above the limit of 100" in err
+    _, a, err = ImageFiles(paths)[4]
+    assert err is None and a.dtype == np.uint8 and a.shape == (25, 25, 3)  # grayscale -> RGB
+
+
+def test_negative_workers_is_named(run, tmp_path, capsys) -> None:
+    img = tmp_path / "p.png"
+    Image.new("RGB", (8, 8)).save(img)
+    assert main(["segment", str(run), str(img), "circles", "--workers", "-1"]) == 2
+    assert "--workers = -1" in capsys.readouterr().err
