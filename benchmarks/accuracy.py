@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from tseg.cli import DEMO_OVERRIDES
 from tseg.config import build_config, to_dict
 from tseg.data import build_dataset
 from tseg.engine import evaluate, pick_device, train
@@ -39,19 +40,17 @@ RESULTS = Path(__file__).parent / "results"
 #   regime of pretrained encoders, which learns from image-level expressions in a few hundred steps.
 # - tiny: the from-scratch demo model (AdamW, batch 16); it needs ~1000 steps to leave the label
 #   prior, so its quick run (2500 steps) shows classification but little localisation yet.
+# The demo's recipe of each preset, less what each row sets itself (head, steps, test size).
+_PER_ROW = ("model.head=", "train.steps=", "train.log_every=", "data.test_size=")
+
+
+def _demo_recipe(preset: str) -> list[str]:
+    return [o for o in DEMO_OVERRIDES[preset] if not o.startswith(_PER_ROW)]
+
+
 PRESET_BASE = {
-    "offline": [
-        "model.preset=offline",
-        "data.image_size=96",
-        "train.optimizer=adamw",
-        "train.lr=3e-4",
-        "train.weight_decay=0.05",
-        "train.batch_size=16",
-        "train.warmup_steps=30",
-        "data.train_size=4000",
-        "data.val_size=300",
-    ],
-    "tiny": ["train.batch_size=16", "data.train_size=4000", "data.val_size=300"],
+    "offline": _demo_recipe("offline"),
+    "tiny": ["train.batch_size=16", *_demo_recipe("tiny")],
 }
 STEPS = {
     ("offline", "quick"): 400,
@@ -313,6 +312,17 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def shard_index(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N) with 0 <= I < N, or a SystemExit naming the flag."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"--shard {text!r}: expected I/N, e.g. 0/2") from None
+    if not 0 <= i < n:
+        raise SystemExit(f"--shard {text!r}: need 0 <= I < N")
+    return i, n
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -346,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", default=str(RESULTS), help="where accuracy.json / accuracy.md go")
     args = ap.parse_args(argv)
+    shard = shard_index(args.shard) if args.shard else None
     seeds = args.seeds or (1 if args.quick else 3)
     mode = "quick" if args.quick else "full"
     steps = STEPS[(args.preset, mode)]
@@ -388,9 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             unique[key] = j
     todo = list(unique.values())
-    if args.shard:
-        i, n = (int(x) for x in args.shard.split("/"))
-        todo = todo[i::n]
+    if shard:
+        todo = todo[shard[0] :: shard[1]]
     if args.partial:  # report what the shards have finished, train nothing
         todo = []
         jobs = [j for j in jobs if row_key(to_dict(job_config(j, steps))) in DONE]

@@ -44,6 +44,8 @@ def test_round_trip():
         ("model.cam_threshold=2", "'model.cam_threshold' = 2.0 is out of range [0.0, 1.0]"),
         ("data.image_size=70", "must be a multiple of 'model.image.patch_size'"),
         ("model.preset=huge", "'model.preset' = 'huge'"),
+        ("train.text_lr_scale=-0.1", "'train.text_lr_scale' = -0.1 is out of range [0.0, inf]"),
+        ("train.accum_steps=0", "'train.accum_steps' = 0 is out of range"),
         ("trainsteps", "is not of the form key=value"),
     ],
 )
