@@ -540,3 +540,33 @@ def test_shape_geometry() -> None:
     for a, b in itertools.combinations(SHAPES, 2):
         iou = (masks[a] & masks[b]).sum() / (masks[a] | masks[b]).sum()
         assert iou < 0.85, (a, b)
+
+
+def test_disjoint_expressions_never_share_a_pixel_and_describe_every_unique_object():
+    full = ShapesDataset("train", size=60, image_size=64, seed=3)
+    disjoint = ShapesDataset("train", size=60, image_size=64, seed=3, expressions="disjoint")
+    for i in range(len(full)):
+        np.testing.assert_array_equal(disjoint.image(i), full.image(i))
+        masks = disjoint.masks(i)
+        assert (masks.sum(axis=0) <= 1).all()  # no pixel in two masks
+        exprs = disjoint.expressions(i)
+        assert set(exprs) <= set(full.expressions(i))
+        assert all(len(e.split()) in (2, 3) and not e.endswith("shapes") for e in exprs)
+        scene = full.render(i)
+        # Every object with a unique colour-shape (or size-colour-shape) name gets one.
+        named = {
+            r for e in scene.expressions if e.kind.endswith("colour_shape") for r in e.referents
+        }
+        assert len(exprs) == len(named)
+
+
+def test_disjoint_is_a_config_choice_and_bad_values_are_named():
+    from tseg.config import ConfigError, build_config
+    from tseg.data import build_dataset
+
+    cfg = build_config(None, ["data.shapes_expressions=disjoint", "data.val_size=5"])
+    assert build_dataset(cfg.data, "val").expression_set == "disjoint"
+    with pytest.raises(ConfigError, match="data.shapes_expressions"):
+        build_config(None, ["data.shapes_expressions=some"])
+    with pytest.raises(DatasetError, match="expressions must be one of"):
+        ShapesDataset("train", size=2, expressions="some")

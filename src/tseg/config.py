@@ -92,6 +92,8 @@ class DataConfig:
     test_size: int = 500
     train_fraction: float = 1.0  # use this fraction of the training images (Table 2d)
     seed: int = 0  # shapes generation seed
+    # shapes: "all" (every true expression, overlapping) | "disjoint" (one per object, no overlap)
+    shapes_expressions: str = "all"
     expressions_per_image: int = 3  # positives sampled per image per step (section 4.2)
     hflip: bool = True  # horizontal flip, swapping "left"/"right" in the text
     scale_min: float = 1.0  # random rescale range before a random crop back to image_size
@@ -267,6 +269,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model.head": ("gap", "gmp", "spa", "mpa"),
+    "data.shapes_expressions": ("all", "disjoint"),
     "model.image.name": ("vit", "efficientnet_lite0"),
     "model.image.stem": ("patch", "conv"),
     "model.text.pool": ("cls", "mean"),

@@ -18,7 +18,13 @@ def build_dataset(cfg: DataConfig, split: str) -> RefDataset:
 
         sizes = {"train": cfg.train_size, "val": cfg.val_size}
         size = sizes.get(split, cfg.test_size)
-        return ShapesDataset(split=split, size=size, image_size=cfg.image_size, seed=cfg.seed)
+        return ShapesDataset(
+            split=split,
+            size=size,
+            image_size=cfg.image_size,
+            seed=cfg.seed,
+            expressions=cfg.shapes_expressions,
+        )
     if cfg.dataset not in REAL_DATASETS:
         raise DatasetError(
             f"config key 'data.dataset' = {cfg.dataset!r}: unknown dataset "

@@ -41,6 +41,7 @@ from tseg.data.base import DatasetError, normalize_expression
 __all__ = [
     "COLOURS",
     "DEFAULT_SIZES",
+    "EXPRESSION_SETS",
     "PARAPHRASES",
     "PLURALS",
     "SHAPES",
@@ -106,6 +107,7 @@ UNSEEN_PAIRS: tuple[tuple[str, str], ...] = (
 )
 
 SPLITS: tuple[str, ...] = ("train", "val", "test", "unseen", "paraphrase")
+EXPRESSION_SETS: tuple[str, ...] = ("all", "disjoint")
 DEFAULT_SIZES: dict[str, int] = {
     "train": 5000,
     "val": 500,
@@ -254,6 +256,11 @@ class ShapesDataset:
         size: Number of images; defaults to ``DEFAULT_SIZES[split]``.
         image_size: Side of the square images in pixels (at least 32).
         seed: Non-negative base seed; each split derives its own from it.
+        expressions: ``"all"`` (every true, unambiguous expression; they overlap by design) or
+            ``"disjoint"`` (one expression per object, its colour and shape, with its size when
+            that is needed to be unique; objects with no unique description get none), so that
+            no two masks of an image share a pixel: the setting single-label patch assignment
+            (SPA) assumes.
 
     Raises:
         DatasetError: On an unknown split or an invalid size, image size or seed.
@@ -265,6 +272,7 @@ class ShapesDataset:
         size: int | None = None,
         image_size: int = 64,
         seed: int = 0,
+        expressions: str = "all",
     ) -> None:
         if split not in _SPLIT_IDS:
             raise DatasetError(f"shapes: unknown split {split!r}; expected one of {SPLITS}")
@@ -277,10 +285,15 @@ class ShapesDataset:
         seed = _as_int(seed, "seed", split)
         if seed < 0:
             raise DatasetError(f"shapes: seed must be >= 0, got {seed}")
+        if expressions not in EXPRESSION_SETS:
+            raise DatasetError(
+                f"shapes: expressions must be one of {EXPRESSION_SETS}, got {expressions!r}"
+            )
         self.split = split
         self.size = size
         self.image_size = image_size
         self.seed = seed
+        self.expression_set = expressions
         self._make_cache()
 
     def _make_cache(self) -> None:
@@ -302,7 +315,8 @@ class ShapesDataset:
     def __repr__(self) -> str:
         return (
             f"ShapesDataset(split={self.split!r}, size={self.size}, "
-            f"image_size={self.image_size}, seed={self.seed})"
+            f"image_size={self.image_size}, seed={self.seed}, "
+            f"expressions={self.expression_set!r})"
         )
 
     def __len__(self) -> int:
@@ -334,6 +348,8 @@ class ShapesDataset:
         rng = np.random.default_rng(ss)
         image, labels, objects = _render_scene(rng, self.image_size, self.split == "unseen")
         exprs = _describe(objects)
+        if self.expression_set == "disjoint":
+            exprs = _one_per_object(exprs)
         if self.split == "unseen":
             held = {i for i, o in enumerate(objects) if (o.colour, o.shape) in _HELD_OUT}
             exprs = [e for e in exprs if held.intersection(e.referents)]
@@ -654,3 +670,13 @@ def _describe(objects: Sequence[SceneObject]) -> list[Expression]:
             seen.add(key)
             unique.append(e)
     return unique
+
+
+def _one_per_object(exprs: Sequence[Expression]) -> list[Expression]:
+    """The ``disjoint`` expression set: per object (in drawing order) its shortest unique
+    colour-and-shape description, so no two expressions share a referent."""
+    best: dict[int, Expression] = {}
+    for e in exprs:  # "colour_shape" comes before "size_colour_shape" in _describe's order
+        if e.kind in ("colour_shape", "size_colour_shape") and e.referents[0] not in best:
+            best[e.referents[0]] = e
+    return [best[i] for i in sorted(best)]
