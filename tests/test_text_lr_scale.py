@@ -34,3 +34,26 @@ def test_frozen_text_encoder_is_unchanged_by_training(micro_overrides):
     assert text and rest
     assert all(torch.equal(before[k], after[k]) for k in text)
     assert any(not torch.equal(before[k], after[k]) for k in rest)
+
+
+def test_frozen_text_features_are_cached_exactly_and_dropout_is_off(micro_overrides):
+    cfg = build_config(None, [*micro_overrides, "train.text_lr_scale=0"])
+    torch.manual_seed(0)
+    model = build_model(cfg, build_dataset(cfg.data, "train"))
+    texts = ["red circle", "blue shapes", "the star left of the red circle"]
+    model.eval()
+    with torch.no_grad():
+        reference = model.encode_text(texts)
+    build_optimizer(model, cfg.train)  # text_lr_scale = 0 freezes the text backbone
+    model.train()
+    assert not model.text_encoder.training  # frozen: no dropout noise on its features
+    calls = []
+    model.text_encoder.register_forward_hook(lambda m, i, o: calls.append(len(o)))
+    first = model.encode_text(texts)
+    again = model.encode_text(texts[::-1] + ["green ring"])
+    assert calls == [3, 1]  # only the new expression went through the backbone
+    assert torch.allclose(first, reference, atol=1e-6)
+    assert torch.allclose(again[:3], reference.flip(0), atol=1e-6)
+    first.sum().backward()  # the projection still learns
+    assert model.text_proj.weight.grad is not None
+    assert all(p.grad is None for p in model.text_encoder.parameters())

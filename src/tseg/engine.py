@@ -110,13 +110,12 @@ def build_optimizer(model: TSEG, cfg: TrainConfig) -> torch.optim.Optimizer:
     encoder's backbone gets ``cfg.text_lr_scale`` (0 = frozen, left out of the optimiser).
     """
     groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
+    if cfg.text_lr_scale == 0.0:
+        model.freeze_text_encoder()
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         scale = cfg.text_lr_scale if name.startswith("text_encoder.") else 1.0
-        if scale == 0.0:
-            p.requires_grad_(False)
-            continue
         no_decay = p.ndim <= 1 or name.endswith("log_tau")
         groups.setdefault((no_decay, scale), []).append(p)
     param_groups = [
