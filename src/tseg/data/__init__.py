@@ -12,7 +12,11 @@ REAL_DATASETS = ("refcoco", "refcoco+", "refcocog", "phrasecut", "voc")
 
 
 def build_dataset(cfg: DataConfig, split: str) -> RefDataset:
-    """The dataset named by ``cfg.dataset`` for ``split`` ("train" and "val" follow the config)."""
+    """The dataset named by ``cfg.dataset`` for ``split`` ("train" and "val" follow the config).
+
+    Expressions that refer to nothing (``data.shapes_absent``) are given to every split but
+    "train": weak training reads every expression of an image as present in it.
+    """
     if cfg.dataset == "shapes":
         from .shapes import ShapesDataset
 
@@ -24,6 +28,7 @@ def build_dataset(cfg: DataConfig, split: str) -> RefDataset:
             image_size=cfg.image_size,
             seed=cfg.seed,
             expressions=cfg.shapes_expressions,
+            absent=cfg.shapes_absent if split != "train" else 0,
         )
     if cfg.dataset not in REAL_DATASETS:
         raise DatasetError(
