@@ -80,7 +80,7 @@ class ModelConfig:
 class DataConfig:
     """Which dataset, at what resolution, with which augmentation."""
 
-    dataset: str = "shapes"  # shapes | refcoco | refcoco+ | refcocog | phrasecut | voc
+    dataset: str = "shapes"  # shapes | refcoco | refcoco+ | refcocog | grefcoco | phrasecut | voc
     root: str = ""  # dataset folder (see README: files each dataset expects)
     image_dir: str = ""  # images, if not in the dataset's default place under root
     split_by: str = ""  # RefCOCO*: unc | umd | google ("" = the dataset's default)

@@ -55,6 +55,9 @@ __all__ = [
     "refs_path",
     "instances_path",
     "default_image_dir",
+    "index_annotations",
+    "index_images",
+    "load_instances",
 ]
 
 DATASETS: tuple[str, ...] = ("refcoco", "refcoco+", "refcocog")
@@ -259,6 +262,49 @@ def _require(d: dict[str, Any], key: str, check: Any, where: str, what: str) -> 
     return d[key]
 
 
+def load_instances(path: Path) -> dict[str, Any]:
+    """``instances.json``: a COCO object with lists ``images`` and ``annotations``."""
+    instances = load_json(path)
+    if not isinstance(instances, dict):
+        raise DatasetError(f"{path}: expected a JSON object")
+    for key in ("images", "annotations"):
+        if not isinstance(instances.get(key), list):
+            raise DatasetError(f"{path}: missing list '{key}'")
+    return instances
+
+
+def index_images(
+    images: list[Any], wanted: set[int], image_dir: Path, instances_file: Path
+) -> dict[int, tuple[Path, int, int]]:
+    """``{image id: (file path, height, width)}`` for the ``wanted`` COCO images, validated."""
+    out: dict[int, tuple[Path, int, int]] = {}
+    for i, img in enumerate(images):
+        if not isinstance(img, dict):
+            raise DatasetError(f"{instances_file}: images[{i}] is not an object")
+        if not _is_int(img.get("id")) or img["id"] not in wanted:
+            continue
+        where = f"{instances_file}: image id {img['id']}"
+        name = _require(img, "file_name", lambda v: isinstance(v, str), where, "a string")
+        height = _require(img, "height", lambda v: _is_int(v) and v > 0, where, "a positive int")
+        width = _require(img, "width", lambda v: _is_int(v) and v > 0, where, "a positive int")
+        path = join_inside(image_dir, name, where=where)
+        out[img["id"]] = (path, height, width)
+    return out
+
+
+def index_annotations(
+    anns: list[Any], wanted: set[int], instances_file: Path
+) -> dict[int, dict[str, Any]]:
+    """``{annotation id: annotation}`` for the ``wanted`` COCO annotations."""
+    out: dict[int, dict[str, Any]] = {}
+    for i, ann in enumerate(anns):
+        if not isinstance(ann, dict):
+            raise DatasetError(f"{instances_file}: annotations[{i}] is not an object")
+        if _is_int(ann.get("id")) and ann["id"] in wanted:
+            out[ann["id"]] = ann
+    return out
+
+
 class RefCocoDataset:
     """One RefCOCO / RefCOCO+ / RefCOCOg split, one item per image.
 
@@ -295,19 +341,16 @@ class RefCocoDataset:
             raise DatasetError(
                 f"{self.refs_file}: expected a list of refs, got {type(refs).__name__}"
             )
-        instances = load_json(self.instances_file)
-        if not isinstance(instances, dict):
-            raise DatasetError(f"{self.instances_file}: expected a JSON object")
-        for key in ("images", "annotations"):
-            if not isinstance(instances.get(key), list):
-                raise DatasetError(f"{self.instances_file}: missing list '{key}'")
+        instances = load_instances(self.instances_file)
 
         split_refs = self._split_refs(refs)
         self.num_refs = len(split_refs)
         self.num_sentences = sum(len(r["sentences"]) for r in split_refs)
         image_ids = {r["image_id"] for r in split_refs}
-        images = self._index_images(instances["images"], image_ids)
-        self._anns = self._index_anns(instances["annotations"], {r["ann_id"] for r in split_refs})
+        images = index_images(instances["images"], image_ids, self.image_dir, self.instances_file)
+        self._anns = index_annotations(
+            instances["annotations"], {r["ann_id"] for r in split_refs}, self.instances_file
+        )
 
         by_image: dict[int, list[dict[str, Any]]] = {}
         for ref in split_refs:
@@ -358,34 +401,6 @@ class RefCocoDataset:
                 if not (isinstance(sent, dict) and isinstance(sent.get("sent"), str)):
                     raise DatasetError(f"{where}: sentence {j} has no string field 'sent'")
             out.append(ref)
-        return out
-
-    def _index_images(
-        self, images: list[Any], wanted: set[int]
-    ) -> dict[int, tuple[Path, int, int]]:
-        out: dict[int, tuple[Path, int, int]] = {}
-        for i, img in enumerate(images):
-            if not isinstance(img, dict):
-                raise DatasetError(f"{self.instances_file}: images[{i}] is not an object")
-            if not _is_int(img.get("id")) or img["id"] not in wanted:
-                continue
-            where = f"{self.instances_file}: image id {img['id']}"
-            name = _require(img, "file_name", lambda v: isinstance(v, str), where, "a string")
-            height = _require(
-                img, "height", lambda v: _is_int(v) and v > 0, where, "a positive int"
-            )
-            width = _require(img, "width", lambda v: _is_int(v) and v > 0, where, "a positive int")
-            path = join_inside(self.image_dir, name, where=where)
-            out[img["id"]] = (path, height, width)
-        return out
-
-    def _index_anns(self, anns: list[Any], wanted: set[int]) -> dict[int, dict[str, Any]]:
-        out: dict[int, dict[str, Any]] = {}
-        for i, ann in enumerate(anns):
-            if not isinstance(ann, dict):
-                raise DatasetError(f"{self.instances_file}: annotations[{i}] is not an object")
-            if _is_int(ann.get("id")) and ann["id"] in wanted:
-                out[ann["id"]] = ann
         return out
 
     def _group(self, refs: list[dict[str, Any]]) -> tuple[_Expression, ...]:
