@@ -12,6 +12,7 @@ from tseg.metrics_gres import (
     FIGURES,
     PairRecord,
     gres_metrics,
+    image_records,
     pair_record,
     peak_inside,
     pointm,
@@ -168,3 +169,33 @@ def test_summary_rejects_bad_input() -> None:
         summarize_pairs([PairRecord(0, 3, 4, True, False, 0.5)], 0.5)
     with pytest.raises(ValueError, match="no .* pairs"):
         summarize_pairs([], 0.5)
+
+
+def test_records_from_a_model_on_shapes_with_absent_expressions(micro_cfg) -> None:
+    """The path phase 2's evaluation takes: model maps + dataset masks -> records -> summary."""
+    import torch
+
+    from tseg.data.shapes import ShapesDataset
+    from tseg.engine import build_model
+    from tseg.inference import single_pass
+    from tseg.presence import choose_presence_threshold
+
+    ds = ShapesDataset("val", size=3, image_size=32, absent=2)
+    model = build_model(micro_cfg, ShapesDataset("train", size=4, image_size=32)).eval()
+    records = []
+    with torch.no_grad():
+        for i in range(len(ds)):
+            probs, conf = single_pass(
+                model, ds.image(i), model.encode_text(ds.expressions(i)), torch.device("cpu")
+            )
+            records += image_records(probs, conf, ds.masks(i))
+    flags = [f for i in range(len(ds)) for f in ds.no_target(i)]
+    assert [r.gt_empty for r in records] == flags and sum(flags) == 6
+    choice = choose_presence_threshold([r.confidence for r in records], [not f for f in flags])
+    s = summarize_pairs(records, choice.threshold)
+    assert s["no_target_pairs"] == 6 and s["pairs"] == len(records)
+    # The gate empties at least the masks the rule counted (a map may be empty by itself).
+    assert s["n_acc_gated"] >= choice.n_acc - 1e-12
+    assert all(0.0 <= s[k] <= 1.0 for k in FIGURES)
+    with pytest.raises(ValueError, match=r"\[K, H, W\]"):
+        image_records(np.zeros((2, 4, 4)), [0.5], np.zeros((2, 4, 4), bool))

@@ -48,6 +48,7 @@ __all__ = [
     "FIGURES",
     "PairRecord",
     "gres_metrics",
+    "image_records",
     "pair_record",
     "peak_inside",
     "pointm",
@@ -117,6 +118,28 @@ def pair_record(
         peak_inside=peak_inside(prob, gt),
         confidence=float(confidence),
     )
+
+
+def image_records(
+    probs: np.ndarray,
+    confidences: Sequence[float] | np.ndarray,
+    gt_masks: np.ndarray,
+    threshold: float = 0.5,
+) -> list[PairRecord]:
+    """The records of one image's K expressions: probs [K, H, W], confidences [K], masks [K, H, W].
+
+    ``probs`` and ``confidences`` are what ``inference.single_pass`` (or
+    ``Segmenter.probabilities``) returns for the expressions whose masks are ``gt_masks``.
+    """
+    probs = np.asarray(probs)
+    conf = np.asarray(confidences, dtype=np.float64)
+    gt_masks = np.asarray(gt_masks)
+    if probs.shape != gt_masks.shape or probs.ndim != 3 or conf.shape != probs.shape[:1]:
+        raise ValueError(
+            f"maps {probs.shape}, confidences {conf.shape} and masks {gt_masks.shape} must be "
+            "[K, H, W], [K] and [K, H, W]"
+        )
+    return [pair_record(p, g, threshold, c) for p, g, c in zip(probs, gt_masks, conf)]
 
 
 def _as_1d(name: str, values: Any, dtype: Any) -> np.ndarray:
