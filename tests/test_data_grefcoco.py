@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 from pycocotools import mask as mask_utils
+from test_data_refcoco import write_coco_images
 
 from tseg.data.base import DatasetError, RefDataset
 from tseg.data.grefcoco import GRefCocoDataset, grefs_path, instances_path
@@ -103,12 +103,7 @@ def make_grefcoco(root: Path, refs: Any = None, instances: Any = None) -> Path:
     (folder / "grefs(unc).json").write_text(json.dumps(default_refs() if refs is None else refs))
     inst = default_instances() if instances is None else instances
     (folder / "instances.json").write_text(json.dumps(inst))
-    image_dir = root / "images" / "train2014"
-    image_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i, (h, w) in SIZES.items():
-        pixels = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(image_dir / f"COCO_train2014_{i:012d}.jpg", quality=95)
+    write_coco_images(root / "images" / "train2014", SIZES)
     return root
 
 

@@ -32,7 +32,6 @@ every expression of an image as present).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,13 +40,13 @@ import numpy as np
 
 from tseg.data.base import DatasetError, normalize_expression
 from tseg.data.refcoco import (
-    decode_segmentation,
+    CocoImageItems,
     default_image_dir,
     index_annotations,
     index_images,
     load_instances,
 )
-from tseg.data.safe_pickle import load_json, read_rgb
+from tseg.data.safe_pickle import load_json
 
 __all__ = [
     "SPLITS",
@@ -140,16 +139,7 @@ class _Expression:
     sentence_count: int
 
 
-@dataclass(frozen=True)
-class _Image:
-    image_id: int
-    path: Path
-    height: int
-    width: int
-    expressions: tuple[_Expression, ...]
-
-
-class GRefCocoDataset:
+class GRefCocoDataset(CocoImageItems):
     """One gRefCOCO split, one item per image; implements ``tseg.data.base.RefDataset``.
 
     Args:
@@ -208,16 +198,7 @@ class GRefCocoDataset:
             if targets or self.keep_no_target:
                 by_image.setdefault(ref["image_id"], []).append((ref, targets))
 
-        self.num_dropped_sentences = 0
-        self.num_dropped_images = 0
-        self._items: list[_Image] = []
-        for image_id in sorted(by_image):
-            exprs = self._group(by_image[image_id])
-            if not exprs:
-                self.num_dropped_images += 1
-                continue
-            path, height, width = images[image_id]
-            self._items.append(_Image(image_id, path, height, width, exprs))
+        self._fill_items(by_image, images)
 
     # -- loading helpers
 
@@ -272,41 +253,16 @@ class GRefCocoDataset:
         self.num_dropped_sentences += sum(ambiguous.values())
         return tuple(_Expression(t, a, c) for t, a, c in entries.values())
 
-    # -- RefDataset protocol
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def _item(self, idx: int) -> _Image:
-        if not -len(self._items) <= idx < len(self._items):
-            raise IndexError(f"image index {idx} out of range for {len(self._items)} images")
-        return self._items[idx]
-
-    def image(self, idx: int) -> np.ndarray:
-        """RGB image, uint8 [H, W, 3] (checked against the annotated size)."""
-        item = self._item(idx)
-        return read_rgb(item.path, size=(item.height, item.width))
-
-    def expressions(self, idx: int) -> list[str]:
-        """Distinct sentences of the refs of image ``idx`` in this split."""
-        return [e.text for e in self._item(idx).expressions]
+    # -- RefDataset protocol (the rest is in CocoImageItems)
 
     def masks(self, idx: int) -> np.ndarray:
         """Bool masks [K, H, W]: union of each expression's targets; empty for no target."""
         item = self._item(idx)
-        decoded: dict[int, np.ndarray] = {}
+        cache: dict[int, np.ndarray] = {}
         out = np.zeros((len(item.expressions), item.height, item.width), dtype=bool)
         for k, expr in enumerate(item.expressions):
             for a in expr.targets:
-                if a not in decoded:
-                    where = f"{self.instances_file}: annotation id {a}"
-                    ann = self._anns[a]
-                    if "segmentation" not in ann:
-                        raise DatasetError(f"{where}: missing field 'segmentation'")
-                    decoded[a] = decode_segmentation(
-                        ann["segmentation"], item.height, item.width, where=where
-                    )
-                out[k] |= decoded[a]
+                out[k] |= self._annotation_mask(item, a, cache)
         return out
 
     # -- extras
@@ -318,29 +274,6 @@ class GRefCocoDataset:
     def ann_ids(self, idx: int) -> list[tuple[int, ...]]:
         """The (non-crowd) target annotation ids of each expression; ``()`` for no target."""
         return [e.targets for e in self._item(idx).expressions]
-
-    def sentence_counts(self, idx: int) -> list[int]:
-        """How many annotated sentences each expression of image ``idx`` stands for."""
-        return [e.sentence_count for e in self._item(idx).expressions]
-
-    def image_id(self, idx: int) -> int:
-        """COCO image id of item ``idx``."""
-        return self._item(idx).image_id
-
-    def image_size(self, idx: int) -> tuple[int, int]:
-        """Annotated (height, width) of item ``idx``."""
-        item = self._item(idx)
-        return item.height, item.width
-
-    def iter_pairs(self) -> Iterator[tuple[int, int]]:
-        """Every (image index, expression index) pair."""
-        for i, item in enumerate(self._items):
-            for k in range(len(item.expressions)):
-                yield i, k
-
-    def num_pairs(self) -> int:
-        """Number of (image, expression) pairs."""
-        return sum(len(item.expressions) for item in self._items)
 
     def __repr__(self) -> str:
         return (
