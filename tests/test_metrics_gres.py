@@ -172,7 +172,7 @@ def test_summary_rejects_bad_input() -> None:
 
 
 def test_records_from_a_model_on_shapes_with_absent_expressions(micro_cfg) -> None:
-    """The path phase 2's evaluation takes: model maps + dataset masks -> records -> summary."""
+    """The path an evaluation takes: model maps + dataset masks -> records -> summary."""
     import torch
 
     from tseg.data.shapes import ShapesDataset
