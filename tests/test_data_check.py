@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_data_grefcoco import default_refs as default_grefs
+from test_data_grefcoco import make_grefcoco
 from test_data_phrasecut import default_tasks, make_phrasecut
 from test_data_refcoco import _ref, default_refs, make_refcoco
 from test_data_voc import make_voc
@@ -98,6 +100,44 @@ def test_unknown_names(tmp_path: Path) -> None:
 def test_missing_root(tmp_path: Path) -> None:
     report = check_dataset("voc", tmp_path / "nowhere")
     assert report.missing == [tmp_path / "nowhere"] and not report.ok
+
+
+# ----------------------------------------------------------------------- gRefCOCO
+
+
+def test_grefcoco_counts_and_ok(tmp_path: Path) -> None:
+    make_grefcoco(tmp_path)
+    report = check_dataset("grefcoco", tmp_path)
+    assert report.ok, report.format()
+    assert report.counts["val"] == {"refs": 6, "no-target refs": 2, "images": 2, "sentences": 9}
+    assert report.counts["train"] == {"refs": 2, "no-target refs": 1, "images": 1, "sentences": 2}
+    assert "no published numbers" in report.format()
+
+
+def test_grefcoco_missing_files_and_images(tmp_path: Path) -> None:
+    report = check_dataset("grefcoco", tmp_path)
+    assert {p.name for p in report.missing} == {"grefs(unc).json", "instances.json", "train2014"}
+    assert "henghuiding/gRefCOCO" in report.format()
+    make_grefcoco(tmp_path)
+    (tmp_path / "images" / "train2014" / "COCO_train2014_000000000002.jpg").unlink()
+    report = check_dataset("grefcoco", tmp_path)
+    assert "1 image files are missing" in report.format()
+    assert check_dataset("grefcoco", tmp_path, check_images=False).ok
+
+
+def test_grefcoco_refs_pointing_nowhere_and_malformed(tmp_path: Path) -> None:
+    refs = default_grefs()
+    refs[0]["ann_id"] = [10, 99]
+    refs[3]["ann_id"] = [10]  # annotation of image 1, ref of image 2
+    make_grefcoco(tmp_path, refs=refs)
+    text = check_dataset("grefcoco", tmp_path).format()
+    assert "1 targets are missing annotations (e.g. ref_id 100, ann_id 99)" in text
+    assert "1 targets belong to another image than their ref (e.g. ref_id 103, ann_id 10)" in text
+    refs = default_grefs()
+    del refs[2]["ann_id"]
+    make_grefcoco(tmp_path / "b", refs=refs)
+    report = check_dataset("grefcoco", tmp_path / "b")
+    assert not report.ok and "missing field 'ann_id'" in report.format()
 
 
 # ----------------------------------------------------------------------- PhraseCut

@@ -149,13 +149,17 @@ def make_refcoco(
         pickle.dump(default_refs() if refs is None else refs, f, protocol=2)
     inst = default_instances() if instances is None else instances
     (folder / "instances.json").write_text(json.dumps(inst))
-    image_dir = root / "images" / "train2014" if image_dir is None else image_dir
+    write_coco_images(root / "images" / "train2014" if image_dir is None else image_dir, SIZES)
+    return root
+
+
+def write_coco_images(image_dir: Path, sizes: dict[int, tuple[int, int]]) -> None:
+    """Random JPEGs ``COCO_train2014_%012d.jpg`` of the given (height, width) per image id."""
     image_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    for i, (h, w) in SIZES.items():
+    for i, (h, w) in sizes.items():
         pixels = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(image_dir / f"COCO_train2014_{i:012d}.jpg", quality=95)
-    return root
 
 
 @pytest.fixture

@@ -570,3 +570,108 @@ def test_disjoint_is_a_config_choice_and_bad_values_are_named():
         build_config(None, ["data.shapes_expressions=some"])
     with pytest.raises(DatasetError, match="expressions must be one of"):
         ShapesDataset("train", size=2, expressions="some")
+
+
+# ---------------------------------------------------------------- absent expressions
+
+_RELATION = re.compile(r"the (\w+) (left|right) of the (\w+) (\w+)")
+
+
+def any_referent(text: str, attrs: list[tuple[str, str, str]], labels: np.ndarray) -> set[int]:
+    """Objects ``text`` could refer to under any reading (uniqueness not required).
+
+    Written from the grammar, independently of the generator: an expression is false for the
+    image exactly when this is empty.
+    """
+    idx = range(len(attrs))
+    plural = {v: k for k, v in PLURALS.items()}
+    words = text.split()
+    if text in plural:
+        return {i for i in idx if attrs[i][0] == plural[text]}
+    if len(words) == 2 and words[1] == "shapes":
+        return {i for i in idx if attrs[i][1] == words[0]}
+    if len(words) == 2:
+        return {i for i in idx if attrs[i][:2] == (words[1], words[0])}
+    if len(words) == 3:
+        return {i for i in idx if attrs[i] == (words[2], words[1], words[0])}
+    m = _RELATION.fullmatch(text)
+    assert m, text
+    subject, direction, c, s = m.groups()
+    boxes = [_bbox(labels == i + 1) for i in idx]
+    hits = set()
+    for a in idx:
+        if attrs[a][:2] != (s, c):
+            continue
+        for i in idx:
+            if attrs[i][0] != subject:
+                continue
+            if (direction == "left" and boxes[i][3] < boxes[a][1]) or (
+                direction == "right" and boxes[i][1] > boxes[a][3]
+            ):
+                hits.add(i)
+    return hits
+
+
+@pytest.mark.parametrize("expressions", ["all", "disjoint"])
+def test_absent_expressions_are_false_by_the_objects(expressions: str) -> None:
+    ds = ShapesDataset("val", size=150, absent=4, expressions=expressions)
+    plain = ShapesDataset("val", size=150, expressions=expressions)
+    kinds = set()
+    for i in range(150):
+        scene = ds.render(i)
+        base = plain.render(i)
+        k = len(base.expressions)
+        # Images and true expressions do not change; the absent ones come after them.
+        assert np.array_equal(scene.image, base.image)
+        assert scene.expressions[:k] == base.expressions
+        absent = scene.expressions[k:]
+        assert len(absent) == 4
+        assert ds.no_target(i) == [False] * k + [True] * 4
+        assert not ds.masks(i)[k:].any()
+        texts = [normalize_expression(e.text) for e in scene.expressions]
+        assert len(set(texts)) == len(texts)
+        for e in absent:
+            kinds.add(e.kind)
+            assert e.referents == () and e.anchor is None
+            assert not any_referent(e.text, attrs_of(scene), scene.labels), (i, e.text)
+            for c, s in HELD_OUT:
+                assert f"{c} {s}" not in e.text  # a seen split never names a held-out pair
+    if expressions == "all":
+        assert kinds == {"shape", "colour_shape", "size_colour_shape", "colour", "relation"}
+    else:
+        assert kinds == {"colour_shape", "size_colour_shape"}
+
+
+def test_absent_expressions_are_deterministic_and_follow_the_splits() -> None:
+    a = ShapesDataset("test", size=30, absent=3)
+    b = ShapesDataset("test", size=60, absent=3)
+    assert [a.expressions(i) for i in range(30)] == [b.expressions(i) for i in range(30)]
+    again = pickle.loads(pickle.dumps(a))
+    assert again.expressions(7) == a.expressions(7) and again.absent == 3
+    assert ShapesDataset("test", size=30, absent=3, seed=1).expressions(0) != a.expressions(0)
+    para = ShapesDataset("paraphrase", size=30, absent=3)
+    for i in range(30):
+        assert para.expressions(i)[-3:] == [paraphrase(t) for t in a.expressions(i)[-3:]]
+    unseen = ShapesDataset("unseen", size=40, absent=2)
+    for i in range(40):
+        scene = unseen.render(i)
+        for e in scene.expressions[-2:]:
+            assert not any_referent(e.text, attrs_of(scene), scene.labels)
+    assert "absent=3" in repr(a)
+
+
+def test_absent_is_a_config_key_for_evaluation_splits_only() -> None:
+    from tseg.config import ConfigError, build_config
+    from tseg.data import build_dataset
+
+    cfg = build_config(None, ["data.shapes_absent=2", "data.val_size=4", "data.train_size=4"])
+    assert build_dataset(cfg.data, "val").absent == 2
+    assert build_dataset(cfg.data, "test").absent == 2
+    assert build_dataset(cfg.data, "train").absent == 0
+    assert build_config(None, []).data.shapes_absent == 0
+    with pytest.raises(ConfigError, match="data.shapes_absent"):
+        build_config(None, ["data.shapes_absent=-1"])
+    with pytest.raises(DatasetError, match="absent must be >= 0"):
+        ShapesDataset("val", size=2, absent=-1)
+    with pytest.raises(DatasetError, match="absent must be an integer"):
+        ShapesDataset("val", size=2, absent="two")  # type: ignore[arg-type]

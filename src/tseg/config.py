@@ -80,7 +80,7 @@ class ModelConfig:
 class DataConfig:
     """Which dataset, at what resolution, with which augmentation."""
 
-    dataset: str = "shapes"  # shapes | refcoco | refcoco+ | refcocog | phrasecut | voc
+    dataset: str = "shapes"  # shapes | refcoco | refcoco+ | refcocog | grefcoco | phrasecut | voc
     root: str = ""  # dataset folder (see README: files each dataset expects)
     image_dir: str = ""  # images, if not in the dataset's default place under root
     split_by: str = ""  # RefCOCO*: unc | umd | google ("" = the dataset's default)
@@ -94,6 +94,9 @@ class DataConfig:
     seed: int = 0  # shapes generation seed
     # shapes: "all" (every true expression, overlapping) | "disjoint" (one per object, no overlap)
     shapes_expressions: str = "all"
+    # shapes: absent expressions (empty masks) per image, for no-target evaluation; evaluation
+    # splits only: the "train" split never gets them (weak training would take them as present)
+    shapes_absent: int = 0
     expressions_per_image: int = 3  # positives sampled per image per step (section 4.2)
     hflip: bool = True  # horizontal flip, swapping "left"/"right" in the text
     scale_min: float = 1.0  # random rescale range before a random crop back to image_size
@@ -252,6 +255,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "data.test_size": (1, None),
     "data.train_fraction": (1e-6, 1.0),
     "data.expressions_per_image": (1, None),
+    "data.shapes_absent": (0, None),
     "data.scale_min": (0.1, 10.0),
     "data.scale_max": (0.1, 10.0),
     "data.num_workers": (0, 64),

@@ -8,11 +8,16 @@ from .base import DatasetError, RefDataset, normalize_expression, swap_left_righ
 __all__ = ["DatasetError", "RefDataset", "build_dataset", "normalize_expression", "swap_left_right"]
 
 
-REAL_DATASETS = ("refcoco", "refcoco+", "refcocog", "phrasecut", "voc")
+REAL_DATASETS = ("refcoco", "refcoco+", "refcocog", "grefcoco", "phrasecut", "voc")
 
 
 def build_dataset(cfg: DataConfig, split: str) -> RefDataset:
-    """The dataset named by ``cfg.dataset`` for ``split`` ("train" and "val" follow the config)."""
+    """The dataset named by ``cfg.dataset`` for ``split`` ("train" and "val" follow the config).
+
+    Expressions that refer to nothing (``data.shapes_absent``, gRefCOCO's no-target ones) are
+    given to every split but "train": weak training reads every expression of an image as
+    present in it.
+    """
     if cfg.dataset == "shapes":
         from .shapes import ShapesDataset
 
@@ -24,6 +29,7 @@ def build_dataset(cfg: DataConfig, split: str) -> RefDataset:
             image_size=cfg.image_size,
             seed=cfg.seed,
             expressions=cfg.shapes_expressions,
+            absent=cfg.shapes_absent if split != "train" else 0,
         )
     if cfg.dataset not in REAL_DATASETS:
         raise DatasetError(
@@ -38,6 +44,10 @@ def build_dataset(cfg: DataConfig, split: str) -> RefDataset:
         from .refcoco import RefCocoDataset
 
         return RefCocoDataset(cfg.root, cfg.dataset, cfg.split_by or None, name, image_dir)
+    if cfg.dataset == "grefcoco":
+        from .grefcoco import GRefCocoDataset
+
+        return GRefCocoDataset(cfg.root, name, image_dir, no_target=split != "train")
     if cfg.dataset == "phrasecut":
         from .phrasecut import PhraseCutDataset
 

@@ -13,6 +13,8 @@ Published numbers:
   the UNC release (120,624 / 10,834 / 5,657 / 5,095).
 * Pascal VOC 2012: 1,464 train, 1,449 val, 2,913 trainval images; 10,582 train_aug
   (SBD-augmented) images.
+* gRefCOCO: no per-split numbers are published in its repository, so counts are shown
+  without a comparison; the release has train and val (testA / testB came later).
 * PhraseCut: the README of the official repository (train 310,816 phrases / 71,746
   images, val 20,316 / 2,971, test 14,354 / 2,545, miniv 821 / 100). The README and
   the paper disagree on some of these, so differences are warnings, not problems.
@@ -25,13 +27,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tseg.data import phrasecut, refcoco, voc
+from tseg.data import grefcoco, phrasecut, refcoco, voc
 from tseg.data.base import DatasetError
 from tseg.data.safe_pickle import join_inside, load_json, load_pickle
 
 __all__ = ["DATASET_NAMES", "EXPECTED", "CheckReport", "check_dataset"]
 
-DATASET_NAMES: tuple[str, ...] = ("refcoco", "refcoco+", "refcocog", "phrasecut", "voc")
+DATASET_NAMES: tuple[str, ...] = (
+    "refcoco",
+    "refcoco+",
+    "refcocog",
+    "grefcoco",
+    "phrasecut",
+    "voc",
+)
 
 #: Published counts: {dataset key: {split: {quantity: count}}}.
 EXPECTED: dict[str, dict[str, dict[str, int]]] = {
@@ -82,6 +91,11 @@ _GET_REFER = (
 _GET_COCO = (
     "download COCO train2014 (http://images.cocodataset.org/zips/train2014.zip) and unzip it "
     "so that {dir}/COCO_train2014_000000000009.jpg exists (or pass image_dir=...)"
+)
+_GET_GREFCOCO = (
+    "download gRefCOCO (the OneDrive / Google Drive links in the README of "
+    "https://github.com/henghuiding/gRefCOCO) and put grefs(unc).json and instances.json in "
+    "{dir}; root is the folder holding grefcoco/ and images/"
 )
 _GET_PHRASECUT = (
     "clone https://github.com/ChenyunWu/PhraseCutDataset and run 'python download_dataset.py' "
@@ -273,10 +287,21 @@ def _check_refcoco(
         report.problems.append(
             f"{inst_file}: {len(no_img):,} images used by refs are missing (e.g. id {no_img[0]})"
         )
-    if not (check_images and image_dir.is_dir()):
-        return
+    if check_images and image_dir.is_dir():
+        ids = {r["image_id"] for r in refs} - set(no_img)
+        _check_coco_images(report, images, ids, image_dir, inst_file)
+
+
+def _check_coco_images(
+    report: CheckReport,
+    images: dict[int, dict[str, Any]],
+    ids: set[int],
+    image_dir: Path,
+    inst_file: Path,
+) -> None:
+    """Report the COCO image files of ``ids`` (entries of ``images``) missing in image_dir."""
     missing: list[Path] = []
-    for image_id in sorted({r["image_id"] for r in refs} - set(no_img)):
+    for image_id in sorted(ids):
         try:
             path = join_inside(image_dir, images[image_id].get("file_name"), where=str(inst_file))
         except DatasetError as e:
@@ -290,6 +315,89 @@ def _check_refcoco(
             f"{len(missing):,} image files are missing: {_list_paths(missing)}\n"
             f"    -> {_GET_COCO.format(dir=image_dir)}"
         )
+
+
+# --------------------------------------------------------------------------- gRefCOCO
+
+
+def _check_grefcoco(report: CheckReport, root: Path, image_dir: Path, check_images: bool) -> None:
+    refs_file, inst_file = grefcoco.grefs_path(root), grefcoco.instances_path(root)
+    get = _GET_GREFCOCO.format(dir=refs_file.parent)
+    for path in (refs_file, inst_file):
+        if not path.is_file():
+            report._missing(path, get)
+    if not image_dir.is_dir():
+        report._missing(image_dir, _GET_COCO.format(dir=image_dir), "folder")
+    if not refs_file.is_file():
+        return
+    try:
+        data = load_json(refs_file)
+        if not isinstance(data, list):
+            raise DatasetError(f"{refs_file}: expected a list of refs")
+        refs = [grefcoco.parse_ref(raw, i, refs_file) for i, raw in enumerate(data)]
+    except DatasetError as e:
+        report.problems.append(f"{e}\n    -> re-download it: {get}")
+        return
+    by_split: dict[str, list[tuple[dict[str, Any], tuple[int, ...]]]] = {}
+    for ref, targets in refs:
+        by_split.setdefault(ref["split"], []).append((ref, targets))
+    known = [s for s in grefcoco.SPLITS if s in by_split]
+    for split in known + sorted(set(by_split) - set(grefcoco.SPLITS)):
+        group = by_split[split]
+        report.counts[split] = {
+            "refs": len(group),
+            "no-target refs": sum(1 for _, t in group if not t),
+            "images": len({r["image_id"] for r, _ in group}),
+            "sentences": sum(len(r["sentences"]) for r, _ in group),
+        }
+        if split not in grefcoco.SPLITS:
+            report.warnings.append(f"{refs_file}: {len(group):,} refs have unknown split {split!r}")
+    for split in ("train", "val"):
+        if split not in by_split:
+            report.problems.append(f"{refs_file}: no ref of split {split!r}")
+
+    if not inst_file.is_file():
+        return
+    try:
+        inst = refcoco.load_instances(inst_file)
+    except DatasetError as e:
+        report.problems.append(f"{e}\n    -> re-download it: {get}")
+        return
+    images = {
+        im["id"]: im
+        for im in inst["images"]
+        if isinstance(im, dict) and isinstance(im.get("id"), int)
+    }
+    ann_image = {
+        a["id"]: a.get("image_id")
+        for a in inst["annotations"]
+        if isinstance(a, dict) and isinstance(a.get("id"), int)
+    }
+    no_ann = [(r["ref_id"], a) for r, t in refs for a in t if a not in ann_image]
+    wrong = [
+        (r["ref_id"], a)
+        for r, t in refs
+        for a in t
+        if a in ann_image and ann_image[a] != r["image_id"]
+    ]
+    no_img = sorted({r["image_id"] for r, _ in refs if r["image_id"] not in images})
+    if no_ann:
+        report.problems.append(
+            f"{inst_file}: {len(no_ann):,} targets are missing annotations (e.g. ref_id "
+            f"{no_ann[0][0]}, ann_id {no_ann[0][1]}); both files must come from the same release"
+        )
+    if wrong:
+        report.problems.append(
+            f"{inst_file}: {len(wrong):,} targets belong to another image than their ref "
+            f"(e.g. ref_id {wrong[0][0]}, ann_id {wrong[0][1]})"
+        )
+    if no_img:
+        report.problems.append(
+            f"{inst_file}: {len(no_img):,} images used by refs are missing (e.g. id {no_img[0]})"
+        )
+    if check_images and image_dir.is_dir():
+        ids = {r["image_id"] for r, _ in refs} - set(no_img)
+        _check_coco_images(report, images, ids, image_dir, inst_file)
 
 
 # --------------------------------------------------------------------------- PhraseCut
@@ -444,11 +552,12 @@ def check_dataset(
     """Check the files of dataset ``name`` under ``root``.
 
     Args:
-        name: ``refcoco``, ``refcoco+``, ``refcocog``, ``phrasecut`` or ``voc``.
-        root: The folder a loader is given (``refer`` data folder, ``VGPhraseCut_v0``,
-            or the ``VOCdevkit`` folder containing ``VOC2012/``).
+        name: ``refcoco``, ``refcoco+``, ``refcocog``, ``grefcoco``, ``phrasecut`` or ``voc``.
+        root: The folder a loader is given (``refer`` data folder, the folder holding
+            ``grefcoco/`` and ``images/``, ``VGPhraseCut_v0``, or the ``VOCdevkit`` folder
+            containing ``VOC2012/``).
         split_by: RefCOCO* only: ``unc``, ``umd`` or ``google`` (default per dataset).
-        image_dir: RefCOCO* / PhraseCut image folder if not the default.
+        image_dir: RefCOCO* / gRefCOCO / PhraseCut image folder if not the default.
         splits: PhraseCut / VOC: splits to check (default: all).
         check_images: Also check that every image (and VOC label) file exists.
 
@@ -467,9 +576,13 @@ def check_dataset(
         report.expected = EXPECTED.get(f"{name}/{split_by}", {})
     else:
         report = CheckReport(name, root)
-        report.expected = EXPECTED[name]
+        report.expected = EXPECTED.get(name, {})
     if not root.is_dir():
-        hint = {"phrasecut": _GET_PHRASECUT, "voc": _GET_VOC}.get(
+        hint = {
+            "grefcoco": _GET_GREFCOCO.format(dir=grefcoco.grefs_path(root).parent),
+            "phrasecut": _GET_PHRASECUT,
+            "voc": _GET_VOC,
+        }.get(
             name, "root is the 'refer' data folder holding refcoco/, refcoco+/, refcocog/, images/"
         )
         report._missing(root, hint, "folder")
@@ -479,6 +592,9 @@ def check_dataset(
         assert split_by is not None
         img_dir = refcoco.default_image_dir(root) if image_dir is None else Path(image_dir)
         _check_refcoco(report, name, root, split_by, img_dir, check_images)
+    elif name == "grefcoco":
+        img_dir = refcoco.default_image_dir(root) if image_dir is None else Path(image_dir)
+        _check_grefcoco(report, root, img_dir, check_images)
     elif name == "phrasecut":
         img_dir = phrasecut.default_image_dir(root) if image_dir is None else Path(image_dir)
         chosen = list(phrasecut.SPLITS) if splits is None else splits

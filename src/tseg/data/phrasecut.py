@@ -8,7 +8,8 @@ Expected files (``root`` is the official ``data/VGPhraseCut_v0`` folder)::
 
 A task is a dict with ``task_id``, ``image_id``, ``phrase``, ``instance_boxes`` (xywh per
 instance), ``Polygons`` (per instance, a list of polygons, each a list of ``[x, y]``
-points) and ``phrase_structure`` (ignored here). As in the official loader, a split name
+points) and ``phrase_structure`` (``name``, ``attributes``, ``relation_descriptions``,
+``type``, ...; read only by ``phrase_structure()``, for the official per-subset report). As in the official loader, a split name
 may join several files with ``_`` (``"val_miniv"`` is the whole validation set: the
 ``val`` file leaves out the 100 ``miniv`` images).
 
@@ -185,6 +186,7 @@ class _Task:
     boxes: list[list[float]]
     polygons: Any  # validated lazily, in masks()
     source: Path
+    structure: Any = None  # the raw phrase_structure, validated lazily
 
 
 @dataclass
@@ -298,7 +300,12 @@ class PhraseCutDataset:
                 f"{where}: 'Polygons' must be a list with one entry per instance box ({len(boxes)})"
             )
         task = _Task(
-            task_id, raw["phrase"].strip(), [[float(v) for v in b] for b in boxes], polys, path
+            task_id,
+            raw["phrase"].strip(),
+            [[float(v) for v in b] for b in boxes],
+            polys,
+            path,
+            raw.get("phrase_structure"),
         )
         return image_id, task
 
@@ -405,11 +412,45 @@ class PhraseCutDataset:
 
     def task_mask(self, task_id: str) -> np.ndarray:
         """Ground-truth mask [H, W] of one task."""
+        item, task = self._task(task_id)
+        return self._task_mask(item, task)
+
+    def _task(self, task_id: str) -> tuple[_Image, _Task]:
         if task_id not in self._task_index:
             raise KeyError(f"unknown task_id {task_id!r}")
         i, j = self._task_index[task_id]
-        item = self._items[i]
-        return self._task_mask(item, item.tasks[j])
+        return self._items[i], self._items[i].tasks[j]
+
+    def instance_count(self, task_id: str) -> int:
+        """Number of instances (boxes) the task's phrase refers to."""
+        return len(self._task(task_id)[1].boxes)
+
+    def phrase_structure(self, task_id: str) -> dict[str, Any] | None:
+        """The task's ``phrase_structure`` (None when the file gives none).
+
+        Raises:
+            DatasetError: It is not an object with a string ``name`` and ``type`` and lists
+                ``attributes`` and ``relation_descriptions`` (the fields the official
+                subsets read); the message names the file and the task.
+        """
+        _, task = self._task(task_id)
+        ps = task.structure
+        if ps is None:
+            return None
+        where = f"{task.source}: task {task_id!r}: phrase_structure"
+        if not isinstance(ps, dict):
+            raise DatasetError(f"{where} must be an object")
+        for key, kind in (
+            ("name", str),
+            ("type", str),
+            ("attributes", list),
+            ("relation_descriptions", list),
+        ):
+            if key not in ps:
+                raise DatasetError(f"{where}: missing field '{key}'")
+            if not isinstance(ps[key], kind):
+                raise DatasetError(f"{where}: field '{key}' must be a {kind.__name__}")
+        return ps
 
     def __repr__(self) -> str:
         return f"PhraseCutDataset(split={self.split!r}, images={len(self)}, tasks={self.num_tasks})"

@@ -48,6 +48,8 @@ from tseg.data.safe_pickle import (
 __all__ = [
     "DATASETS",
     "DEFAULT_SPLIT_BY",
+    "CocoImage",
+    "CocoImageItems",
     "VALID_SPLITS",
     "RefCocoDataset",
     "check_dataset_args",
@@ -55,6 +57,9 @@ __all__ = [
     "refs_path",
     "instances_path",
     "default_image_dir",
+    "index_annotations",
+    "index_images",
+    "load_instances",
 ]
 
 DATASETS: tuple[str, ...] = ("refcoco", "refcoco+", "refcocog")
@@ -239,12 +244,14 @@ class _Expression:
 
 
 @dataclass(frozen=True)
-class _Image:
+class CocoImage:
+    """One item of a COCO-image referring dataset: the image and its expressions."""
+
     image_id: int
     path: Path
     height: int
     width: int
-    expressions: tuple[_Expression, ...]
+    expressions: tuple[Any, ...]  # each with ``text`` and ``sentence_count``
 
 
 def _is_int(x: Any) -> bool:
@@ -259,7 +266,139 @@ def _require(d: dict[str, Any], key: str, check: Any, where: str, what: str) -> 
     return d[key]
 
 
-class RefCocoDataset:
+def load_instances(path: Path) -> dict[str, Any]:
+    """``instances.json``: a COCO object with lists ``images`` and ``annotations``."""
+    instances = load_json(path)
+    if not isinstance(instances, dict):
+        raise DatasetError(f"{path}: expected a JSON object")
+    for key in ("images", "annotations"):
+        if not isinstance(instances.get(key), list):
+            raise DatasetError(f"{path}: missing list '{key}'")
+    return instances
+
+
+def index_images(
+    images: list[Any], wanted: set[int], image_dir: Path, instances_file: Path
+) -> dict[int, tuple[Path, int, int]]:
+    """``{image id: (file path, height, width)}`` for the ``wanted`` COCO images, validated."""
+    out: dict[int, tuple[Path, int, int]] = {}
+    for i, img in enumerate(images):
+        if not isinstance(img, dict):
+            raise DatasetError(f"{instances_file}: images[{i}] is not an object")
+        if not _is_int(img.get("id")) or img["id"] not in wanted:
+            continue
+        where = f"{instances_file}: image id {img['id']}"
+        name = _require(img, "file_name", lambda v: isinstance(v, str), where, "a string")
+        height = _require(img, "height", lambda v: _is_int(v) and v > 0, where, "a positive int")
+        width = _require(img, "width", lambda v: _is_int(v) and v > 0, where, "a positive int")
+        path = join_inside(image_dir, name, where=where)
+        out[img["id"]] = (path, height, width)
+    return out
+
+
+def index_annotations(
+    anns: list[Any], wanted: set[int], instances_file: Path
+) -> dict[int, dict[str, Any]]:
+    """``{annotation id: annotation}`` for the ``wanted`` COCO annotations."""
+    out: dict[int, dict[str, Any]] = {}
+    for i, ann in enumerate(anns):
+        if not isinstance(ann, dict):
+            raise DatasetError(f"{instances_file}: annotations[{i}] is not an object")
+        if _is_int(ann.get("id")) and ann["id"] in wanted:
+            out[ann["id"]] = ann
+    return out
+
+
+class CocoImageItems:
+    """What RefCOCO-style datasets share: items are COCO images with their expressions.
+
+    A subclass sets ``_anns`` (annotation id -> COCO annotation) and ``instances_file``,
+    groups one image's refs into expressions in ``_group`` (each with ``text`` and
+    ``sentence_count``), calls ``_fill_items`` and writes ``masks``.
+    """
+
+    _items: list[CocoImage]
+    _anns: dict[int, dict[str, Any]]
+    instances_file: Path
+
+    def _group(self, refs: list[Any]) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def _fill_items(
+        self, by_image: dict[int, list[Any]], images: dict[int, tuple[Path, int, int]]
+    ) -> None:
+        """One item per image (by id) from its refs; images left with no expression skipped."""
+        self.num_dropped_sentences = 0
+        self.num_dropped_images = 0
+        self._items = []
+        for image_id in sorted(by_image):
+            exprs = self._group(by_image[image_id])
+            if not exprs:
+                self.num_dropped_images += 1
+                continue
+            path, height, width = images[image_id]
+            self._items.append(CocoImage(image_id, path, height, width, exprs))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _item(self, idx: int) -> CocoImage:
+        if not -len(self._items) <= idx < len(self._items):
+            raise IndexError(f"image index {idx} out of range for {len(self._items)} images")
+        return self._items[idx]
+
+    def _annotation_mask(
+        self, item: CocoImage, ann_id: int, cache: dict[int, np.ndarray]
+    ) -> np.ndarray:
+        """The decoded mask [H, W] of one annotation of ``item`` (``cache``d by id)."""
+        if ann_id not in cache:
+            ann = self._anns[ann_id]
+            where = f"{self.instances_file}: annotation id {ann_id}"
+            if "segmentation" not in ann:
+                raise DatasetError(f"{where}: missing field 'segmentation'")
+            cache[ann_id] = decode_segmentation(
+                ann["segmentation"], item.height, item.width, where=where
+            )
+        return cache[ann_id]
+
+    def image(self, idx: int) -> np.ndarray:
+        """RGB image, uint8 [H, W, 3] (checked against the annotated size)."""
+        item = self._item(idx)
+        return read_rgb(item.path, size=(item.height, item.width))
+
+    def expressions(self, idx: int) -> list[str]:
+        """Distinct sentences of every ref of image ``idx`` in this split."""
+        return [e.text for e in self._item(idx).expressions]
+
+    def image_id(self, idx: int) -> int:
+        """COCO image id of item ``idx``."""
+        return self._item(idx).image_id
+
+    def image_path(self, idx: int) -> Path:
+        """Image file of item ``idx``."""
+        return self._item(idx).path
+
+    def image_size(self, idx: int) -> tuple[int, int]:
+        """Annotated (height, width) of item ``idx``."""
+        item = self._item(idx)
+        return item.height, item.width
+
+    def sentence_counts(self, idx: int) -> list[int]:
+        """How many annotated sentences each expression of item ``idx`` stands for."""
+        return [e.sentence_count for e in self._item(idx).expressions]
+
+    def iter_pairs(self) -> Iterator[tuple[int, int]]:
+        """Every (image index, expression index) pair, for per-expression evaluation."""
+        for i, item in enumerate(self._items):
+            for k in range(len(item.expressions)):
+                yield i, k
+
+    def num_pairs(self) -> int:
+        """Number of (image, expression) pairs."""
+        return sum(len(item.expressions) for item in self._items)
+
+
+class RefCocoDataset(CocoImageItems):
     """One RefCOCO / RefCOCO+ / RefCOCOg split, one item per image.
 
     Args:
@@ -295,19 +434,16 @@ class RefCocoDataset:
             raise DatasetError(
                 f"{self.refs_file}: expected a list of refs, got {type(refs).__name__}"
             )
-        instances = load_json(self.instances_file)
-        if not isinstance(instances, dict):
-            raise DatasetError(f"{self.instances_file}: expected a JSON object")
-        for key in ("images", "annotations"):
-            if not isinstance(instances.get(key), list):
-                raise DatasetError(f"{self.instances_file}: missing list '{key}'")
+        instances = load_instances(self.instances_file)
 
         split_refs = self._split_refs(refs)
         self.num_refs = len(split_refs)
         self.num_sentences = sum(len(r["sentences"]) for r in split_refs)
         image_ids = {r["image_id"] for r in split_refs}
-        images = self._index_images(instances["images"], image_ids)
-        self._anns = self._index_anns(instances["annotations"], {r["ann_id"] for r in split_refs})
+        images = index_images(instances["images"], image_ids, self.image_dir, self.instances_file)
+        self._anns = index_annotations(
+            instances["annotations"], {r["ann_id"] for r in split_refs}, self.instances_file
+        )
 
         by_image: dict[int, list[dict[str, Any]]] = {}
         for ref in split_refs:
@@ -328,16 +464,7 @@ class RefCocoDataset:
                 )
             by_image.setdefault(ref["image_id"], []).append(ref)
 
-        self.num_dropped_sentences = 0
-        self.num_dropped_images = 0
-        self._items: list[_Image] = []
-        for image_id in sorted(by_image):
-            exprs = self._group(by_image[image_id])
-            if not exprs:
-                self.num_dropped_images += 1
-                continue
-            path, height, width = images[image_id]
-            self._items.append(_Image(image_id, path, height, width, exprs))
+        self._fill_items(by_image, images)
 
     # -- loading helpers
 
@@ -358,34 +485,6 @@ class RefCocoDataset:
                 if not (isinstance(sent, dict) and isinstance(sent.get("sent"), str)):
                     raise DatasetError(f"{where}: sentence {j} has no string field 'sent'")
             out.append(ref)
-        return out
-
-    def _index_images(
-        self, images: list[Any], wanted: set[int]
-    ) -> dict[int, tuple[Path, int, int]]:
-        out: dict[int, tuple[Path, int, int]] = {}
-        for i, img in enumerate(images):
-            if not isinstance(img, dict):
-                raise DatasetError(f"{self.instances_file}: images[{i}] is not an object")
-            if not _is_int(img.get("id")) or img["id"] not in wanted:
-                continue
-            where = f"{self.instances_file}: image id {img['id']}"
-            name = _require(img, "file_name", lambda v: isinstance(v, str), where, "a string")
-            height = _require(
-                img, "height", lambda v: _is_int(v) and v > 0, where, "a positive int"
-            )
-            width = _require(img, "width", lambda v: _is_int(v) and v > 0, where, "a positive int")
-            path = join_inside(self.image_dir, name, where=where)
-            out[img["id"]] = (path, height, width)
-        return out
-
-    def _index_anns(self, anns: list[Any], wanted: set[int]) -> dict[int, dict[str, Any]]:
-        out: dict[int, dict[str, Any]] = {}
-        for i, ann in enumerate(anns):
-            if not isinstance(ann, dict):
-                raise DatasetError(f"{self.instances_file}: annotations[{i}] is not an object")
-            if _is_int(ann.get("id")) and ann["id"] in wanted:
-                out[ann["id"]] = ann
         return out
 
     def _group(self, refs: list[dict[str, Any]]) -> tuple[_Expression, ...]:
@@ -414,40 +513,15 @@ class RefCocoDataset:
         self.num_dropped_sentences += sum(ambiguous.values())
         return tuple(_Expression(t, a, tuple(r), c) for t, a, r, c in entries.values())
 
-    # -- RefDataset protocol
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def _item(self, idx: int) -> _Image:
-        if not -len(self._items) <= idx < len(self._items):
-            raise IndexError(f"image index {idx} out of range for {len(self._items)} images")
-        return self._items[idx]
-
-    def image(self, idx: int) -> np.ndarray:
-        """RGB image, uint8 [H, W, 3] (checked against the annotated size)."""
-        item = self._item(idx)
-        return read_rgb(item.path, size=(item.height, item.width))
-
-    def expressions(self, idx: int) -> list[str]:
-        """Distinct sentences of every ref of image ``idx`` in this split."""
-        return [e.text for e in self._item(idx).expressions]
+    # -- RefDataset protocol (the rest is in CocoImageItems)
 
     def masks(self, idx: int) -> np.ndarray:
         """Bool masks [K, H, W] of each expression's object."""
         item = self._item(idx)
-        decoded: dict[int, np.ndarray] = {}
+        cache: dict[int, np.ndarray] = {}
         out = np.zeros((len(item.expressions), item.height, item.width), dtype=bool)
         for k, expr in enumerate(item.expressions):
-            if expr.ann_id not in decoded:
-                ann = self._anns[expr.ann_id]
-                where = f"{self.instances_file}: annotation id {expr.ann_id}"
-                if "segmentation" not in ann:
-                    raise DatasetError(f"{where}: missing field 'segmentation'")
-                decoded[expr.ann_id] = decode_segmentation(
-                    ann["segmentation"], item.height, item.width, where=where
-                )
-            out[k] = decoded[expr.ann_id]
+            out[k] = self._annotation_mask(item, expr.ann_id, cache)
         return out
 
     # -- extras
@@ -464,19 +538,6 @@ class RefCocoDataset:
             out[k] = _check_box(ann["bbox"], where)
         return out
 
-    def image_id(self, idx: int) -> int:
-        """COCO image id of item ``idx``."""
-        return self._item(idx).image_id
-
-    def image_path(self, idx: int) -> Path:
-        """Image file of item ``idx``."""
-        return self._item(idx).path
-
-    def image_size(self, idx: int) -> tuple[int, int]:
-        """Annotated (height, width) of item ``idx``."""
-        item = self._item(idx)
-        return item.height, item.width
-
     def ann_ids(self, idx: int) -> list[int]:
         """COCO annotation id of each expression of item ``idx``."""
         return [e.ann_id for e in self._item(idx).expressions]
@@ -484,20 +545,6 @@ class RefCocoDataset:
     def ref_ids(self, idx: int) -> list[tuple[int, ...]]:
         """The ref ids each expression of item ``idx`` was annotated in."""
         return [e.ref_ids for e in self._item(idx).expressions]
-
-    def sentence_counts(self, idx: int) -> list[int]:
-        """How many annotated sentences each expression of item ``idx`` stands for."""
-        return [e.sentence_count for e in self._item(idx).expressions]
-
-    def iter_pairs(self) -> Iterator[tuple[int, int]]:
-        """Every (image index, expression index) pair, for per-expression evaluation."""
-        for i, item in enumerate(self._items):
-            for k in range(len(item.expressions)):
-                yield i, k
-
-    def num_pairs(self) -> int:
-        """Number of (image, expression) pairs."""
-        return sum(len(item.expressions) for item in self._items)
 
     def __repr__(self) -> str:
         return (

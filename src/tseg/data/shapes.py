@@ -18,6 +18,19 @@ Expression grammar (``C`` a colour, ``S`` a shape, ``S+`` its plural, ``Z`` a si
 edge lies left of the anchor's left edge. Masks are the visible pixels (after
 occlusion) of the referred objects.
 
+Absent expressions (``absent=N``): each image also gets N expressions that refer to nothing
+in it, with empty masks, listed after the true ones (``no_target`` tells them apart). They
+are drawn from the grammar above, the vocabulary every other image is described with, and
+checked against the image's objects, not only against its expression list: ``S+`` only when
+no S is in the image, ``C S`` only when no C S is (two red circles make "red circle"
+ambiguous, not false), ``Z C S`` only when no Z C S is, ``C shapes`` only when nothing is C,
+and a relation only when its anchor ``C S`` is absent. Each draw picks a kind uniformly among
+the kinds of the expression set that still have a false candidate (``disjoint``: the two
+colour-and-shape kinds), then a candidate uniformly; seen splits never name a held-out pair.
+The draw has its own random stream per ``(seed, split, idx)``, so images and true
+expressions are the same with or without it, and ``paraphrase`` rewrites the absent
+expressions of the ``test`` images.
+
 Splits: ``train``, ``val``, ``test`` and ``unseen`` are rendered from independent
 seeds; ``paraphrase`` shows the ``test`` images with every content word of every
 expression replaced through ``PARAPHRASES``. Objects whose (colour, shape) pair is in
@@ -261,9 +274,11 @@ class ShapesDataset:
             that is needed to be unique; objects with no unique description get none), so that
             no two masks of an image share a pixel: the setting single-label patch assignment
             (SPA) assumes.
+        absent: Number of absent expressions per image (module docstring), with empty masks:
+            true negatives for no-target evaluation (fewer when fewer false ones exist).
 
     Raises:
-        DatasetError: On an unknown split or an invalid size, image size or seed.
+        DatasetError: On an unknown split or an invalid size, image size, seed or ``absent``.
     """
 
     def __init__(
@@ -273,6 +288,7 @@ class ShapesDataset:
         image_size: int = 64,
         seed: int = 0,
         expressions: str = "all",
+        absent: int = 0,
     ) -> None:
         if split not in _SPLIT_IDS:
             raise DatasetError(f"shapes: unknown split {split!r}; expected one of {SPLITS}")
@@ -289,11 +305,15 @@ class ShapesDataset:
             raise DatasetError(
                 f"shapes: expressions must be one of {EXPRESSION_SETS}, got {expressions!r}"
             )
+        absent = _as_int(absent, "absent", split)
+        if absent < 0:
+            raise DatasetError(f"shapes: absent must be >= 0, got {absent}")
         self.split = split
         self.size = size
         self.image_size = image_size
         self.seed = seed
         self.expression_set = expressions
+        self.absent = absent
         self._make_cache()
 
     def _make_cache(self) -> None:
@@ -316,7 +336,7 @@ class ShapesDataset:
         return (
             f"ShapesDataset(split={self.split!r}, size={self.size}, "
             f"image_size={self.image_size}, seed={self.seed}, "
-            f"expressions={self.expression_set!r})"
+            f"expressions={self.expression_set!r}, absent={self.absent})"
         )
 
     def __len__(self) -> int:
@@ -343,6 +363,10 @@ class ShapesDataset:
         """Bool [K, H, W] masks aligned with ``expressions(idx)``."""
         return self.render(idx).masks()
 
+    def no_target(self, idx: int) -> list[bool]:
+        """Per expression of image ``idx``: True for an absent one (its mask is empty)."""
+        return [not e.referents for e in self.render(idx).expressions]
+
     def _render_uncached(self, idx: int) -> Scene:
         ss = np.random.SeedSequence([self.seed, _SPLIT_IDS[self.split], idx])
         rng = np.random.default_rng(ss)
@@ -353,7 +377,13 @@ class ShapesDataset:
         if self.split == "unseen":
             held = {i for i, o in enumerate(objects) if (o.colour, o.shape) in _HELD_OUT}
             exprs = [e for e in exprs if held.intersection(e.referents)]
-        elif self.split == "paraphrase":
+        if self.absent:
+            # Its own stream: the images and true expressions do not depend on ``absent``.
+            absent_rng = np.random.default_rng([self.seed, _SPLIT_IDS[self.split], idx, 1])
+            exprs += _false_expressions(
+                objects, absent_rng, self.absent, self.expression_set, self.split == "unseen"
+            )
+        if self.split == "paraphrase":
             exprs = [Expression(paraphrase(e.text), e.kind, e.referents, e.anchor) for e in exprs]
         image.flags.writeable = False
         labels.flags.writeable = False
@@ -680,3 +710,50 @@ def _one_per_object(exprs: Sequence[Expression]) -> list[Expression]:
         if e.kind in ("colour_shape", "size_colour_shape") and e.referents[0] not in best:
             best[e.referents[0]] = e
     return [best[i] for i in sorted(best)]
+
+
+def _false_expressions(
+    objects: Sequence[SceneObject],
+    rng: np.random.Generator,
+    k: int,
+    expression_set: str,
+    unseen: bool,
+) -> list[Expression]:
+    """Up to ``k`` expressions of the grammar that refer to nothing among ``objects``.
+
+    The rules (false only by the objects themselves) are in the module docstring; the
+    expressions have no referents, so their masks are empty.
+    """
+    shapes = {o.shape for o in objects}
+    colours = {o.colour for o in objects}
+    pairs = {(o.colour, o.shape) for o in objects}
+    triples = {(o.size, o.colour, o.shape) for o in objects}
+    # Seen splits never name a held-out pair, even in an expression that is false.
+    allowed = _ALL_PAIRS if unseen else _SEEN_PAIRS
+    missing_pairs = [p for p in allowed if p not in pairs]
+    pools: dict[str, list[str]] = {
+        "shape": [PLURALS[s] for s in SHAPES if s not in shapes],
+        "colour_shape": [f"{c} {s}" for c, s in missing_pairs],
+        "size_colour_shape": [
+            f"{z} {c} {s}" for z in SIZES for c, s in allowed if (z, c, s) not in triples
+        ],
+        "colour": [f"{c} shapes" for c in COLOURS if c not in colours],
+        # The anchor is absent, so "the S left of the C S'" has nothing to refer to.
+        "relation": [
+            f"the {subject} {direction} of the {c} {s}"
+            for c, s in missing_pairs
+            for direction in ("left", "right")
+            for subject in SHAPES
+        ],
+    }
+    if expression_set == "disjoint":
+        pools = {kind: pools[kind] for kind in ("colour_shape", "size_colour_shape")}
+    out: list[Expression] = []
+    for _ in range(k):
+        kinds = [kind for kind, texts in pools.items() if texts]
+        if not kinds:
+            break
+        kind = kinds[int(rng.integers(len(kinds)))]
+        text = pools[kind].pop(int(rng.integers(len(pools[kind]))))
+        out.append(Expression(text, kind, ()))
+    return out
