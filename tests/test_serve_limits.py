@@ -9,16 +9,21 @@ on 127.0.0.1 with short timeouts and stops by itself.
 from __future__ import annotations
 
 import http.client
+import importlib.util
+import io
 import json
+import os
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import MICRO
+from PIL import Image
 
 from tseg.checkpoint import save_checkpoint
 from tseg.config import build_config
@@ -227,3 +232,28 @@ def test_load_200_concurrent_requests_get_200_or_503_and_no_reset(micro_service)
     assert served >= micro_service.options.admitted, served  # at least the first wave
     assert took < 120
     print(f"load: {served} of {n} served, the rest 503, in {took:.1f} s")
+
+
+def _benchmark_module():
+    path = Path(__file__).parents[1] / "benchmarks" / "serve_load.py"
+    spec = importlib.util.spec_from_file_location("serve_load", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_load_benchmark_parts_run_at_a_tiny_scale(micro_service):
+    """benchmarks/serve_load.py's client loop, memory probe and images (the lead runs it for
+    real on a quiet machine; here only that it works)."""
+    bench = _benchmark_module()
+    body, ctype = bench.multipart(bench.scene(64, 48, 0, "JPEG"), "s.jpg", bench.EXPRESSIONS[:2])
+    with serving(micro_service) as url:
+        row = bench.run_level(url, 3, 6, body, ctype, 60)
+    assert row["answered_200"] == 6 and row["responses"] == {"200": 6}, row
+    assert 0 < row["latency_p50_s"] <= row["latency_p95_s"] and not row["stopped_by_deadline"]
+    with bench.PeakRSS(os.getpid()) as rss:
+        block = np.ones(20_000_000, np.uint8)  # 20 MB touched inside the block
+        del block
+    assert rss.peak_mb > 20
+    big = bench.scene(5000, 5000, 1, "PNG")
+    assert len(big) < ServeOptions().max_bytes and Image.open(io.BytesIO(big)).size == (5000, 5000)
