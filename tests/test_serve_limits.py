@@ -194,6 +194,49 @@ def test_slow_bodies_and_idle_connections_are_bounded(gated):
     assert svc.inside == 0  # the 408 gave its slot back
 
 
+class FailingModel(GatedModel):
+    def predict(self, image: np.ndarray, expressions: list[str]) -> list[Prediction]:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("out of cheese")
+        return super().predict(image, expressions)
+
+
+def test_a_model_failure_is_a_500_with_its_message_and_the_server_goes_on():
+    model = FailingModel()
+    model.gate.set()
+    svc = SegmentService(model, "onnx", "failing", ServeOptions())
+    try:
+        with serving(svc) as url:
+            status, _, out = post(url)
+            assert status == 500 and "RuntimeError: out of cheese" in out["error"], out
+            assert post(url)[0] == 200
+            assert health(url)["failed"] == 1
+    finally:
+        svc.close()
+
+
+def test_past_limit_concurrency_uvicorn_answers_503_itself():
+    """Open connections beyond --limit-concurrency: uvicorn's own 503 (plain text, no
+    Retry-After) for their requests, and the connection is answered, not reset."""
+    model = GatedModel()
+    model.gate.set()
+    svc = SegmentService(model, "onnx", "limited", ServeOptions(limit_concurrency=3))
+    try:
+        with serving(svc) as url:
+            held = [socket.create_connection(_address(url)) for _ in range(3)]
+            try:
+                time.sleep(0.2)  # let the server see them
+                status, _, out = post(url)
+            finally:
+                for c in held:
+                    c.close()
+            assert status == 503 and out == {"raw": "Service Unavailable"}, out
+            wait_until(lambda: post(url)[0] == 200)
+    finally:
+        svc.close()
+
+
 @pytest.fixture(scope="module")
 def micro_service(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve_load")
