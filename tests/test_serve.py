@@ -16,9 +16,11 @@ import json
 import os
 import shutil
 import socket
+import struct
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -117,6 +119,18 @@ def png(a: np.ndarray, **save) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, format=save.pop("format", "PNG"), **save)
     return buf.getvalue()
+
+
+def png_header(w: int, h: int) -> bytes:
+    """A PNG that says it is w x h and holds no pixels (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
 def png_b64(a: np.ndarray) -> str:
@@ -318,6 +332,7 @@ def _save(pic: Image.Image, fmt: str) -> bytes:
 def test_expressions_are_split_and_tidied():
     assert split_expressions("a, b\n\nthe c left of d ,") == ["a", "b", "the c left of d"]
     assert clean_expression("  red\n\tcircle ", 200) == "red circle"
+    assert clean_expression("family \U0001f468\u200d\U0001f469\u200d\U0001f467", 200)  # ZWJ emoji
     with pytest.raises(ValueError, match="control character"):
         clean_expression("red\x00circle", 200)
 
@@ -343,6 +358,8 @@ def test_bad_requests_get_messages_and_the_server_stays_up(server):
         ({**example, "expressions": {"a": 1}}, 400, "text or a list"),
         ({**example, "expressions": ["x" * 201]}, 400, "the limit is 200"),
         ({**example, "expressions": ["red\x07circle"]}, 400, "control character"),
+        ({**example, "expressions": ["red \ud800"]}, 400, "control character"),
+        ({"image": base64.b64encode(png_header(20_000, 10_000)).decode(), "expressions": "a"}, 400, "more pixels than Pillow will open, above the limit of 90,000"),
         ({**example, "expressions": ",".join("a" * 17)}, 400, "at most 16"),
         ({**example, "expressions": "a", "mask_format": "svg"}, 400, "choose png, rle or none"),
         ({**example, "expressions": "a", "overlay": "maybe"}, 400, "true or false"),

@@ -110,7 +110,12 @@ def decode_upload(
         raise InputError(
             f"'{label}' is not an image this server reads ({', '.join(FORMATS)})"
         ) from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError:  # Pillow's own limit, checked as it opens the file
+        raise InputError(
+            f"image '{label}' has more pixels than Pillow will open, above the limit of "
+            f"{max_pixels:,}"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as e:
         raise InputError(f"'{label}' could not be read: {e}") from None
     with im:
         w, h = im.size

@@ -18,6 +18,7 @@ import math
 import re
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -91,7 +92,8 @@ def split_expressions(text: str) -> list[str]:
 
 def clean_expression(e: Any, limit: int) -> str:
     """An expression with runs of white space (newlines, tabs) made one space; an empty one,
-    one over ``limit`` characters or one holding other control characters is an InputError."""
+    one over ``limit`` characters or one holding other control characters (or a lone UTF-16
+    surrogate, which JSON can carry) is an InputError."""
     if not isinstance(e, str):
         raise InputError(f"each expression must be text, got {type(e).__name__}")
     text = " ".join(e.split())
@@ -101,7 +103,7 @@ def clean_expression(e: Any, limit: int) -> str:
         raise InputError(
             f"expression '{text[:40]}...' is {len(text)} characters long; the limit is {limit}"
         )
-    if not text.isprintable():
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):  # emoji joiners are fine
         raise InputError(f"expression {text[:40]!r} holds a control character")
     return text
 
