@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,19 +40,19 @@ from tseg.serve.options import ServeOptions
 from tseg.serve.server import load_model, serving
 from tseg.serve.service import SegmentService, clean_expression, model_input_size, split_expressions
 
-jsonschema = pytest.importorskip("jsonschema", reason="the dev extra has jsonschema")
+
+def micro_checkpoint(folder: Path) -> Path:
+    """An untrained micro model saved in ``folder/run`` (the plumbing is under test)."""
+    cfg = build_config(None, [*MICRO, f"train.out_dir={folder / 'run'}"])
+    torch.manual_seed(0)
+    save_checkpoint(build_model(cfg, build_dataset(cfg.data, "train")), cfg, folder / "run", 1)
+    return folder / "run"
 
 
 @pytest.fixture(scope="module")
 def demo_model(tmp_path_factory):
-    """A micro model (untrained: the plumbing is under test), or the one in TSEG_SERVE_MODEL."""
-    path = os.environ.get("TSEG_SERVE_MODEL")
-    if not path:
-        tmp = tmp_path_factory.mktemp("serve")
-        cfg = build_config(None, [*MICRO, f"train.out_dir={tmp / 'run'}"])
-        torch.manual_seed(0)
-        save_checkpoint(build_model(cfg, build_dataset(cfg.data, "train")), cfg, tmp / "run", 1)
-        path = tmp / "run"
+    """The micro model, or the one in TSEG_SERVE_MODEL."""
+    path = os.environ.get("TSEG_SERVE_MODEL") or micro_checkpoint(tmp_path_factory.mktemp("serve"))
     model, kind = load_model(path)
     return model, kind, str(path)
 
@@ -143,6 +144,7 @@ def noise(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 def validator(server_url: str, name: str):
     """A JSON-schema validator for one of /openapi.json's component schemas."""
+    jsonschema = pytest.importorskip("jsonschema", reason="in the dev extra")
     _, _, body = request(server_url, "openapi.json")
     doc = json.loads(body)
     schema = {**doc["components"]["schemas"][name], "components": doc["components"]}

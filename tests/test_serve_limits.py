@@ -21,14 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from conftest import MICRO
 from PIL import Image
+from test_serve import micro_checkpoint
 
-from tseg.checkpoint import save_checkpoint
-from tseg.config import build_config
-from tseg.data import build_dataset
-from tseg.engine import build_model
 from tseg.imageio import Prediction
 from tseg.serve.options import ServeOptions
 from tseg.serve.server import load_model, serving
@@ -239,12 +234,9 @@ def test_past_limit_concurrency_uvicorn_answers_503_itself():
 
 @pytest.fixture(scope="module")
 def micro_service(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("serve_load")
-    cfg = build_config(None, [*MICRO, f"train.out_dir={tmp / 'run'}"])
-    torch.manual_seed(0)
-    save_checkpoint(build_model(cfg, build_dataset(cfg.data, "train")), cfg, tmp / "run", 1)
-    model, kind = load_model(tmp / "run")
-    svc = SegmentService(model, kind, str(tmp / "run"), ServeOptions())  # the defaults
+    run = micro_checkpoint(tmp_path_factory.mktemp("serve_load"))
+    model, kind = load_model(run)
+    svc = SegmentService(model, kind, str(run), ServeOptions())  # the defaults
     yield svc
     svc.close()
 

@@ -20,18 +20,12 @@ import urllib.request
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("onnxruntime", reason="needs the [onnx] extra: pip install 'tseg[onnx]'")
 pytest.importorskip("onnxscript", reason="needs the [onnx] extra: pip install 'tseg[onnx]'")
 
-from conftest import MICRO  # noqa: E402
-from test_serve import multipart, noise, png  # noqa: E402
+from test_serve import micro_checkpoint, multipart, noise, png  # noqa: E402
 
-from tseg.checkpoint import save_checkpoint  # noqa: E402
-from tseg.config import build_config  # noqa: E402
-from tseg.data import build_dataset  # noqa: E402
-from tseg.engine import build_model  # noqa: E402
 from tseg.export.onnx_export import export_onnx  # noqa: E402
 
 FAKE_TORCH = """\
@@ -45,10 +39,7 @@ raise ImportError("torch is not installed here (blocked by tests/test_serve_onnx
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve_onnx")
-    cfg = build_config(None, [*MICRO, f"train.out_dir={tmp / 'run'}"])
-    torch.manual_seed(0)
-    save_checkpoint(build_model(cfg, build_dataset(cfg.data, "train")), cfg, tmp / "run", 1)
-    export_onnx(tmp / "run", tmp / "onnx", check=False)
+    export_onnx(micro_checkpoint(tmp), tmp / "onnx", check=False)
     return tmp / "onnx"
 
 
