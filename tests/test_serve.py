@@ -293,6 +293,20 @@ def test_served_results_follow_the_model_on_the_full_image(demo_model):
     assert flipped / total < 0.02, flipped / total
 
 
+def test_text_cache_is_bounded(demo_model):
+    """Distinct expressions from clients cannot grow the model's text cache without end."""
+    svc = _service(demo_model, text_cache=10)
+    try:
+        for k in range(3):
+            exprs = [f"thing {k} {i}" for i in range(16)]
+            body = json.dumps({"example": "shapes_two.png", "expressions": exprs}).encode()
+            svc.answer(svc.parse_json(body))
+            assert len(demo_model[0]._text_cache) == 10
+        assert list(demo_model[0]._text_cache)[-1] == "thing 2 15"  # the newest are kept
+    finally:
+        svc.close()
+
+
 def test_model_input_size_is_read_from_the_model(demo_model):
     assert model_input_size(demo_model[0]) == (32, 8)  # micro: 32 px, patch 8
     assert model_input_size(object()) == (None, 1)

@@ -5,7 +5,8 @@ Memory is bounded by these numbers, not by what a client uploads (docs/deploymen
 bound out): at most ``workers + queue`` requests are admitted at once, each holding a body of at
 most ``max_bytes``; at most ``workers`` images are decoded at once, each refused above
 ``max_pixels`` before decoding and shrunk to the model's input size before the model runs; masks
-are made at most ``mask_side`` pixels long.
+are made at most ``mask_side`` pixels long; the model keeps at most ``text_cache`` text
+embeddings.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class ServeOptions:
     max_expression_chars: int = 200
     mask_side: int = 1024  # masks are at most this long (never larger than the image)
     model_side: int = 0  # shorter side the image is shrunk to for the model (0: the model's own)
+    text_cache: int = 4096  # text embeddings the model keeps (one per distinct expression)
     workers: int = 2  # threads that decode, run the model (one at a time) and encode
     queue: int = 8  # admitted requests waiting for a worker; more: 503 + Retry-After
     request_timeout: float = 60.0  # waiting for a worker + running; then 503 (waited) / 504 (ran)
@@ -86,6 +88,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-pixels", type=int, default=d.max_pixels, help="largest image (default 25,000,000)")  # fmt: skip
     g.add_argument("--mask-side", type=int, default=d.mask_side, help=f"longest side of the returned masks (default {d.mask_side})")  # fmt: skip
     g.add_argument("--model-side", type=int, default=d.model_side, help="shorter side the image is shrunk to before the model (default 0: the model's input size)")  # fmt: skip
+    g.add_argument("--text-cache", type=int, default=d.text_cache, help=f"distinct expressions whose text embedding is kept (default {d.text_cache})")  # fmt: skip
     g.add_argument("--workers", type=int, default=d.workers, help=f"worker threads; the model itself runs one request at a time (default {d.workers})")  # fmt: skip
     g.add_argument("--queue", type=int, default=d.queue, help=f"requests waiting for a worker before 503 (default {d.queue})")  # fmt: skip
     g.add_argument("--request-timeout", type=float, default=d.request_timeout, help=f"seconds to wait for and run the model (default {d.request_timeout:g})")  # fmt: skip
@@ -105,6 +108,7 @@ def from_arguments(ns: argparse.Namespace) -> ServeOptions:
         "max_pixels": ("--max-pixels", ns.max_pixels),
         "mask_side": ("--mask-side", ns.mask_side),
         "model_side": ("--model-side", ns.model_side),
+        "text_cache": ("--text-cache", ns.text_cache),
         "workers": ("--workers", ns.workers),
         "queue": ("--queue", ns.queue),
         "request_timeout": ("--request-timeout", ns.request_timeout),

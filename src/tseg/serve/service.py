@@ -286,6 +286,7 @@ class SegmentService:
             t = time.perf_counter()
             preds = self.model.predict(dec.model_image, req.expressions)
             seconds = time.perf_counter() - t
+            self._trim_text_cache()
         size = imaging.longest_at_most(dec.width, dec.height, o.mask_side)  # (w, h)
         shown = None if dec.preview is None else (dec.preview.shape[1], dec.preview.shape[0])
         rows, files, overlay_masks = [], [], []
@@ -329,6 +330,15 @@ class SegmentService:
             keys = ("expression", "confidence", "area", "area_fraction", "file")
             out["zip"] = imaging.b64(imaging.masks_zip(files, [{k: r[k] for k in keys} for r in rows]))  # fmt: skip
         return json.dumps(out).encode("utf-8")
+
+    def _trim_text_cache(self) -> None:
+        """Both backends keep every distinct expression's text embedding in a dict
+        (``_text_cache``, oldest first) that clients could grow without end; keep the newest
+        ``text_cache``. Called with the model lock held."""
+        cache = getattr(self.model, "_text_cache", None)
+        if isinstance(cache, dict) and len(cache) > self.options.text_cache:
+            for key in list(cache)[: len(cache) - self.options.text_cache]:
+                del cache[key]
 
     def answer_json(self, body: bytes) -> bytes:
         return self.answer(self.parse_json(body))
