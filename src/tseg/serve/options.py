@@ -103,26 +103,13 @@ def from_arguments(ns: argparse.Namespace) -> ServeOptions:
     """The parsed flags -> checked options (an InputError names a bad flag)."""
     if not math.isfinite(ns.max_mb) or ns.max_mb <= 0:
         raise InputError(f"--max-mb = {ns.max_mb:g} must be a positive number")
-    flags = {
-        "max_bytes": ("--max-mb", round(ns.max_mb * 1_000_000)),
-        "max_pixels": ("--max-pixels", ns.max_pixels),
-        "mask_side": ("--mask-side", ns.mask_side),
-        "model_side": ("--model-side", ns.model_side),
-        "text_cache": ("--text-cache", ns.text_cache),
-        "workers": ("--workers", ns.workers),
-        "queue": ("--queue", ns.queue),
-        "request_timeout": ("--request-timeout", ns.request_timeout),
-        "body_timeout": ("--body-timeout", ns.body_timeout),
-        "header_timeout": ("--header-timeout", ns.header_timeout),
-        "keep_alive": ("--keep-alive", ns.keep_alive),
-        "limit_concurrency": ("--limit-concurrency", ns.limit_concurrency),
-        "backlog": ("--backlog", ns.backlog),
-    }
-    for name, (flag, value) in flags.items():
+    values = {"max_bytes": round(ns.max_mb * 1_000_000)}  # --max-mb; the others by name
+    values.update({f.name: getattr(ns, f.name) for f in fields(ServeOptions) if hasattr(ns, f.name)})  # fmt: skip
+    for name, value in values.items():
         problem = ServeOptions.problem(name, value)
         if problem:
-            shown = ns.max_mb if name == "max_bytes" else value
-            raise InputError(f"{flag} = {shown:g} {problem}")
+            flag = "--max-mb" if name == "max_bytes" else "--" + name.replace("_", "-")
+            raise InputError(f"{flag} = {ns.max_mb if name == 'max_bytes' else value:g} {problem}")
     if ns.threads < 0:
         raise InputError(f"--threads = {ns.threads} must be 0 (library default) or more")
-    return ServeOptions(**{k: v for k, (_, v) in flags.items()})
+    return ServeOptions(**values)
