@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # The torch/torchvision pair to install; override for your platform, e.g. TORCH="torch torchvision".
 TORCH ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= dev,offline,onnx
+EXTRAS ?= dev,offline,onnx,serve
 STAMP := $(VENV)/.tseg-setup-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
 .PHONY: setup demo test lint clean

