@@ -54,6 +54,7 @@ __all__ = [
     "decode_sample",
     "expand_shards",
     "is_remote",
+    "read_shard",
     "sample_text",
 ]
 
@@ -106,6 +107,24 @@ def expand_shards(spec: str) -> list[str]:
     if not out:
         raise DatasetError(f"data.shards {spec!r} matches nothing")
     return out
+
+
+def read_shard(url: str, errors: list[str]) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """The samples (key, {suffix: bytes}) of one shard, local or remote, via ``webdataset``.
+
+    A shard that cannot be opened or read to its end is not raised: the reason is appended to
+    ``errors`` and reading stops there (what follows a damaged tar header is unknown), so the
+    samples before the damage are kept.
+    """
+    from webdataset.tariterators import tarfile_samples
+
+    def handler(exn: Exception) -> bool:
+        reason = exn.args[0] if exn.args else exn
+        errors.append(f"{url}: unreadable ({type(exn).__name__}: {reason})")
+        return False
+
+    for sample in tarfile_samples([{"url": url}], handler=handler):
+        yield sample["__key__"], {k: v for k, v in sample.items() if not k.startswith("__")}
 
 
 def sample_text(files: dict[str, bytes], where: str) -> list[str]:

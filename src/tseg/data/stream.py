@@ -47,7 +47,7 @@ import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from tseg.data.base import DatasetError
-from tseg.data.shards import decode_sample, expand_shards
+from tseg.data.shards import decode_sample, expand_shards, read_shard
 from tseg.data.weak import RecordError
 
 __all__ = ["ShardStream", "StreamLoader", "StreamPosition", "WeakTransform", "shard_order"]
@@ -239,18 +239,6 @@ class ShardStream(IterableDataset):
             return
         yield from self._read_slot(slot)
 
-    def _samples(self, url: str, errors: list[str]) -> Iterator[dict[str, Any]]:
-        """Raw samples of one shard via webdataset; damage is recorded in ``errors``, not raised."""
-        from webdataset.tariterators import tarfile_samples
-
-        def handler(exn: Exception) -> bool:
-            errors.append(
-                f"{url}: unreadable ({type(exn).__name__}: {exn.args[0] if exn.args else exn})"
-            )
-            return False  # stop reading this shard: what follows a damaged header is unknown
-
-        yield from tarfile_samples([{"url": url}], handler=handler)
-
     def _read_slot(self, slot: int) -> Iterator[dict[str, Any]]:
         pos, epoch = self.position, self.position.epoch
         shards = self.slot_shards(epoch, slot)
@@ -275,12 +263,11 @@ class ShardStream(IterableDataset):
             index = shards[ordinal]
             url = self.urls[index]
             errors: list[str] = []
-            for k, sample in enumerate(self._samples(url, errors)):
+            for k, (key, files) in enumerate(read_shard(url, errors)):
                 if k < offset:
                     continue  # consumed before the resume
                 offset = k + 1
-                where = f"{url}: {sample['__key__']}"
-                files = {s: v for s, v in sample.items() if not s.startswith("__")}
+                where = f"{url}: {key}"
                 try:
                     image, exprs = decode_sample(files, where)
                 except RecordError as e:
