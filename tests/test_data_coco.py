@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
+from test_data_refcoco import column_major_counts
 
 from tseg.config import build_config
 from tseg.data import build_dataset
@@ -24,16 +25,7 @@ def rle_of(mask: np.ndarray, compressed: bool) -> dict:
     if compressed:
         rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
         return {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}
-    flat = mask.flatten(order="F").astype(np.uint8)
-    counts, value, run = [], 0, 0
-    for v in flat:
-        if v == value:
-            run += 1
-        else:
-            counts.append(run)
-            value, run = v, 1
-    counts.append(run)
-    return {"size": [mask.shape[0], mask.shape[1]], "counts": counts}
+    return {"size": [mask.shape[0], mask.shape[1]], "counts": column_major_counts(mask)}
 
 
 def box_mask(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
@@ -186,3 +178,28 @@ def test_image_size_is_checked_against_the_file(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((5, 5, 3), dtype=np.uint8)).save(tmp_path / "train2017" / "1.png")
     with pytest.raises(DatasetError, match=r"1\.png: image is 5x5 \(HxW\) but the annotation says"):
         CocoCaptionsDataset(tmp_path, "train2017").image(0)
+
+
+# ----------------------------------------------------------------------- evaluation hooks
+
+
+def test_semantic_classes_and_eval_data(tmp_path: Path) -> None:
+    from test_data_imagefolder import make_folder
+
+    from tseg.data.imagefolder import ImageFolderDataset
+    from tseg.data.own import override_data, semantic_classes
+
+    ds = CocoDataset(make_instances(tmp_path / "coco"), "val2017")
+    assert semantic_classes(ds) == {"cat": ["cat"], "dog": ["dog"]}
+    names = tmp_path / "names.yaml"
+    names.write_text("cat: [cat, kitten]\ndog: [dog, puppy]\n")
+    assert semantic_classes(ds, str(names))["cat"] == ["cat", "kitten"]
+    with pytest.raises(DatasetError, match="needs a dataset with per-class masks"):
+        semantic_classes(ImageFolderDataset(make_folder(tmp_path / "if"), "train"))
+
+    data = build_config(None, ["data.dataset=coco_captions", "data.root=/x"]).data
+    assert override_data(data, None, None) is data
+    moved = override_data(data, "coco", str(tmp_path / "coco"))
+    assert (moved.dataset, moved.root, moved.image_dir) == ("coco", str(tmp_path / "coco"), "")
+    with pytest.raises(DatasetError, match="--dataset coco: give its folder with --dataset-root"):
+        override_data(data, "coco", None)

@@ -228,3 +228,33 @@ def test_too_few_shards_for_the_processes(shapes_shards: str) -> None:
         stream(one, 0, 2)
     with pytest.raises(DatasetError, match="resume with the same data.num_workers"):
         stream(shapes_shards).set_position(StreamPosition(slots=2))
+
+
+def test_resume_after_one_worker_has_finished(tmp_path: Path) -> None:
+    """Uneven shards: one worker's slot ends early; a resume after its end continues the
+    round-robin over the slot still running, and the finished one stays finished."""
+    big = write_tar(
+        tmp_path / "big.tar",
+        [{"__key__": f"b{i}", "png": png(i), "json": text([f"big {i}"])} for i in range(6)],
+    )
+    small = write_tar(
+        tmp_path / "small.tar", [{"__key__": "s0", "png": png(), "json": text(["s"])}]
+    )
+    shards = [str(big), str(small)]
+
+    def make() -> ShardStream:
+        return ShardStream(
+            shards, WeakTransform(CFG), WeakCollate(), 1, seed=0, slots=2, shuffle=False
+        )
+
+    expected = [b["keys"] for b in StreamLoader(make(), num_workers=2).epoch()]
+    first = StreamLoader(make(), num_workers=2)
+    got = []
+    for b in first.epoch():
+        got.append(b["keys"])
+        if len(got) == 4:
+            break
+    assert first.position.done == [False, True]  # small.tar's slot has reported
+    resumed = StreamLoader(make(), num_workers=2, position=first.position)
+    got += [b["keys"] for b in resumed.epoch()]
+    assert got == expected and len(got) == 7

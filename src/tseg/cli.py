@@ -205,31 +205,14 @@ def _eval_protocol(
 ) -> dict[str, Any]:
     """``tseg eval --protocol phrasecut | voc | voc-zeroshot | semantic``: see ``tseg.protocols``."""
     from .data import build_dataset
-    from .protocols import evaluate_phrasecut, evaluate_voc
+    from .data.own import semantic_classes
+    from .protocols import evaluate_phrasecut, evaluate_semantic
 
-    if ns.protocol.startswith("semantic"):  # any dataset with per-class masks: coco, voc
-        from .data.own import semantic_classes
-        from .protocols import evaluate_semantic
-
-        out: dict[str, Any] = {}
-        for split in ns.split:
-            ds = build_dataset(eval_data(ns, cfg), split)
-            out[split] = evaluate_semantic(
-                model,
-                ds,
-                device,
-                semantic_classes(ds, ns.classes),
-                zero_shot=ns.protocol == "semantic-zeroshot",
-                confidence_threshold=ns.confidence_threshold,
-                max_images=ns.max_images,
-                tta=opts["tta"],
-                crf=opts["crf"],
-                shard=shard,
-            )
-        return out
     want = "phrasecut" if ns.protocol == "phrasecut" else "voc"
 
     def dataset(split: str) -> Any:
+        if ns.protocol.startswith("semantic"):  # any dataset with per-class masks: coco, voc
+            return build_dataset(eval_data(ns, cfg), split)
         if ns.dataset_root:
             if want == "phrasecut":
                 from .data.phrasecut import PhraseCutDataset
@@ -245,7 +228,7 @@ def _eval_protocol(
             )
         return build_dataset(cfg.data, split)
 
-    out = {}
+    out: dict[str, Any] = {}
     for split in ns.split:
         ds = dataset(split)
         if want == "phrasecut":
@@ -260,12 +243,12 @@ def _eval_protocol(
                 shard=shard,
             )
         else:
-            out[split] = evaluate_voc(
+            out[split] = evaluate_semantic(
                 model,
                 ds,
                 device,
-                ns.classes,
-                zero_shot=ns.protocol == "voc-zeroshot",
+                semantic_classes(ds, ns.classes),
+                zero_shot=ns.protocol.endswith("-zeroshot"),
                 confidence_threshold=ns.confidence_threshold,
                 max_images=ns.max_images,
                 tta=opts["tta"],

@@ -133,30 +133,20 @@ def evaluate_phrasecut(
     return {k: round(v, 6) for k, v in out.items()}
 
 
-@torch.no_grad()
 def evaluate_voc(
     model: TSEG,
     ds: VocDataset,
     device: torch.device,
     class_names: dict[str, list[str]] | str | os.PathLike[str] | None = None,
-    zero_shot: bool = False,
-    confidence_threshold: float = 0.5,
-    mask_threshold: float = 0.5,
-    max_images: int = 0,
-    tta: TTAConfig | None = None,
-    crf: CRFConfig | None = None,
-    shard: Shard | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Pascal VOC semantic segmentation mIoU from text prompts (Table 1, or section 4.6).
+
+    ``evaluate_semantic`` with VOC's 20 classes; ``options`` are its keyword arguments.
 
     Args:
         class_names: ``{class: [names]}``, a YAML file of them, or None for the packaged
             ``voc_synonyms.yaml``; the names of a class are merged by their maximum.
-        zero_shot: Drop classes whose confidence is below ``confidence_threshold`` before the
-            argmax (section 4.6); otherwise all 20 classes compete for every pixel.
-        mask_threshold: A pixel is background when no kept class map exceeds it.
-        tta, crf: ``tseg segment``'s test-time augmentation and CRF (None: off).
-        shard: Each rank predicts its share of the images; confusion matrices are summed.
 
     Returns:
         ``{"miou", "pixel_accuracy", "per_class_iou" {class: IoU or None}, "images", ...}``.
@@ -164,19 +154,7 @@ def evaluate_voc(
     names = class_names if isinstance(class_names, dict) else load_class_names(class_names)
     if list(names) != list(VOC_CLASSES[1:]):
         raise ValueError(f"class_names must map the 20 VOC classes in order: {VOC_CLASSES[1:]}")
-    return evaluate_semantic(
-        model,
-        ds,
-        device,
-        names,
-        zero_shot=zero_shot,
-        confidence_threshold=confidence_threshold,
-        mask_threshold=mask_threshold,
-        max_images=max_images,
-        tta=tta,
-        crf=crf,
-        shard=shard,
-    )
+    return evaluate_semantic(model, ds, device, names, **options)
 
 
 @torch.no_grad()
@@ -197,7 +175,19 @@ def evaluate_semantic(
 
     ``ds.label_map(i)`` holds 0 for background and ``k + 1`` for the k-th class of
     ``class_names`` (``ds.ignore_index``, default 255, is not counted): VOC, or COCO instances
-    (``tseg.data.coco``). Arguments as for ``evaluate_voc``.
+    (``tseg.data.coco``).
+
+    Args:
+        class_names: ``{class: [names]}``; the maps of a class's names are merged by their maximum.
+        zero_shot: Drop classes whose confidence is below ``confidence_threshold`` before the
+            argmax (section 4.6); otherwise every class competes for every pixel.
+        mask_threshold: A pixel is background when no kept class map exceeds it.
+        max_images: Only the first N images (0: all).
+        tta, crf: ``tseg segment``'s test-time augmentation and CRF (None: off).
+        shard: Each rank predicts its share of the images; confusion matrices are summed.
+
+    Returns:
+        ``{"miou", "pixel_accuracy", "per_class_iou" {class: IoU or None}, "images", ...}``.
     """
     model.eval()
     prompts, groups = flatten_class_names(class_names)

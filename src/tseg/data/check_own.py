@@ -12,6 +12,7 @@ examples (file and line, annotation, or shard and key). It returns the ``CheckRe
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,31 +118,34 @@ def _split_dir(root: Path, split: str) -> Path | None:
 # --------------------------------------------------------------------------- COCO
 
 
-def _coco_splits(root: Path, kind: str, splits: list[str] | None) -> list[str]:
-    if splits is not None:
-        return splits
-    found = sorted(
-        p.stem.removeprefix(f"{kind}_") for p in (root / "annotations").glob(f"{kind}_*.json")
-    )
-    return found
+def _coco_files(
+    report: CheckReport, root: Path, kind: str, splits: list[str] | None
+) -> Iterator[tuple[str, Path]]:
+    """(split, annotation file) of each split asked for (default: every ``<kind>_*.json``);
+    missing files go into the report."""
+    from tseg.data.coco import annotation_path
+
+    hint = _COCO_HINT.format(kind=kind)
+    if splits is None:
+        found = (root / "annotations").glob(f"{kind}_*.json")
+        splits = sorted(p.stem.removeprefix(f"{kind}_") for p in found)
+        if not splits:
+            report._missing(root / "annotations" / f"{kind}_<split>.json", hint)
+    for split in splits:
+        path = annotation_path(root, kind, split)
+        if path.is_file():
+            yield split, path
+        else:
+            report._missing(path, hint)
 
 
 def _check_coco_captions(
     report: CheckReport, root: Path, splits: list[str] | None, image_dir: str | None, images: bool
 ) -> None:
-    from tseg.data.coco import annotation_path, image_folder
+    from tseg.data.coco import image_folder
     from tseg.data.coco_captions import read_captions
 
-    chosen = _coco_splits(root, "captions", splits)
-    if not chosen:
-        report._missing(
-            root / "annotations" / "captions_<split>.json", _COCO_HINT.format(kind="captions")
-        )
-    for split in chosen:
-        path = annotation_path(root, "captions", split)
-        if not path.is_file():
-            report._missing(path, _COCO_HINT.format(kind="captions"))
-            continue
+    for split, path in _coco_files(report, root, "captions", splits):
         folder = image_folder(root, split, image_dir)
         try:
             by_id, captions, bad = read_captions(path, folder)
@@ -170,19 +174,10 @@ def _check_coco_captions(
 def _check_coco(
     report: CheckReport, root: Path, splits: list[str] | None, image_dir: str | None, images: bool
 ) -> None:
-    from tseg.data.coco import annotation_path, image_folder, index_images, load_coco_json
+    from tseg.data.coco import image_folder, index_images, load_coco_json
     from tseg.data.refcoco import decode_segmentation
 
-    chosen = _coco_splits(root, "instances", splits)
-    if not chosen:
-        report._missing(
-            root / "annotations" / "instances_<split>.json", _COCO_HINT.format(kind="instances")
-        )
-    for split in chosen:
-        path = annotation_path(root, "instances", split)
-        if not path.is_file():
-            report._missing(path, _COCO_HINT.format(kind="instances"))
-            continue
+    for split, path in _coco_files(report, root, "instances", splits):
         try:
             data = load_coco_json(path, ("images", "annotations", "categories"))
             by_id = index_images(data["images"], path, image_folder(root, split, image_dir), True)

@@ -44,7 +44,9 @@ __all__ = [
     "IGNORE_INDEX",
     "CocoDataset",
     "CocoImage",
+    "CocoItems",
     "annotation_path",
+    "existing_images",
     "image_folder",
     "index_images",
     "load_coco_json",
@@ -119,7 +121,42 @@ def index_images(
     return out
 
 
-class CocoDataset:
+def existing_images(
+    images: dict[int, CocoImage], ids: list[int], json_path: Path
+) -> list[CocoImage]:
+    """The entries of ``ids`` (sorted), each of whose files must exist.
+
+    Raises:
+        DatasetError: An image file is missing (naming the annotation file and image id).
+    """
+    out = []
+    for image_id in sorted(ids):
+        im = images[image_id]
+        if not im.path.is_file():
+            raise DatasetError(f"{json_path}: image id {image_id}: file {im.path} not found")
+        out.append(im)
+    return out
+
+
+class CocoItems:
+    """Items (``CocoImage``, annotations) of a COCO file: length and image access."""
+
+    _items: list[tuple[CocoImage, Any]]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def image_path(self, idx: int) -> Path:
+        """The image file of item ``idx``."""
+        return self._items[idx][0].path
+
+    def image(self, idx: int) -> np.ndarray:
+        """RGB image, uint8 [H, W, 3] (checked against the annotated size when there is one)."""
+        im = self._items[idx][0]
+        return read_rgb(im.path, size=(im.height, im.width) if im.height is not None else None)
+
+
+class CocoDataset(CocoItems):
     """COCO instances: one item per annotated image, one expression per category present.
 
     Args:
@@ -184,28 +221,12 @@ class CocoDataset:
                 raise DatasetError(f"{where}: field 'iscrowd' must be 0 or 1")
             by_image.setdefault(ann["image_id"], []).append({**ann, "_where": where})
         self.num_images_without_annotations = len(images) - len(by_image)
-        self._items: list[tuple[CocoImage, list[dict[str, Any]]]] = []
-        for image_id in sorted(by_image):
-            im = images[image_id]
-            if not im.path.is_file():
-                raise DatasetError(
-                    f"{self.json_path}: image id {image_id}: file {im.path} not found"
-                )
-            self._items.append((im, by_image[image_id]))
+        self._items = [
+            (im, by_image[im.image_id])
+            for im in existing_images(images, list(by_image), self.json_path)
+        ]
         if not self._items:
             raise DatasetError(f"{self.json_path}: no image has an annotation")
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def image_path(self, idx: int) -> Path:
-        """The image file of item ``idx``."""
-        return self._items[idx][0].path
-
-    def image(self, idx: int) -> np.ndarray:
-        """RGB image, uint8 [H, W, 3] (checked against the annotated size)."""
-        im = self._items[idx][0]
-        return read_rgb(im.path, size=(im.height, im.width))
 
     def _class_indices(self, idx: int) -> list[int]:
         return sorted({self._categories[a["category_id"]] for a in self._items[idx][1]})

@@ -21,11 +21,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from tseg.data.base import DatasetError
-from tseg.data.coco import CocoImage, annotation_path, image_folder, index_images, load_coco_json
-from tseg.data.safe_pickle import read_rgb
+from tseg.data.coco import (
+    CocoImage,
+    CocoItems,
+    annotation_path,
+    existing_images,
+    image_folder,
+    index_images,
+    load_coco_json,
+)
 from tseg.data.weak import RecordError, WeakDataset, clean_expressions, merge_expressions
 
 __all__ = ["CocoCaptionsDataset", "read_captions"]
@@ -73,7 +78,7 @@ def read_captions(
     return images, captions, bad
 
 
-class CocoCaptionsDataset(WeakDataset):
+class CocoCaptionsDataset(CocoItems, WeakDataset):
     """A COCO captions split: one item per captioned image.
 
     Args:
@@ -99,29 +104,12 @@ class CocoCaptionsDataset(WeakDataset):
         if bad:
             raise bad[0]
         self.num_images_without_captions = len(images) - len(captions)
-        self._items: list[tuple[CocoImage, list[str]]] = []
-        for image_id in sorted(captions):
-            im = images[image_id]
-            if not im.path.is_file():
-                raise DatasetError(
-                    f"{self.json_path}: image id {image_id}: file {im.path} not found"
-                )
-            self._items.append((im, merge_expressions(captions[image_id])))
+        self._items = [
+            (im, merge_expressions(captions[im.image_id]))
+            for im in existing_images(images, list(captions), self.json_path)
+        ]
         if not self._items:
             raise DatasetError(f"{self.json_path}: no image has a caption")
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def image_path(self, idx: int) -> Path:
-        """The image file of item ``idx``."""
-        return self._items[idx][0].path
-
-    def image(self, idx: int) -> np.ndarray:
-        """RGB image, uint8 [H, W, 3] (checked against height and width when the file has them)."""
-        im = self._items[idx][0]
-        size = (im.height, im.width) if im.height is not None else None
-        return read_rgb(im.path, size=size)
 
     def expressions(self, idx: int) -> list[str]:
         """The image's distinct captions."""

@@ -79,6 +79,9 @@ def _items(
 def _to_webdataset(
     ds: RefDataset, out: Path, shard_size: int, prefix: str, progress: bool
 ) -> dict[str, Any]:
+    from tseg.data.shards import require_webdataset
+
+    require_webdataset()
     from webdataset import TarWriter
 
     shards: list[dict[str, Any]] = []

@@ -55,6 +55,7 @@ __all__ = [
     "expand_shards",
     "is_remote",
     "read_shard",
+    "require_webdataset",
     "sample_text",
 ]
 
@@ -67,6 +68,16 @@ def is_remote(url: str) -> bool:
     return "://" in url or url.startswith("pipe:")
 
 
+def require_webdataset() -> None:
+    """Raise a ``DatasetError`` saying what to install when the ``webdataset`` library is missing."""
+    try:
+        import webdataset  # noqa: F401
+    except ImportError:
+        raise DatasetError(
+            "WebDataset shards need the webdataset library: pip install 'tseg[data]'"
+        ) from None
+
+
 def expand_shards(spec: str) -> list[str]:
     """``data.shards`` -> the list of shards, in order.
 
@@ -77,6 +88,7 @@ def expand_shards(spec: str) -> list[str]:
         DatasetError: An empty spec, a local pattern matching no file, or local shards that do
             not exist (the message names the pattern and the first missing files).
     """
+    require_webdataset()
     from webdataset.shardlists import expand_urls
 
     if not isinstance(spec, str) or not spec.strip():
@@ -116,6 +128,7 @@ def read_shard(url: str, errors: list[str]) -> Iterator[tuple[str, dict[str, byt
     ``errors`` and reading stops there (what follows a damaged tar header is unknown), so the
     samples before the damage are kept.
     """
+    require_webdataset()
     from webdataset.tariterators import tarfile_samples
 
     def handler(exn: Exception) -> bool:
