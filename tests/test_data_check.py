@@ -91,8 +91,8 @@ def test_refcoco_refs_pointing_nowhere(tmp_path: Path) -> None:
 
 
 def test_unknown_names(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="unknown dataset 'coco'"):
-        check_dataset("coco", tmp_path)
+    with pytest.raises(DatasetError, match="unknown dataset 'cocoa'.*voc, imagefolder"):
+        check_dataset("cocoa", tmp_path)
     with pytest.raises(DatasetError, match="no 'google' split"):
         check_dataset("refcoco+", tmp_path, split_by="google")
 

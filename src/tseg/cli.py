@@ -160,6 +160,13 @@ def describe_options(opts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def eval_data(ns: argparse.Namespace, cfg: Config) -> Any:
+    """The data config to evaluate on: the checkpoint's, or ``--dataset`` / ``--dataset-root``."""
+    from .data.own import override_data
+
+    return override_data(cfg.data, ns.dataset, ns.dataset_root, ns.image_dir)
+
+
 def cmd_eval(ns: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
     from .data import build_dataset
@@ -182,7 +189,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             for split in ns.split:
                 out[split] = evaluate(
                     model,
-                    build_dataset(cfg.data, split),
+                    build_dataset(eval_data(ns, cfg), split),
                     device,
                     cfg.eval.batch_size,
                     ns.max_images,
@@ -205,13 +212,16 @@ def _eval_protocol(
     opts: dict[str, Any],
     shard: Shard,
 ) -> dict[str, Any]:
-    """``tseg eval --protocol phrasecut | voc | voc-zeroshot``: see ``tseg.protocols``."""
+    """``tseg eval --protocol phrasecut | voc | voc-zeroshot | semantic``: see ``tseg.protocols``."""
     from .data import build_dataset
-    from .protocols import evaluate_phrasecut, evaluate_voc
+    from .data.own import semantic_classes
+    from .protocols import evaluate_phrasecut, evaluate_semantic
 
     want = "phrasecut" if ns.protocol == "phrasecut" else "voc"
 
     def dataset(split: str) -> Any:
+        if ns.protocol.startswith("semantic"):  # any dataset with per-class masks: coco, voc
+            return build_dataset(eval_data(ns, cfg), split)
         if ns.dataset_root:
             if want == "phrasecut":
                 from .data.phrasecut import PhraseCutDataset
@@ -242,12 +252,12 @@ def _eval_protocol(
                 shard=shard,
             )
         else:
-            out[split] = evaluate_voc(
+            out[split] = evaluate_semantic(
                 model,
                 ds,
                 device,
-                ns.classes,
-                zero_shot=ns.protocol == "voc-zeroshot",
+                semantic_classes(ds, ns.classes),
+                zero_shot=ns.protocol.endswith("-zeroshot"),
                 confidence_threshold=ns.confidence_threshold,
                 max_images=ns.max_images,
                 tta=opts["tta"],
@@ -483,6 +493,29 @@ def cmd_data_check(ns: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_data_convert(ns: argparse.Namespace) -> int:
+    import shlex
+
+    from .data import build_dataset
+    from .data.convert import convert
+
+    overrides = [f"data.dataset={ns.source}", *ns.set]
+    if ns.root:
+        key = "data.shards" if ns.source == "webdataset" else "data.root"
+        overrides.append(f"{key}={ns.root}")
+    ds = build_dataset(build_config(None, overrides).data, ns.split)
+    done = convert(
+        ds, ns.out, ns.format, shard_size=ns.shard_size, split=ns.split, progress=not ns.quiet
+    )
+    keys = {k: v for k, v in done.items() if k.startswith("data.")}
+    print(f"wrote {len(ds)} images with their expressions to {ns.out} ({ns.format})")
+    print(
+        f"train on them: tseg train data.dataset={ns.format} "
+        + " ".join(f"{k}={shlex.quote(str(v))}" for k, v in keys.items())
+    )
+    return 0
+
+
 def cmd_export(ns: argparse.Namespace) -> int:
     from .export.onnx_export import export_onnx
 
@@ -560,6 +593,10 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, help="foreground threshold (default 0.5)")
 
 
+#: A user's own data formats (docs/own_data.md); ``tseg.data.check.OWN_DATA_NAMES``.
+OWN_DATA = ("imagefolder", "coco_captions", "coco", "webdataset")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tseg", description="Text-grounded segmentation learned without pixel labels."
@@ -594,16 +631,25 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--protocol",
         default="pairs",
-        choices=["pairs", "phrasecut", "voc", "voc-zeroshot"],
+        choices=["pairs", "phrasecut", "voc", "voc-zeroshot", "semantic", "semantic-zeroshot"],
         help="pairs: every (image, expression) of the checkpoint's dataset (default); "
         "phrasecut: official per-task metrics; voc: semantic segmentation mIoU from the 20 "
-        "class names; voc-zeroshot: the same, dropping low-confidence classes (section 4.6)",
+        "class names; voc-zeroshot: the same, dropping low-confidence classes (section 4.6); "
+        "semantic(-zeroshot): the same on a dataset's own classes (coco, voc)",
     )
-    e.add_argument("--classes", help="VOC protocols: YAML of class -> names (default: packaged)")
+    e.add_argument(
+        "--classes",
+        help="voc/semantic protocols: YAML of class -> names (default: packaged / the class names)",
+    )
+    e.add_argument(
+        "--dataset",
+        help="pairs/semantic: evaluate on this data.dataset (e.g. coco) instead of the checkpoint's",
+    )
     e.add_argument(
         "--dataset-root",
-        help="phrasecut/voc protocols: the dataset folder (default: the checkpoint's data.root)",
+        help="the dataset folder (default: the checkpoint's data.root)",
     )
+    e.add_argument("--image-dir", help="pairs/semantic: the image folder, if not the default")
     e.add_argument(
         "--confidence-threshold",
         type=float,
@@ -682,9 +728,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = dsub.add_parser(
         "check", help="verify a dataset's files against the published layout and counts"
     )
-    c.add_argument("dataset", choices=["refcoco", "refcoco+", "refcocog", "phrasecut", "voc"])
     c.add_argument(
-        "root", help="the dataset folder (refer data folder, VGPhraseCut_v0, or VOCdevkit)"
+        "dataset",
+        choices=["refcoco", "refcoco+", "refcocog", "grefcoco", "phrasecut", "voc", *OWN_DATA],
+    )
+    c.add_argument(
+        "root",
+        help="the dataset folder (refer data folder, VGPhraseCut_v0, VOCdevkit, your COCO or "
+        "ImageFolder folder), or for webdataset the shard pattern",
     )
     c.add_argument("--split-by", help="RefCOCO*: unc, umd or google")
     c.add_argument("--image-dir", help="image folder, if not the default under root")
@@ -693,6 +744,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-images", action="store_true", help="do not check every image file exists"
     )
     c.set_defaults(func=cmd_data_check)
+    v = dsub.add_parser(
+        "convert",
+        help="write a dataset's images and expressions as WebDataset shards (or imagefolder, "
+        "coco_captions)",
+    )
+    v.add_argument("source", help="a data.dataset value: shapes, refcoco, voc, imagefolder, ...")
+    v.add_argument("out", help="output folder")
+    v.add_argument("--root", help="the source's data.root (data.shards for webdataset)")
+    v.add_argument("--split", default="train", help="split to convert (default train)")
+    v.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    v.add_argument(
+        "--format", choices=["webdataset", "imagefolder", "coco_captions"], default="webdataset"
+    )
+    v.add_argument(
+        "--set", action="append", default=[], help="another config key, e.g. data.split_by=umd"
+    )
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.set_defaults(func=cmd_data_convert)
     return p
 
 

@@ -80,8 +80,11 @@ class ModelConfig:
 class DataConfig:
     """Which dataset, at what resolution, with which augmentation."""
 
-    dataset: str = "shapes"  # shapes | refcoco | refcoco+ | refcocog | grefcoco | phrasecut | voc
+    # shapes | refcoco | refcoco+ | refcocog | grefcoco | phrasecut | voc; a user's own data
+    # (docs/own_data.md): imagefolder | coco_captions | webdataset (weak) | coco (masks)
+    dataset: str = "shapes"
     root: str = ""  # dataset folder (see README: files each dataset expects)
+    shards: str = ""  # webdataset: tar shards, e.g. "shards/train-{000000..000099}.tar"
     image_dir: str = ""  # images, if not in the dataset's default place under root
     split_by: str = ""  # RefCOCO*: unc | umd | google ("" = the dataset's default)
     train_split: str = "train"  # the split called "train" (VOC: train_aug)

@@ -642,8 +642,18 @@ def _accumulate(
 
 
 def _evaluate_split(model: TSEG, cfg: Config, split: str, device: torch.device) -> dict[str, Any]:
-    """``evaluate`` on a split, sharded over the processes (each gets every image's metrics)."""
+    """``evaluate`` on a split, sharded over the processes (each gets every image's metrics).
+
+    Weak data (images with text only) has no masks to score: the split is skipped, saying so.
+    """
+    from .data import WEAK_DATASETS
     from .sharding import current_shard
+
+    if cfg.data.dataset in WEAK_DATASETS:
+        return {
+            "skipped": f"data.dataset={cfg.data.dataset} has no masks; evaluate the checkpoint "
+            "on data with masks: tseg eval CHECKPOINT --dataset coco --dataset-root FOLDER"
+        }
 
     return evaluate(
         model,

@@ -8,6 +8,8 @@
   or background when no class map exceeds 0.5; mIoU over a dataset-level confusion matrix.
 - ``evaluate_voc(zero_shot=True)``: section 4.6: classes whose confidence (sigmoid of the pooled
   score) is below a threshold (0.5) are dropped before the argmax.
+- ``evaluate_semantic``: the same two protocols on any dataset with a ``label_map`` and its own
+  classes (COCO instances, ``tseg.data.coco``); ``evaluate_voc`` is it with VOC's 20 classes.
 """
 
 from __future__ import annotations
@@ -31,10 +33,17 @@ from .models.tseg import TSEG
 from .sharding import Shard
 from .tta import TTAConfig
 
-__all__ = ["PROTOCOLS", "evaluate_phrasecut", "evaluate_voc", "predict_image"]
+__all__ = ["PROTOCOLS", "evaluate_phrasecut", "evaluate_semantic", "evaluate_voc", "predict_image"]
 
 #: Names accepted by ``tseg eval --protocol``.
-PROTOCOLS: tuple[str, ...] = ("pairs", "phrasecut", "voc", "voc-zeroshot")
+PROTOCOLS: tuple[str, ...] = (
+    "pairs",
+    "phrasecut",
+    "voc",
+    "voc-zeroshot",
+    "semantic",
+    "semantic-zeroshot",
+)
 
 
 def predict_image(
@@ -124,12 +133,36 @@ def evaluate_phrasecut(
     return {k: round(v, 6) for k, v in out.items()}
 
 
-@torch.no_grad()
 def evaluate_voc(
     model: TSEG,
     ds: VocDataset,
     device: torch.device,
     class_names: dict[str, list[str]] | str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Pascal VOC semantic segmentation mIoU from text prompts (Table 1, or section 4.6).
+
+    ``evaluate_semantic`` with VOC's 20 classes; ``options`` are its keyword arguments.
+
+    Args:
+        class_names: ``{class: [names]}``, a YAML file of them, or None for the packaged
+            ``voc_synonyms.yaml``; the names of a class are merged by their maximum.
+
+    Returns:
+        ``{"miou", "pixel_accuracy", "per_class_iou" {class: IoU or None}, "images", ...}``.
+    """
+    names = class_names if isinstance(class_names, dict) else load_class_names(class_names)
+    if list(names) != list(VOC_CLASSES[1:]):
+        raise ValueError(f"class_names must map the 20 VOC classes in order: {VOC_CLASSES[1:]}")
+    return evaluate_semantic(model, ds, device, names, **options)
+
+
+@torch.no_grad()
+def evaluate_semantic(
+    model: TSEG,
+    ds: Any,
+    device: torch.device,
+    class_names: dict[str, list[str]],
     zero_shot: bool = False,
     confidence_threshold: float = 0.5,
     mask_threshold: float = 0.5,
@@ -138,14 +171,18 @@ def evaluate_voc(
     crf: CRFConfig | None = None,
     shard: Shard | None = None,
 ) -> dict[str, Any]:
-    """Pascal VOC semantic segmentation mIoU from text prompts (Table 1, or section 4.6).
+    """Semantic segmentation mIoU from text prompts on any dataset with a ``label_map``.
+
+    ``ds.label_map(i)`` holds 0 for background and ``k + 1`` for the k-th class of
+    ``class_names`` (``ds.ignore_index``, default 255, is not counted): VOC, or COCO instances
+    (``tseg.data.coco``).
 
     Args:
-        class_names: ``{class: [names]}``, a YAML file of them, or None for the packaged
-            ``voc_synonyms.yaml``; the names of a class are merged by their maximum.
+        class_names: ``{class: [names]}``; the maps of a class's names are merged by their maximum.
         zero_shot: Drop classes whose confidence is below ``confidence_threshold`` before the
-            argmax (section 4.6); otherwise all 20 classes compete for every pixel.
+            argmax (section 4.6); otherwise every class competes for every pixel.
         mask_threshold: A pixel is background when no kept class map exceeds it.
+        max_images: Only the first N images (0: all).
         tta, crf: ``tseg segment``'s test-time augmentation and CRF (None: off).
         shard: Each rank predicts its share of the images; confusion matrices are summed.
 
@@ -153,13 +190,11 @@ def evaluate_voc(
         ``{"miou", "pixel_accuracy", "per_class_iou" {class: IoU or None}, "images", ...}``.
     """
     model.eval()
-    names = class_names if isinstance(class_names, dict) else load_class_names(class_names)
-    if list(names) != list(VOC_CLASSES[1:]):
-        raise ValueError(f"class_names must map the 20 VOC classes in order: {VOC_CLASSES[1:]}")
-    prompts, groups = flatten_class_names(names)
+    prompts, groups = flatten_class_names(class_names)
     predict = _probability_fn(model, device, prompts, tta, crf)
     threshold = confidence_threshold if zero_shot else -math.inf
-    cm = ConfusionMatrix(len(VOC_CLASSES), ignore_index=IGNORE_INDEX)
+    classes = ["background", *class_names]
+    cm = ConfusionMatrix(len(classes), ignore_index=getattr(ds, "ignore_index", IGNORE_INDEX))
     shard = shard or Shard()
     n = _limit(len(ds), max_images)
     for i in shard.take(range(n)):
@@ -177,7 +212,7 @@ def evaluate_voc(
     return {
         "miou": num(cm.miou()),
         "pixel_accuracy": num(cm.pixel_accuracy()),
-        "per_class_iou": {c: num(v) for c, v in zip(VOC_CLASSES, iou)},
+        "per_class_iou": {c: num(v) for c, v in zip(classes, iou)},
         "images": n,
         "zero_shot": zero_shot,
         "confidence_threshold": confidence_threshold if zero_shot else None,

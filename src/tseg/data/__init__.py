@@ -5,10 +5,20 @@ from __future__ import annotations
 from ..config import DataConfig
 from .base import DatasetError, RefDataset, normalize_expression, swap_left_right
 
-__all__ = ["DatasetError", "RefDataset", "build_dataset", "normalize_expression", "swap_left_right"]
+__all__ = [
+    "WEAK_DATASETS",
+    "DatasetError",
+    "RefDataset",
+    "build_dataset",
+    "normalize_expression",
+    "swap_left_right",
+]
 
 
 REAL_DATASETS = ("refcoco", "refcoco+", "refcocog", "grefcoco", "phrasecut", "voc")
+#: A user's own data (docs/own_data.md): images with text only, and COCO instances.
+WEAK_DATASETS = ("imagefolder", "coco_captions", "webdataset")
+OWN_DATASETS = (*WEAK_DATASETS, "coco")
 
 
 def build_dataset(cfg: DataConfig, split: str) -> RefDataset:
@@ -31,10 +41,14 @@ def build_dataset(cfg: DataConfig, split: str) -> RefDataset:
             expressions=cfg.shapes_expressions,
             absent=cfg.shapes_absent if split != "train" else 0,
         )
+    if cfg.dataset in OWN_DATASETS:
+        from .own import build_own_dataset
+
+        return build_own_dataset(cfg, split)
     if cfg.dataset not in REAL_DATASETS:
         raise DatasetError(
             f"config key 'data.dataset' = {cfg.dataset!r}: unknown dataset "
-            f"(available: shapes, {', '.join(REAL_DATASETS)})"
+            f"(available: shapes, {', '.join(REAL_DATASETS + OWN_DATASETS)})"
         )
     if not cfg.root:
         raise DatasetError(f"config key 'data.root' is empty: set it to the {cfg.dataset} folder")

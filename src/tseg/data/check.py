@@ -41,6 +41,8 @@ DATASET_NAMES: tuple[str, ...] = (
     "phrasecut",
     "voc",
 )
+#: Checked by ``tseg.data.check_own`` (``root`` is the shard pattern for webdataset).
+OWN_DATA_NAMES: tuple[str, ...] = ("imagefolder", "coco_captions", "coco", "webdataset")
 
 #: Published counts: {dataset key: {split: {quantity: count}}}.
 EXPECTED: dict[str, dict[str, dict[str, int]]] = {
@@ -552,10 +554,12 @@ def check_dataset(
     """Check the files of dataset ``name`` under ``root``.
 
     Args:
-        name: ``refcoco``, ``refcoco+``, ``refcocog``, ``grefcoco``, ``phrasecut`` or ``voc``.
+        name: ``refcoco``, ``refcoco+``, ``refcocog``, ``grefcoco``, ``phrasecut`` or ``voc``; or
+            a user's own ``imagefolder``, ``coco_captions``, ``coco``, ``webdataset``
+            (``check_own``).
         root: The folder a loader is given (``refer`` data folder, the folder holding
             ``grefcoco/`` and ``images/``, ``VGPhraseCut_v0``, or the ``VOCdevkit`` folder
-            containing ``VOC2012/``).
+            containing ``VOC2012/``); the shard pattern for ``webdataset``.
         split_by: RefCOCO* only: ``unc``, ``umd`` or ``google`` (default per dataset).
         image_dir: RefCOCO* / gRefCOCO / PhraseCut image folder if not the default.
         splits: PhraseCut / VOC: splits to check (default: all).
@@ -567,8 +571,15 @@ def check_dataset(
     Raises:
         DatasetError: Unknown dataset name or splitBy (nothing else).
     """
+    if name in OWN_DATA_NAMES:  # a user's own formats: tseg.data.check_own
+        from tseg.data.check_own import check_own
+
+        return check_own(
+            name, str(root), splits=splits, image_dir=image_dir, check_images=check_images
+        )
     if name not in DATASET_NAMES:
-        raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
+        names = ", ".join(DATASET_NAMES + OWN_DATA_NAMES)
+        raise DatasetError(f"unknown dataset {name!r}; expected one of {names}")
     root = Path(root)
     if name in refcoco.DATASETS:
         split_by = refcoco.check_dataset_args(name, split_by, None)

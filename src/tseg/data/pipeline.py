@@ -17,13 +17,43 @@ from torch.utils.data import Dataset, Sampler
 
 from ..config import DataConfig
 from .base import DatasetError, RefDataset, normalize_expression, swap_left_right
-from .transforms import apply_view, sample_view, to_tensor, transform_boxes
+from .transforms import View, apply_view, sample_view, to_tensor, transform_boxes
 
 
 def sample_rng(seed: int, epoch: int, idx: int) -> np.random.Generator:
     """Per-sample randomness from (seed, epoch, index): the same sample gets the same augmentation
     however the data is split across workers or processes, so an interrupted run can resume exactly."""
     return np.random.default_rng([seed, epoch, idx])
+
+
+def weak_item(
+    image: np.ndarray, exprs: list[str], cfg: DataConfig, rng: np.random.Generator
+) -> tuple[dict[str, Any], View, list[int]]:
+    """One augmented sample from an image and its expressions -> (item, view, picked indices).
+
+    The item holds "image" [3, S, S], "all" (every expression, normalised, "left"/"right" swapped
+    when flipped) and "sampled" (about ``cfg.expressions_per_image`` of them). The random view
+    and the picked indices are returned so that masks or boxes can follow the same geometry.
+    Randomness is drawn from ``rng`` in a fixed order: the picks, then the view.
+    """
+    k = min(len(exprs), cfg.expressions_per_image)
+    pick = sorted(rng.choice(len(exprs), size=k, replace=False).tolist())
+    tensor = to_tensor(image)
+    view = sample_view(
+        tensor.shape[-2],
+        tensor.shape[-1],
+        cfg.image_size,
+        (cfg.scale_min, cfg.scale_max),
+        cfg.hflip,
+        rng,
+    )
+    fix = swap_left_right if view.flipped else (lambda t: t)
+    item: dict[str, Any] = {
+        "image": apply_view(tensor, view),
+        "all": [normalize_expression(fix(e)) for e in exprs],
+        "sampled": [normalize_expression(fix(exprs[j])) for j in pick],
+    }
+    return item, view, pick
 
 
 class TrainSet(Dataset):
@@ -66,23 +96,7 @@ class TrainSet(Dataset):
         exprs = self.ds.expressions(idx)
         if not exprs:
             raise ValueError(f"training image {idx} has no expressions")
-        k = min(len(exprs), self.cfg.expressions_per_image)
-        pick = sorted(rng.choice(len(exprs), size=k, replace=False).tolist())
-        image = to_tensor(self.ds.image(idx))
-        view = sample_view(
-            image.shape[-2],
-            image.shape[-1],
-            self.cfg.image_size,
-            (self.cfg.scale_min, self.cfg.scale_max),
-            self.cfg.hflip,
-            rng,
-        )
-        fix = swap_left_right if view.flipped else (lambda t: t)
-        item: dict[str, Any] = {
-            "image": apply_view(image, view),
-            "all": [normalize_expression(fix(e)) for e in exprs],
-            "sampled": [normalize_expression(fix(exprs[j])) for j in pick],
-        }
+        item, view, pick = weak_item(self.ds.image(idx), exprs, self.cfg, rng)
         if self.with_masks:
             masks = torch.from_numpy(np.ascontiguousarray(self.ds.masks(idx)[pick]))
             item["masks"] = apply_view(masks, view, masks=True)

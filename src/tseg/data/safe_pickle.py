@@ -20,7 +20,7 @@ import math
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -201,31 +201,35 @@ def join_inside(root: Path, relative: object, *, where: str) -> Path:
     return root.joinpath(*[p for p in parts if p not in ("", ".")])
 
 
-def read_rgb(path: Path, *, size: tuple[int, int] | None = None) -> np.ndarray:
+def read_rgb(
+    path: Path | BinaryIO, *, size: tuple[int, int] | None = None, where: str | None = None
+) -> np.ndarray:
     """Read an image file as a uint8 RGB array [H, W, 3].
 
     EXIF orientation is deliberately not applied: the annotations of every dataset
     here are in the stored pixel grid.
 
     Args:
-        path: Image file.
+        path: Image file, or an open binary file (e.g. the bytes of a tar member).
         size: Expected (height, width), checked when given.
+        where: What errors call the image (default: ``path``).
 
     Raises:
         DatasetError: The file is missing, not an image, or not of the expected size.
     """
+    name = path if where is None else where
     try:
         with Image.open(path) as im:
             im.load()
             rgb = im.convert("RGB")
     except FileNotFoundError:
-        raise DatasetError(f"{path}: image file not found") from None
+        raise DatasetError(f"{name}: image file not found") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DatasetError(f"{path}: cannot read the image ({e})") from None
+        raise DatasetError(f"{name}: cannot read the image ({e})") from None
     arr = np.asarray(rgb, dtype=np.uint8)
     if size is not None and arr.shape[:2] != tuple(size):
         raise DatasetError(
-            f"{path}: image is {arr.shape[0]}x{arr.shape[1]} (HxW) but the annotation "
+            f"{name}: image is {arr.shape[0]}x{arr.shape[1]} (HxW) but the annotation "
             f"says {size[0]}x{size[1]}"
         )
     return arr

@@ -1,0 +1,303 @@
+"""``tseg data check`` for a user's own data: ``imagefolder``, ``coco_captions``, ``coco``, ``webdataset``.
+
+Each check reads everything the loader reads, but does not stop at the first problem: it
+counts images and expressions per split and, per kind of problem (a missing metadata or
+annotation file, rows naming missing images, unreadable images, empty or non-string
+expressions, annotations naming unknown images), how many there are with the first few
+examples (file and line, annotation, or shard and key). It returns the ``CheckReport`` of
+``tseg.data.check``; ``report.ok`` is False when the loader would refuse the data (or, for
+``webdataset``, when every sample of a shard is bad).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tseg.data.base import DatasetError
+from tseg.data.check import CheckReport
+from tseg.data.safe_pickle import read_rgb
+from tseg.data.weak import RecordError
+
+__all__ = ["OWN_FORMATS", "check_own"]
+
+OWN_FORMATS: tuple[str, ...] = ("imagefolder", "coco_captions", "coco", "webdataset")
+
+_EXAMPLES = 3
+
+_IMAGEFOLDER_HINT = (
+    "an ImageFolder split holds images and a metadata.jsonl (or metadata.csv) with a 'file_name' "
+    "column (relative to the metadata file) and 'expressions' (a list) or 'text' / 'caption'"
+)
+_COCO_HINT = (
+    "root is the COCO folder: annotations/{kind}_<split>.json and the images in <split>/ "
+    "(e.g. annotations/{kind}_val2017.json and val2017/)"
+)
+
+
+class _Problems:
+    """Problems of one split, counted by kind with a few examples each."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, list[str]] = {}
+
+    def add(self, kind: str, message: str) -> None:
+        self.counts[kind] += 1
+        shown = self.examples.setdefault(kind, [])
+        if len(shown) < _EXAMPLES:
+            shown.append(message)
+
+    def report(self, report: CheckReport, split: str, as_warning: tuple[str, ...] = ()) -> None:
+        for kind, n in self.counts.items():
+            lines = "\n    ".join(self.examples[kind])
+            text = f"{split}: {kind}: {n:,}, e.g.\n    {lines}"
+            (report.warnings if kind in as_warning else report.problems).append(text)
+
+
+def _check_image(path: Any, where: str, problems: _Problems, size: Any = None) -> None:
+    try:
+        read_rgb(path, size=size, where=where)
+    except DatasetError as e:
+        problems.add("unreadable image", str(e))
+
+
+# --------------------------------------------------------------------------- imagefolder
+
+
+def _check_imagefolder(
+    report: CheckReport, root: Path, splits: list[str] | None, images: bool
+) -> None:
+    from tseg.data import imagefolder
+
+    if splits is None:
+        present = [s for s in imagefolder.SPLIT_FOLDERS if _split_dir(root, s) is not None]
+        splits = present or ["train"]
+    for split in splits:
+        try:
+            folder = imagefolder.split_folder(root, split)
+            metas = imagefolder.find_metadata(folder)
+        except DatasetError as e:
+            report.problems.append(f"{e}\n    -> {_IMAGEFOLDER_HINT}")
+            continue
+        problems = _Problems()
+        by_image: dict[Path, int] = {}
+        rows = 0
+        for meta in metas:
+            try:
+                for row in imagefolder.iter_rows(meta):
+                    rows += 1
+                    try:
+                        path, exprs = imagefolder.parse_row(row)
+                    except RecordError as e:
+                        problems.add(e.kind, str(e))
+                        continue
+                    by_image[path] = by_image.get(path, 0) + len(exprs)
+            except DatasetError as e:
+                report.problems.append(str(e))
+        if images:
+            for path in by_image:
+                _check_image(path, str(path), problems)
+        report.counts[split] = {
+            "metadata files": len(metas),
+            "rows": rows,
+            "images": len(by_image),
+            "expressions": sum(by_image.values()),
+        }
+        problems.report(report, split)
+
+
+def _split_dir(root: Path, split: str) -> Path | None:
+    from tseg.data.imagefolder import SPLIT_FOLDERS
+
+    return next((root / n for n in SPLIT_FOLDERS[split] if (root / n).is_dir()), None)
+
+
+# --------------------------------------------------------------------------- COCO
+
+
+def _coco_files(
+    report: CheckReport, root: Path, kind: str, splits: list[str] | None
+) -> Iterator[tuple[str, Path]]:
+    """(split, annotation file) of each split asked for (default: every ``<kind>_*.json``);
+    missing files go into the report."""
+    from tseg.data.coco import annotation_path
+
+    hint = _COCO_HINT.format(kind=kind)
+    if splits is None:
+        found = (root / "annotations").glob(f"{kind}_*.json")
+        splits = sorted(p.stem.removeprefix(f"{kind}_") for p in found)
+        if not splits:
+            report._missing(root / "annotations" / f"{kind}_<split>.json", hint)
+    for split in splits:
+        path = annotation_path(root, kind, split)
+        if path.is_file():
+            yield split, path
+        else:
+            report._missing(path, hint)
+
+
+def _check_coco_captions(
+    report: CheckReport, root: Path, splits: list[str] | None, image_dir: str | None, images: bool
+) -> None:
+    from tseg.data.coco import image_folder
+    from tseg.data.coco_captions import read_captions
+
+    for split, path in _coco_files(report, root, "captions", splits):
+        folder = image_folder(root, split, image_dir)
+        try:
+            by_id, captions, bad = read_captions(path, folder)
+        except DatasetError as e:
+            report.problems.append(str(e))
+            continue
+        problems = _Problems()
+        for e in bad:
+            problems.add(e.kind, str(e))
+        for image_id in captions:
+            im = by_id[image_id]
+            if not im.path.is_file():
+                problems.add("missing image", f"{path}: image id {image_id}: {im.path}")
+            elif images:
+                size = (im.height, im.width) if im.height is not None else None
+                _check_image(im.path, str(im.path), problems, size)
+        for image_id in sorted(set(by_id) - set(captions)):
+            problems.add("image without a caption", f"{path}: image id {image_id}")
+        report.counts[split] = {
+            "images": len(captions),
+            "expressions": sum(len(c) for c in captions.values()),
+        }
+        problems.report(report, split, as_warning=("image without a caption",))
+
+
+def _check_coco(
+    report: CheckReport, root: Path, splits: list[str] | None, image_dir: str | None, images: bool
+) -> None:
+    from tseg.data.coco import image_folder, index_images, load_coco_json
+    from tseg.data.refcoco import decode_segmentation
+
+    for split, path in _coco_files(report, root, "instances", splits):
+        try:
+            data = load_coco_json(path, ("images", "annotations", "categories"))
+            by_id = index_images(data["images"], path, image_folder(root, split, image_dir), True)
+        except DatasetError as e:
+            report.problems.append(str(e))
+            continue
+        names = {c.get("id"): c.get("name") for c in data["categories"] if isinstance(c, dict)}
+        problems = _Problems()
+        used: dict[int, set[Any]] = {}
+        for i, ann in enumerate(data["annotations"]):
+            where = f"{path}: annotations[{i}]"
+            if not isinstance(ann, dict):
+                problems.add("malformed record", f"{where} is not an object")
+                continue
+            where += f" (id {ann.get('id')!r})"
+            image_id, cat = ann.get("image_id"), ann.get("category_id")
+            if not isinstance(image_id, int) or image_id not in by_id:
+                problems.add("unknown image", f"{where}: image_id {image_id!r}")
+                continue
+            if not isinstance(cat, int) or cat not in names:
+                problems.add("unknown category", f"{where}: category_id {cat!r}")
+                continue
+            used.setdefault(image_id, set()).add(cat)
+            if images:
+                im = by_id[image_id]
+                try:
+                    decode_segmentation(ann.get("segmentation"), im.height, im.width, where=where)
+                except DatasetError as e:
+                    problems.add("bad segmentation", str(e))
+        for image_id in used:
+            im = by_id[image_id]
+            if not im.path.is_file():
+                problems.add("missing image", f"{path}: image id {image_id}: {im.path}")
+            elif images:
+                _check_image(im.path, str(im.path), problems, (im.height, im.width))
+        report.counts[split] = {
+            "images": len(used),
+            "categories": len(names),
+            "expressions": sum(len(c) for c in used.values()),
+            "instances": len(data["annotations"]),
+        }
+        problems.report(report, split)
+
+
+# --------------------------------------------------------------------------- webdataset
+
+
+def _check_webdataset(report: CheckReport, pattern: str, images: bool) -> None:
+    from tseg.data.shards import (
+        IMAGE_SUFFIXES,
+        decode_sample,
+        expand_shards,
+        read_shard,
+        sample_text,
+    )
+
+    try:
+        urls = expand_shards(pattern)
+    except DatasetError as e:
+        report.problems.append(str(e))
+        return
+    problems = _Problems()
+    samples = expressions = 0
+    for url in urls:
+        errors: list[str] = []
+        good = 0
+        for key, files in read_shard(url, errors):
+            samples += 1
+            where = f"{url}: {key}"
+            try:
+                if images:
+                    exprs = decode_sample(files, where)[1]
+                else:
+                    exprs = sample_text(files, where)
+                    if not any(s in files for s in IMAGE_SUFFIXES):
+                        raise RecordError(f"{where}: no image", "missing image")
+            except RecordError as e:
+                problems.add(e.kind, str(e))
+                continue
+            good += 1
+            expressions += len(exprs)
+        for e in errors:
+            problems.add("unreadable shard", e)
+        if good == 0:
+            report.problems.append(f"{url}: no good sample (a stream epoch would fail on it alone)")
+    report.counts["shards"] = {"shards": len(urls), "samples": samples, "expressions": expressions}
+    # A stream skips a bad sample and counts it: here it is reported, as a warning.
+    problems.report(report, "shards", as_warning=tuple(problems.counts))
+
+
+def check_own(
+    name: str,
+    root: str,
+    *,
+    splits: list[str] | None = None,
+    image_dir: str | None = None,
+    check_images: bool = True,
+) -> CheckReport:
+    """Check a user's own data (see the module docstring); never raises for broken data.
+
+    Args:
+        name: ``imagefolder``, ``coco_captions``, ``coco`` or ``webdataset``.
+        root: The dataset folder, or for ``webdataset`` the shard pattern (``data.shards``).
+        splits: Splits to check (default: every split found).
+        image_dir: COCO: the image folder, if not ``<root>/<split>``.
+        check_images: Also decode every image (and, for ``coco``, every segmentation).
+    """
+    if name not in OWN_FORMATS:
+        raise DatasetError(f"unknown format {name!r}; expected one of {', '.join(OWN_FORMATS)}")
+    report = CheckReport(name, Path(root))
+    if name == "webdataset":
+        _check_webdataset(report, root, check_images)
+        return report
+    if not Path(root).is_dir():
+        report._missing(Path(root), "root is the dataset folder (data.root)", "folder")
+        return report
+    if name == "imagefolder":
+        _check_imagefolder(report, Path(root), splits, check_images)
+    elif name == "coco_captions":
+        _check_coco_captions(report, Path(root), splits, image_dir, check_images)
+    else:
+        _check_coco(report, Path(root), splits, image_dir, check_images)
+    return report
