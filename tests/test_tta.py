@@ -135,3 +135,51 @@ def test_training_flag_restored_and_bad_config(models, image):
         TTAConfig(scales=())
     with pytest.raises(ValueError, match="expressions"):
         tta_probabilities(model, image, [], PLAIN)
+
+
+def test_passes_average_to_the_hand_computed_maps(models, monkeypatch):
+    """Hand-made encoders: a patch's embedding is [r, 1 - r] (its red value), "red" is k [1, -1]
+    and "left shape" / "right shape" are k [1, -1] / k [-1, 1], so S = +-k and each map is
+    sigmoid(+-k) on either half of a half-red, half-black image. Pooled scores are N / 1000 (N,
+    the patch count, tells the scales apart), so the confidence is the mean of their sigmoids."""
+    model = models["mpa"]
+    k, dim = 3.0, model.text_proj.out_features
+    monkeypatch.setattr(model, "log_tau", torch.nn.Parameter(torch.zeros(())))  # tau = 1
+
+    def encode_image(batch):  # one patch per input pixel
+        r = batch[:, 0].flatten(1)  # [B, h * w]
+        x = torch.zeros(batch.shape[0], r.shape[1], dim)
+        x[..., 0], x[..., 1] = r, 1 - r
+        return {"x": x, "grid": tuple(batch.shape[-2:])}
+
+    def encode_text(texts):
+        direction = {"red": 1.0, "left shape": 1.0, "right shape": -1.0}
+        y = torch.zeros(len(texts), dim)
+        for i, t in enumerate(texts):
+            y[i, 0], y[i, 1] = k * direction[t], -k * direction[t]
+        return y
+
+    def pool(s):
+        return {"scores": torch.full(s.shape[::2], s.shape[1] / 1000.0)}
+
+    monkeypatch.setattr(model, "encode_image", encode_image)
+    monkeypatch.setattr(model, "encode_text", encode_text)
+    monkeypatch.setattr(model, "pool", pool)
+    image = np.zeros((32, 48, 3), np.uint8)
+    image[:, :24, 0] = 255  # red on the left half
+    hi, lo = 1 / (1 + np.exp(-k)), 1 / (1 + np.exp(k))
+    left, right = (slice(None), slice(0, 16)), (slice(None), slice(32, 48))  # away from the edge
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    cfg = TTAConfig(scales=(1.0, 0.5), flip=True)
+    probs, conf = tta_probabilities(model, image, ["red", "left shape"], cfg)
+    # Inputs 32 x 48 and 16 x 24: N = 1536 and 384, each seen plain and flipped.
+    np.testing.assert_allclose(conf, [(sig(1.536) + sig(0.384)) / 2] * 2, atol=1e-6)
+    # "red" follows the colour in every pass: flipped maps come back to the original side.
+    np.testing.assert_allclose(probs[0][left], hi, atol=1e-5)
+    np.testing.assert_allclose(probs[0][right], lo, atol=1e-5)
+    # "left shape" is read as "right shape" on the flipped image, which lights its black half,
+    # the original's right: the two orientations disagree and average to one half.
+    np.testing.assert_allclose(probs[1][left], (hi + lo) / 2, atol=1e-5)
+    np.testing.assert_allclose(probs[1][right], (hi + lo) / 2, atol=1e-5)
+    plain, _ = tta_probabilities(model, image, ["left shape"], PLAIN)
+    np.testing.assert_allclose(plain[0][left], hi, atol=1e-5)
