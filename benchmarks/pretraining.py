@@ -37,7 +37,7 @@ from tseg.config import build_config, to_dict
 from tseg.data import build_dataset
 from tseg.data.shapes import COLOURS, PARAPHRASES, SHAPES
 from tseg.engine import evaluate, pick_device, train
-from tseg.models.text_encoder import build_text_encoder
+from tseg.models.encoders import build_text_encoder
 
 sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import git_commit, machine  # noqa: E402

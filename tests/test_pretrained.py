@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from tseg.config import ImageEncoderConfig, TextEncoderConfig
 from tseg.models.image_encoder import IMAGENET_MEAN, IMAGENET_STD, ViTEncoder
-from tseg.models.pretrained_text import PretrainedTextEncoder, check_text_folder, minilm_path
+from tseg.models.pretrained_text import PretrainedTextEncoder, check_text_folder
 from tseg.models.text_encoder import load_tokenizer
 from tseg.models.weights import (
     BERT_SMALL_HF_REPO,
@@ -29,6 +29,7 @@ from tseg.models.weights import (
     WEIGHT_SPECS,
     WeightsError,
     load_timm_vit_weights,
+    minilm_path,
     weights_report,
 )
 

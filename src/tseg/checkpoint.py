@@ -21,15 +21,12 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .config import Config, ConfigError, from_dict, save_yaml
+from .errors import CheckpointError
 from .models.text_encoder import load_tokenizer
 from .models.tseg import TSEG
 
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, TOKENIZER, META = "model.safetensors", "config.yaml", "tokenizer.json", "meta.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, incomplete or does not match the model; the message says which."""
 
 
 def atomic_write_text(path: Path, text: str) -> None:

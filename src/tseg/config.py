@@ -16,9 +16,7 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config file, key or value is invalid; the message names it."""
+from .errors import ConfigError
 
 
 @dataclass

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-class CRFUnavailable(ImportError):
-    """pydensecrf is not installed; the message says how to install it."""
+from .errors import CRFUnavailable
 
 
 @dataclass

@@ -35,6 +35,7 @@ from .data.pipeline import (
     collate_full,
 )
 from .data.transforms import eval_size, resize, to_tensor
+from .errors import TrainingError, TrainingInterrupted
 from .losses import box_loss, dice_loss, soft_margin_loss
 from .metrics import SegmentationMeter, iou_counts, roc_auc
 from .models.text_encoder import train_tokenizer, wrap_tokenizer
@@ -44,10 +45,6 @@ from .sharding import Shard
 if TYPE_CHECKING:
     from .crf import CRFConfig
     from .tta import TTAConfig
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (for example, a non-finite loss)."""
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
@@ -279,10 +276,6 @@ def batches(
         for batch in loader:
             yield epoch, batch
         epoch += 1
-
-
-class TrainingInterrupted(RuntimeError):
-    """SIGINT or SIGTERM arrived; a checkpoint was saved first."""
 
 
 def _layout(cfg: Config) -> dict[str, int]:

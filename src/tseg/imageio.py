@@ -11,13 +11,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import InputError
+
 # Images above this many pixels are refused before decoding (a decompression bomb is a few KB
 # on disk and gigabytes in memory). Raise it with load_image(..., max_pixels=N) or --max-pixels.
 MAX_PIXELS = 100_000_000
-
-
-class InputError(ValueError):
-    """An image or expression given to inference is unusable; the message names it."""
 
 
 @dataclass

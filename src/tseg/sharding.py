@@ -20,19 +20,12 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from .config import ConfigError
+from .errors import ShardingError
 
 T = TypeVar("T")
 
 # Variables torchrun (and torch.distributed's env:// rendezvous) sets for every process.
 _ENV = ("RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
-class ShardingError(ConfigError):
-    """The launch environment (torchrun's variables) is unusable; the message names the variable.
-
-    A ConfigError, so the CLI prints it as one ``error:`` line like any bad setting.
-    """
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-
-class DatasetError(ValueError):
-    """A dataset file is missing or malformed; the message names the file and the problem."""
+from ..errors import DatasetError  # noqa: F401  (the loaders raise it; importable from here)
 
 
 @runtime_checkable

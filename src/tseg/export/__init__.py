@@ -5,7 +5,6 @@
 ``__init__`` imports nothing, so ``tseg.export.ort_segmenter`` loads without torch.
 """
 
+from ..errors import ExportError
 
-class ExportError(ValueError):
-    """An export is impossible, or an export folder is missing, incomplete or of another format;
-    the message says which."""
+__all__ = ["ExportError"]

