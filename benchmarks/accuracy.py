@@ -31,7 +31,10 @@ import torch
 from tseg.cli import DEMO_OVERRIDES
 from tseg.config import build_config, to_dict
 from tseg.data import build_dataset
-from tseg.engine import evaluate, pick_device, train
+from tseg.distributed import pick_device
+from tseg.eval import evaluate_pairs
+from tseg.inference import Segmenter
+from tseg.train import train
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -183,9 +186,10 @@ def run_one(
         "train_time_s": res["train_time_s"],
         "commit": git_commit(),
     }
-    row["test"] = evaluate(model, build_dataset(cfg.data, "test"), device, presence=True, seed=seed)
+    test = build_dataset(cfg.data, "test")
+    row["test"] = evaluate_pairs(Segmenter(model, device), test, presence=True, seed=seed)
     if unseen:
-        row["unseen"] = evaluate(model, build_dataset(cfg.data, "unseen"), device)
+        row["unseen"] = evaluate_pairs(Segmenter(model, device), build_dataset(cfg.data, "unseen"))
     row["wall_time_s"] = round(time.time() - t0, 1)
     row["finished_at"] = time.time()
     row["config"] = to_dict(cfg)

@@ -21,13 +21,12 @@ import numpy as np
 import torch
 
 from tseg.checkpoint import load_checkpoint
-from tseg.config import build_config
-from tseg.crf import CRFConfig, crf_available
+from tseg.config import CRFConfig, TTAConfig, build_config
 from tseg.data import build_dataset
-from tseg.engine import build_model
+from tseg.eval.metrics import SegmentationMeter
 from tseg.inference import Segmenter
-from tseg.metrics import SegmentationMeter
-from tseg.tta import TTAConfig
+from tseg.inference.crf import crf_available
+from tseg.train import build_model
 
 
 def accuracy(seg: Segmenter, ds, n: int) -> dict[str, float]:

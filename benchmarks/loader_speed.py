@@ -1,7 +1,7 @@
 """Loader speed: images per second of the weak training loader on RefCOCO and PhraseCut formats.
 
 Writes small fixtures in each dataset's on-disk format (64 JPEGs of 480 x 640 by default), then
-times the real training data path (``engine.make_loader``: TrainSet + WeakCollate) with the
+times the real training data path (``tseg.train.make_loader``: TrainSet + WeakCollate) with the
 paper's augmentation: 384 px crops, random rescale 0.5-2, horizontal flip, ``num_workers`` 0.
 JPEG decoding alone is timed too, to show how much of the time the augmentation takes.
 
@@ -29,7 +29,7 @@ from PIL import Image
 
 from tseg.config import build_config
 from tseg.data import build_dataset
-from tseg.engine import make_loader
+from tseg.train import make_loader
 
 RESULTS = Path(__file__).parent / "results"
 H, W = 480, 640

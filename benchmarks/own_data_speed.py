@@ -5,7 +5,7 @@ Writes ``--images`` photo-like 480 x 640 JPEGs with three phrases each as an Ima
 that folder to shards with ``tseg data convert``'s library function (JPEG bytes copied, so both
 formats decode the same files), then times batches of 32 per second of:
 
-* ``imagefolder``: the existing training path (``engine.make_loader``: TrainSet + WeakCollate);
+* ``imagefolder``: the existing training path (``tseg.train.make_loader``: TrainSet + WeakCollate);
 * ``webdataset``: ``ShardStream`` + ``StreamLoader`` over the shards (``--shard-size`` samples
   each), split across the workers as in training.
 
@@ -40,7 +40,7 @@ from tseg.data import build_dataset
 from tseg.data.convert import convert
 from tseg.data.pipeline import WeakCollate
 from tseg.data.stream import ShardStream, StreamLoader, WeakTransform
-from tseg.engine import make_loader
+from tseg.train import make_loader
 
 RESULTS = Path(__file__).parent / "results"
 PAPER_AUGMENTATION = [
@@ -104,9 +104,9 @@ def step_time(
     ``gpu_step`` runs it for the paper preset on CUDA (bf16 autocast); tests run it on a micro
     model on the CPU.
     """
-    from tseg.engine import build_optimizer, step_loss
     from tseg.models.text_encoder import train_tokenizer
     from tseg.models.tseg import TSEG
+    from tseg.train import OBJECTIVES, build_optimizer
 
     cfg = build_config(None, [*overrides, "train.batch_size=32"])
     texts = [f"thing number {i}" for i in range(96)]  # ~3 expressions per image, deduplicated
@@ -127,7 +127,7 @@ def step_time(
         t = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            loss = step_loss(model, batch, "weak", device)["loss"]
+            loss = OBJECTIVES["weak"].loss(model, batch, device)["loss"]
         loss.backward()
         opt.step()
         if cuda:

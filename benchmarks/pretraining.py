@@ -36,8 +36,11 @@ from tseg.cli import DEMO_OVERRIDES
 from tseg.config import build_config, to_dict
 from tseg.data import build_dataset
 from tseg.data.shapes import COLOURS, PARAPHRASES, SHAPES
-from tseg.engine import evaluate, pick_device, train
+from tseg.distributed import pick_device
+from tseg.eval import evaluate_pairs
+from tseg.inference import Segmenter
 from tseg.models.encoders import build_text_encoder
+from tseg.train import train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import git_commit, machine  # noqa: E402
@@ -86,7 +89,7 @@ def run_row(name: str, overrides: list[str], budget_s: float, work: Path) -> dic
         "config": to_dict(cfg),
     }
     for split in ("test", "paraphrase"):
-        row[split] = evaluate(model, build_dataset(cfg.data, split), device)
+        row[split] = evaluate_pairs(Segmenter(model, device), build_dataset(cfg.data, split))
     row["paraphrase_over_seen"] = row["paraphrase"]["miou"] / max(row["test"]["miou"], 1e-9)
     print(
         f"  test mIoU {100 * row['test']['miou']:.1f}, paraphrase {100 * row['paraphrase']['miou']:.1f}"

@@ -29,8 +29,8 @@ from PIL import Image
 
 from tseg.checkpoint import load_checkpoint
 from tseg.cli import main as tseg_main
-from tseg.crf import crf_available
 from tseg.data import build_dataset
+from tseg.inference.crf import crf_available
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 PHRASES = ("red shapes", "orange shapes", "blue shapes", "green shapes")

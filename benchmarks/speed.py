@@ -242,11 +242,7 @@ def build_tseg(overrides: tuple[str, ...], corpus: list[str]):  # -> (TSEG, Conf
 
 def tseg_input(model, image: np.ndarray) -> Tensor:
     """The image as Segmenter feeds it to the image encoder: [1, 3, h, w], normalised."""
-    from tseg.data.transforms import eval_size, resize, to_tensor
-
-    patch = getattr(model.image_encoder, "patch_size", 16)
-    size = eval_size(image.shape[0], image.shape[1], model.input_size, patch)
-    x = resize(to_tensor(image), size)[None]
+    x = model.preprocess(image)[None]
     return (x - model.pixel_mean) / model.pixel_std
 
 
@@ -492,51 +488,41 @@ def _instrument(model, clock: _Clock) -> list:
 def train_throughput(
     overrides: tuple[str, ...], batch_size: int, steps: int, warmup: int
 ) -> dict[str, Any]:
-    """Images/s of training steps and where the time goes, with the engine's own pieces."""
+    """Images/s of training steps and where the time goes: ``tseg.train.train_step`` itself on
+    a run made by ``build_run``, its phases timed by the step and the encoders by hooks."""
     from tseg.config import build_config
-    from tseg.data import build_dataset
-    from tseg.engine import batches, build_model, build_optimizer, make_loader, poly_lr, step_loss
+    from tseg.train import build_run, train_step
 
-    cfg = build_config(None, [*overrides, f"train.batch_size={batch_size}", "train.steps=100000"])
-    tc = cfg.train
-    torch.manual_seed(tc.seed)
-    ds = build_dataset(cfg.data, "train")
-    model = build_model(cfg, ds).train()
-    opt = build_optimizer(model, tc)
-    loader, tset, sampler = make_loader(cfg, ds, tc.seed)
-    stream = batches(loader, tset, sampler, 0)
+    cfg = build_config(
+        None,
+        [*overrides, f"train.batch_size={batch_size}", "train.steps=100000"],
+    )
+    run = build_run(cfg, torch.device("cpu"))
     clock = _Clock()
-    handles = _instrument(model, clock)
-    device = torch.device("cpu")
+    handles = _instrument(run.model, clock)
     rows = []
     try:
         for step in range(warmup + steps):
             clock.forward = 0.0
+            phases: dict[str, float] = {}
             t0 = time.perf_counter()
-            _, batch = next(stream)  # loading, augmentation, collation (num_workers=0)
-            t1 = time.perf_counter()
-            for g in opt.param_groups:  # as engine.train does each step
-                g["lr"] = poly_lr(step, tc) * g.get("lr_scale", 1.0)
-            loss = step_loss(model, batch, tc.mode, device)["loss"]
-            if not torch.isfinite(loss):
-                raise RuntimeError("non-finite loss in the training benchmark")
-            opt.zero_grad(set_to_none=True)
-            t2 = time.perf_counter()
-            loss.backward()
-            t3 = time.perf_counter()
-            opt.step()
-            t4 = time.perf_counter()
+            out = train_step(run, step, timings=phases)  # data, forward, backward, optimizer
+            total = time.perf_counter() - t0
             if step >= warmup:
                 rows.append(
                     {
-                        "step": t4 - t0,
-                        "data": t1 - t0,
-                        "forward": t2 - t1,
+                        "step": total,
+                        "data": phases["data"],
+                        "forward": phases["forward"],
                         "encoders_forward": clock.forward,
-                        "backward": t3 - t2,
+                        "backward": phases["backward"],
                         "encoders_backward": clock.backward_time(),
-                        "optimizer": t4 - t3,
-                        "images": batch["images"].shape[0],
+                        # What the phases leave (the schedule, zero_grad): counted with the update.
+                        "optimizer": total
+                        - phases["data"]
+                        - phases["forward"]
+                        - phases["backward"],
+                        "images": out["images"],
                     }
                 )
     finally:
@@ -561,7 +547,7 @@ def train_throughput(
         "steps": len(rows),
         "warmup_steps": warmup,
         "image_size": cfg.data.image_size,
-        "optimizer": tc.optimizer,
+        "optimizer": cfg.train.optimizer,
         "share_outside_encoders": 1.0 - enc / tot["step"],
         "share": {k: v / tot["step"] for k, v in breakdown.items()},
     }
@@ -630,8 +616,8 @@ def memory_probe(settings: Settings, kind: str, count: int) -> dict[str, Any]:
     import timm  # noqa: F401 - every library any probe uses, so imports_mb is comparable
     import transformers  # noqa: F401
 
-    import tseg.engine  # noqa: F401
     import tseg.inference  # noqa: F401
+    import tseg.train  # noqa: F401
 
     torch.set_num_threads(settings.threads)
     imports_kb = _rss_kb("VmRSS")

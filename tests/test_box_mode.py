@@ -19,7 +19,7 @@ from tseg.data import DatasetError
 from tseg.data.pipeline import BoxCollate, TrainSet, box_patch_targets
 from tseg.data.refcoco import RefCocoDataset
 from tseg.data.transforms import View, apply_view, random_view, sample_view, transform_boxes
-from tseg.engine import build_model, init_model_from, make_loader, step_loss, train
+from tseg.train import OBJECTIVES, build_model, init_model_from, make_loader, train
 
 FAST = [
     *MICRO_MODEL,
@@ -143,7 +143,7 @@ def test_box_mode_never_reads_masks_and_trains(tmp_path: Path) -> None:
             assert "masks" not in batch
             p = batch["pairs"].shape[0]
             assert batch["boxes"].shape == (p, 4) and batch["box_masks"].shape == (p, 4, 4)
-            out = step_loss(model, batch, "box", torch.device("cpu"))
+            out = OBJECTIVES["box"].loss(model, batch, torch.device("cpu"))
             assert torch.isfinite(out["loss"])
             out["loss"].backward()
 

@@ -78,7 +78,7 @@ def test_errors_are_one_line_and_name_the_thing(tmp_path, micro_overrides, capsy
 
 
 def test_segment_folder_glob_tta_and_crf(tmp_path, micro_overrides, capsys):
-    from tseg.crf import crf_available
+    from tseg.inference.crf import crf_available
 
     run = tmp_path / "run"
     assert main(["train", *micro_overrides, "train.steps=1", "--quiet", "--out", str(run)]) == 0
@@ -117,8 +117,8 @@ def test_segment_folder_glob_tta_and_crf(tmp_path, micro_overrides, capsys):
 
 
 def test_missing_expressions_file_is_named(tmp_path, capsys):
-    from tseg.cli import read_expressions
     from tseg.inference import InputError
+    from tseg.inference.segment import read_expressions
 
     try:
         read_expressions(["a"], str(tmp_path / "nope.txt"))

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from tseg.crf import CRFConfig, CRFUnavailable, crf_available, refine
+from tseg.config import CRFConfig
+from tseg.inference.crf import CRFUnavailable, crf_available, refine
 
 needs_crf = pytest.mark.skipif(
     not crf_available(),
@@ -115,19 +116,20 @@ def test_missing_pydensecrf_names_the_extra(monkeypatch):
 
 def test_segmenter_refines_the_plain_maps_and_keeps_the_confidences(micro_cfg, monkeypatch):
     """The CRF option is ``refine`` applied to the one-pass maps (here a stand-in that inverts
-    them), only to the first ``refine_first`` of them; confidences are those of the plain pass."""
+    them), only to the maps asked for; confidences are those of the plain pass."""
     import torch
 
-    import tseg.crf
+    import tseg.inference.crf
     from tseg.data import build_dataset
-    from tseg.engine import build_model
     from tseg.inference import Segmenter
+    from tseg.train import build_model
 
     torch.manual_seed(0)
     model = build_model(micro_cfg, build_dataset(micro_cfg.data, "train"))
     image = (np.random.default_rng(1).random((30, 41, 3)) * 255).astype(np.uint8)
     texts = ["red circle", "squares", "blue shapes"]
-    plain, conf = Segmenter(model).probabilities(image, texts)
+    m = Segmenter(model).maps([image], texts)[0]
+    plain, conf = m.probabilities, m.confidences
     seen: list[tuple[int, ...]] = []
 
     def inverted(img, probs, cfg=None):  # noqa: ANN001, ANN202
@@ -135,15 +137,16 @@ def test_segmenter_refines_the_plain_maps_and_keeps_the_confidences(micro_cfg, m
         seen.append(probs.shape)
         return 1.0 - probs
 
-    monkeypatch.setattr(tseg.crf, "crf_available", lambda: True)
-    monkeypatch.setattr(tseg.crf, "refine", inverted)
+    monkeypatch.setattr(tseg.inference.crf, "crf_available", lambda: True)
+    monkeypatch.setattr(tseg.inference.crf, "refine", inverted)
     seg = Segmenter(model, crf=CRFConfig(iterations=3))
-    probs, conf_crf = seg.probabilities(image, texts)
+    m = seg.maps([image], texts)[0]
+    probs, conf_crf = m.probabilities, m.confidences
     np.testing.assert_allclose(probs, 1.0 - plain, atol=1e-6)
     np.testing.assert_array_equal(conf_crf, conf)
-    probs, _ = seg.probabilities(image, texts, refine_first=1)
-    np.testing.assert_allclose(probs[0], 1.0 - plain[0], atol=1e-6)
-    np.testing.assert_array_equal(probs[1:], plain[1:])
+    m = seg.maps([image], texts, maps_for=[1])[0]  # the other two: confidences only
+    np.testing.assert_allclose(m.probabilities, 1.0 - plain[:1], atol=1e-6)
+    np.testing.assert_array_equal(m.confidences, conf)
     assert seen == [(3, 30, 41), (1, 30, 41)]
     preds = seg.predict(image, texts)
     np.testing.assert_allclose([p.probability for p in preds], 1.0 - plain, atol=1e-6)

@@ -19,7 +19,7 @@ from tseg.data import build_dataset
 from tseg.data.base import DatasetError
 from tseg.data.convert import convert
 from tseg.data.shapes import ShapesDataset
-from tseg.engine import train
+from tseg.train import train
 
 #: How each converted copy is read back: data.* overrides.
 READ_BACK = {

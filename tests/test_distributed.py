@@ -18,11 +18,13 @@ from conftest import MICRO
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
-import tseg.engine as engine
+import tseg.train.build as build
 from tseg.checkpoint import resolve
 from tseg.config import ConfigError, build_config
 from tseg.data.pipeline import EpochSampler
+from tseg.errors import TrainingError
 from tseg.models.text_encoder import wrap_tokenizer
+from tseg.train import train
 
 # SGD without warm-up, so that a few steps move the weights measurably and nothing in the
 # update hides a gradient difference (Adam would amplify rounding noise in tiny gradients).
@@ -54,16 +56,16 @@ def _free_port():
 def _without_dropout(monkeypatch):
     """BERT's dropout draws different masks in one process than in two; zero it (the only
     randomness in the forward pass of the micro model: drop_path is 0)."""
-    real = engine.build_model
+    real = build.build_model
 
-    def build(cfg, ds):
+    def without(cfg, ds):
         model = real(cfg, ds)
         for m in model.modules():
             if isinstance(m, torch.nn.Dropout):
                 m.p = 0.0
         return model
 
-    monkeypatch.setattr(engine, "build_model", build)
+    monkeypatch.setattr(build, "build_model", without)
 
 
 _VOCABULARIES: dict = {}
@@ -73,7 +75,7 @@ def _one_vocabulary(monkeypatch):
     """tokenizers' WordPiece trainer numbers tied pieces differently from one call to the next
     (e.g. 'circ' and 'cross' swap ids), so runs compared here must share one vocabulary: the
     first one trained, which forked processes inherit."""
-    real = engine.train_tokenizer
+    real = build.train_tokenizer
 
     def train_tokenizer(texts, vocab_size):
         key = (tuple(texts), vocab_size)
@@ -81,11 +83,11 @@ def _one_vocabulary(monkeypatch):
             _VOCABULARIES[key] = real(texts, vocab_size).backend_tokenizer.to_str()
         return wrap_tokenizer(Tokenizer.from_str(_VOCABULARIES[key]))
 
-    monkeypatch.setattr(engine, "train_tokenizer", train_tokenizer)
+    monkeypatch.setattr(build, "train_tokenizer", train_tokenizer)
 
 
 def _train(overrides, resume=False):
-    engine.train(build_config(None, overrides), progress=False, evaluate_splits=(), resume=resume)
+    train(build_config(None, overrides), progress=False, evaluate_splits=(), resume=resume)
 
 
 def _rank_main(rank, world, port, out):
@@ -206,7 +208,7 @@ def test_bf16_on_cpu_trains_and_fp16_on_cpu_is_refused(tmp_path):
     log = [json.loads(x) for x in (tmp_path / "bf16" / "log.jsonl").read_text().splitlines()]
     assert log[0]["amp"] == "bf16"
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in log if "loss" in r)
-    with pytest.raises(engine.TrainingError, match="'train.amp' = 'fp16' needs a CUDA device"):
+    with pytest.raises(TrainingError, match="'train.amp' = 'fp16' needs a CUDA device"):
         _train([*MICRO, "train.amp=fp16", "train.device=cpu", f"train.out_dir={tmp_path / 'x'}"])
     for bad, key in [
         ("train.amp=fp8", "train.amp"),
@@ -230,7 +232,7 @@ def test_jsonl_and_tensorboard_logs(tmp_path, monkeypatch):
     assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
     # Without the package: a clear error before any training.
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
-    with pytest.raises(engine.TrainingError, match=r"pip install 'tseg\[tb\]'"):
+    with pytest.raises(TrainingError, match=r"pip install 'tseg\[tb\]'"):
         _train([*MICRO, "train.tensorboard=true", f"train.out_dir={tmp_path / 'no'}"])
     assert not (tmp_path / "no").exists()
 

@@ -10,14 +10,16 @@ import torch
 from conftest import MICRO, MICRO_MODEL
 from test_data_phrasecut import make_phrasecut
 
-import tseg.crf
+import tseg.inference.crf
 from tseg.checkpoint import save_checkpoint
 from tseg.cli import main
 from tseg.config import build_config
 from tseg.data import build_dataset
-from tseg.engine import build_model
+from tseg.train import build_model
 
-needs_crf = pytest.mark.skipif(not tseg.crf.crf_available(), reason="pydensecrf not installed")
+needs_crf = pytest.mark.skipif(
+    not tseg.inference.crf.crf_available(), reason="pydensecrf not installed"
+)
 
 
 def save_micro(overrides: list[str], path: Path, split: str = "train") -> Path:
@@ -77,13 +79,13 @@ def test_phrasecut_protocol_runs_crf_per_image(tmp_path, capsys, monkeypatch) ->
         split="val",
     )
     calls: list[int] = []
-    refine = tseg.crf.refine
+    refine = tseg.inference.crf.refine
 
     def counting_refine(image, probs, cfg=None):  # noqa: ANN001, ANN202
         calls.append(len(probs))
         return refine(image, probs, cfg)
 
-    monkeypatch.setattr(tseg.crf, "refine", counting_refine)
+    monkeypatch.setattr(tseg.inference.crf, "refine", counting_refine)
     args = [str(run), "--protocol", "phrasecut"]
     plain = evaluate(capsys, *args)
     assert calls == []

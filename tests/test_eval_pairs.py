@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-import tseg.crf
-import tseg.engine as engine
+import tseg.inference.crf
 from tseg.data import normalize_expression
+from tseg.eval import absent_expressions, evaluate_pairs
+from tseg.inference import Segmenter
+from tseg.train import build_model
 
 
 class Texts:
@@ -36,7 +38,7 @@ def test_absent_expressions_never_include_the_images_own():
         ]
     )
     for seed in range(5):
-        absent = engine._absent_expressions(ds, len(ds), seed)
+        absent = absent_expressions(ds, len(ds), seed)
         for i, drawn in enumerate(absent):
             own = {normalize_expression(e) for e in ds.expressions(i)}
             # Candidates are distinct strings ("squares" and "SQUARES" are two) of other images.
@@ -46,20 +48,20 @@ def test_absent_expressions_never_include_the_images_own():
             assert len(set(drawn)) == len(drawn)
         assert absent[4] == []  # nothing is absent from the image that has it all
     # Drawn over the first n images only, reproducibly.
-    assert engine._absent_expressions(ds, 3, 0) == engine._absent_expressions(ds, 3, 0)
+    assert absent_expressions(ds, 3, 0) == absent_expressions(ds, 3, 0)
     assert all(
         normalize_expression(t) in {"red circle", "squares", "blue star", "green ring"}
-        for drawn in engine._absent_expressions(ds, 3, 0)
+        for drawn in absent_expressions(ds, 3, 0)
         for t in drawn
     )
 
 
 def test_crf_refines_only_the_annotated_maps(micro_cfg, monkeypatch):
-    from tseg.crf import CRFConfig
+    from tseg.config import CRFConfig
     from tseg.data import build_dataset
 
     torch.manual_seed(0)
-    model = engine.build_model(micro_cfg, build_dataset(micro_cfg.data, "train"))
+    model = build_model(micro_cfg, build_dataset(micro_cfg.data, "train"))
     ds = build_dataset(micro_cfg.data, "val")
     sizes: list[int] = []
 
@@ -67,13 +69,12 @@ def test_crf_refines_only_the_annotated_maps(micro_cfg, monkeypatch):
         sizes.append(len(probs))
         return probs
 
-    monkeypatch.setattr(tseg.crf, "crf_available", lambda: True)
-    monkeypatch.setattr(tseg.crf, "refine", counting)
-    cpu = torch.device("cpu")
-    out = engine.evaluate(model, ds, cpu, 4, presence=True, crf=CRFConfig())
+    monkeypatch.setattr(tseg.inference.crf, "crf_available", lambda: True)
+    monkeypatch.setattr(tseg.inference.crf, "refine", counting)
+    out = evaluate_pairs(Segmenter(model, crf=CRFConfig()), ds, 4, presence=True)
     # One call per image with its own expressions; the absent ones only get a confidence.
     assert sizes == [len(ds.expressions(i)) for i in range(len(ds))]
     # An identity "CRF" leaves the figures of the one-pass evaluation.
-    plain = engine.evaluate(model, ds, cpu, 4, presence=True)
+    plain = evaluate_pairs(Segmenter(model), ds, 4, presence=True)
     assert out == pytest.approx(plain, abs=1e-6)
     assert np.isfinite(out["presence_auc"])

@@ -25,12 +25,12 @@ from tseg.config import build_config  # noqa: E402
 from tseg.data import build_dataset  # noqa: E402
 from tseg.data.shapes import ShapesDataset  # noqa: E402
 from tseg.data.transforms import eval_size, resize  # noqa: E402
-from tseg.engine import build_model  # noqa: E402
 from tseg.export import ExportError  # noqa: E402
 from tseg.export import numpy_ops as npo  # noqa: E402
 from tseg.export.ort_segmenter import META, OrtSegmenter, read_export_meta  # noqa: E402
 from tseg.inference import Segmenter  # noqa: E402
 from tseg.models.pooling import pool, probability_maps  # noqa: E402
+from tseg.train import build_model  # noqa: E402
 
 PARITY = 1e-4  # the issue's target for probabilities and confidences
 
@@ -90,6 +90,27 @@ def test_ort_matches_torch_on_shapes_images(exported):
             near = np.abs(p.probability - 0.5) < PARITY  # masks may differ only at the threshold
             assert np.array_equal(p.mask[~near], q.mask[~near])
     assert worst_p <= PARITY and worst_c <= PARITY, (worst_p, worst_c)
+
+
+def test_ort_maps_mirror_the_torch_maps(exported):
+    """The one inference road on both backends: a batch of images of mixed sizes (two share an
+    input size, so they run as one batch), per-image expressions and maps for only the first
+    ones: same shapes, same confidences and maps to PARITY."""
+    run, out = exported
+    torch_seg = Segmenter.from_checkpoint(run, tta=None, crf=None)
+    ort_seg = OrtSegmenter(out, threads=1)
+    ds = ShapesDataset(split="test", size=3, image_size=48, seed=0)
+    images = [ds.image(0), ds.image(1)[:37, 5:], ds.image(2), ds.image(0)[:20, :30]]
+    texts = [ds.expressions(i % 3)[:3] + ["the red circle left of the star"] for i in range(4)]
+    maps_for = [4, 2, 1, 4]
+    want = torch_seg.maps(images, texts, maps_for)
+    got = ort_seg.maps(images, texts, maps_for)
+    for w, g, im, k, ex in zip(want, got, images, maps_for, texts):
+        assert g.probabilities.shape == w.probabilities.shape == (k, *im.shape[:2])
+        assert g.confidences.shape == w.confidences.shape == (len(ex),)
+        assert g.probabilities.dtype == g.confidences.dtype == np.float32
+        assert np.abs(g.probabilities - w.probabilities).max() <= PARITY
+        assert np.abs(g.confidences - w.confidences).max() <= PARITY
 
 
 def test_ort_tokenizer_and_text_cache_match_torch(exported):

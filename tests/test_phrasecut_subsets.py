@@ -11,7 +11,7 @@ from test_data_phrasecut import make_phrasecut, rect
 
 from tseg.data.base import DatasetError
 from tseg.data.phrasecut import PhraseCutDataset
-from tseg.phrasecut_subsets import (
+from tseg.eval.phrasecut_subsets import (
     SUBSETS,
     category_ranking_path,
     load_category_ranking,

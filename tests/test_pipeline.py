@@ -8,7 +8,7 @@ from tseg.config import build_config
 from tseg.data import build_dataset
 from tseg.data.pipeline import TfidfSimilarity, TrainSet, WeakCollate, collate_full
 from tseg.data.transforms import random_view
-from tseg.engine import make_loader
+from tseg.train import make_loader
 
 
 class NoMaskDataset:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tseg.presence import apply_presence_gate, choose_presence_threshold, gated
+from tseg.eval.presence import apply_presence_gate, choose_presence_threshold, gated
 
 
 def test_separable_split_gets_the_middle_of_the_gap() -> None:

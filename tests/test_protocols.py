@@ -22,9 +22,10 @@ from tseg.config import Config
 from tseg.data.phrasecut import PhraseCutDataset
 from tseg.data.voc import VOC_CLASSES, VocDataset
 from tseg.data.zeroshot import flatten_class_names, load_class_names
+from tseg.eval.protocols import evaluate_phrasecut, evaluate_voc
+from tseg.inference import Segmenter
 from tseg.models.text_encoder import train_tokenizer
 from tseg.models.tseg import TSEG
-from tseg.protocols import evaluate_phrasecut, evaluate_voc
 
 MapFn = Callable[[int, list[str], tuple[int, int]], tuple[np.ndarray, np.ndarray]]
 
@@ -87,7 +88,7 @@ def voc_maps(call: int, texts: list[str], size: tuple[int, int]) -> tuple[np.nda
 def test_voc_protocol_against_hand_confusion_matrix(tmp_path, micro_cfg, monkeypatch) -> None:
     ds = VocDataset(make_voc(tmp_path / "voc"), "val")
     model = stub_model(micro_cfg, monkeypatch, voc_maps)
-    out = evaluate_voc(model, ds, torch.device("cpu"))
+    out = evaluate_voc(Segmenter(model), ds)
     # Ground truth (12 x 16): 255 ring [2:8, 2:8] around person [3:7, 3:7]; image 0 also has
     # a dog on columns 12+. Counted pixels (rows gt, columns prediction):
     #   bg -> bg 72 + 156, bg -> dog 24 (columns 10-11), bg -> person 4 (column 8; column 7
@@ -103,7 +104,7 @@ def test_voc_protocol_against_hand_confusion_matrix(tmp_path, micro_cfg, monkeyp
 def test_voc_zero_shot_drops_the_low_confidence_class(tmp_path, micro_cfg, monkeypatch) -> None:
     ds = VocDataset(make_voc(tmp_path / "voc"), "val")
     model = stub_model(micro_cfg, monkeypatch, voc_maps)
-    out = evaluate_voc(model, ds, torch.device("cpu"), zero_shot=True)
+    out = evaluate_voc(Segmenter(model), ds, zero_shot=True)
     # The cat (confidence 0.12) is dropped: its 8 pixels become background.
     iou = {"background": 236 / 264, "dog": 48 / 72, "person": 32 / 36}
     assert out["per_class_iou"]["cat"] is None
@@ -112,7 +113,7 @@ def test_voc_zero_shot_drops_the_low_confidence_class(tmp_path, micro_cfg, monke
     assert out["miou"] == pytest.approx(sum(iou.values()) / 3, abs=1e-6)
     # A threshold above every confidence keeps nothing: all background.
     model = stub_model(micro_cfg, monkeypatch, voc_maps)
-    none = evaluate_voc(model, ds, torch.device("cpu"), zero_shot=True, confidence_threshold=0.99)
+    none = evaluate_voc(Segmenter(model), ds, zero_shot=True, confidence_threshold=0.99)
     assert none["per_class_iou"]["background"] == pytest.approx(264 / (264 + 48 + 32))
 
 
@@ -128,7 +129,7 @@ def test_voc_class_names_file_is_a_parameter(tmp_path, micro_cfg, monkeypatch) -
         return np.full((len(texts), *size), 0.1), np.full(len(texts), -3.0)
 
     model = stub_model(micro_cfg, monkeypatch, maps)
-    out = evaluate_voc(model, ds, torch.device("cpu"), class_names=f)
+    out = evaluate_voc(Segmenter(model), ds, class_names=f)
     assert texts_seen[0] == list(names)
     assert out["per_class_iou"]["person"] == 0.0
 
@@ -159,7 +160,7 @@ def phrasecut_maps(
 def test_phrasecut_per_task_metrics_strict(tmp_path, micro_cfg, monkeypatch) -> None:
     ds = PhraseCutDataset(make_phrasecut(tmp_path / "pc"), "val")
     model = stub_model(micro_cfg, monkeypatch, phrasecut_maps)
-    out = evaluate_phrasecut(model, ds, torch.device("cpu"))
+    out = evaluate_phrasecut(Segmenter(model), ds)
     ious = [0.5, 1.0, 0.0, 0.8, 0.5]  # every task, the ambiguous "White  dog" included
     assert out["count"] == 5 and out["images"] == 2
     assert out["mean_iou"] == pytest.approx(np.mean(ious), abs=1e-6)
@@ -168,7 +169,7 @@ def test_phrasecut_per_task_metrics_strict(tmp_path, micro_cfg, monkeypatch) -> 
     assert out["prec@0.7"] == pytest.approx(2 / 5)
     assert out["prec@0.9"] == pytest.approx(1 / 5)
     model = stub_model(micro_cfg, monkeypatch, phrasecut_maps)
-    first = evaluate_phrasecut(model, ds, torch.device("cpu"), max_images=1)
+    first = evaluate_phrasecut(Segmenter(model), ds, max_images=1)
     assert first["count"] == 3 and first["mean_iou"] == pytest.approx(0.5)
 
 

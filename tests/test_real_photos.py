@@ -8,7 +8,7 @@ from PIL import Image
 from tseg.checkpoint import save_checkpoint
 from tseg.cli import main
 from tseg.data import build_dataset
-from tseg.engine import build_model
+from tseg.train import build_model
 
 skdata = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) is not installed")
 

@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 
 from tseg.checkpoint import CheckpointError, resolve
 from tseg.config import build_config
-from tseg.engine import TrainingError, TrainingInterrupted, train
+from tseg.engine import TrainingError, TrainingInterrupted  # their old home still works
+from tseg.train import train
 
 
 def _weights(run):
@@ -65,9 +66,11 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(micro_overrides, tmp_pa
     cfg = build_config(
         None, [*micro_overrides, "train.steps=6", "train.save_every=2", f"train.out_dir={tmp_path}"]
     )
-    import tseg.engine as engine
+    from dataclasses import replace
 
-    real = engine.step_loss
+    from tseg.train.objectives import OBJECTIVES
+
+    real = OBJECTIVES["weak"].loss
     calls = {"n": 0}
 
     def poisoned(*a, **k):
@@ -77,7 +80,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(micro_overrides, tmp_pa
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setattr(engine, "step_loss", poisoned)
+    monkeypatch.setitem(OBJECTIVES, "weak", replace(OBJECTIVES["weak"], loss=poisoned))
     with pytest.raises(TrainingError, match="non-finite loss"):
         train(cfg, progress=False, evaluate_splits=())
     assert resolve(tmp_path).name == "ckpt-0000002"

@@ -14,8 +14,8 @@ from tseg.checkpoint import save_checkpoint
 from tseg.cli import main
 from tseg.config import build_config
 from tseg.data import build_dataset
-from tseg.engine import build_model
-from tseg.inference import ImageFiles, image_loader
+from tseg.inference.segment import ImageFiles, image_loader
+from tseg.train import build_model
 
 
 @pytest.fixture(scope="module")

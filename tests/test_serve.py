@@ -34,11 +34,11 @@ from tseg.cli import build_parser, cmd_serve, main
 from tseg.config import build_config
 from tseg.data import build_dataset
 from tseg.data.shapes import ShapesDataset
-from tseg.engine import build_model
 from tseg.serve import imaging
 from tseg.serve.options import ServeOptions
 from tseg.serve.server import load_model, serving
 from tseg.serve.service import SegmentService, clean_expression, model_input_size, split_expressions
+from tseg.train import build_model
 
 
 def micro_checkpoint(folder: Path) -> Path:

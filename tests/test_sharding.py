@@ -22,7 +22,7 @@ from tseg.cli import main
 from tseg.config import build_config
 from tseg.data import build_dataset
 from tseg.distributed import Shard, ShardingError
-from tseg.engine import build_model
+from tseg.train import build_model
 
 TORCHRUN_ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from tseg.config import build_config
 from tseg.data import build_dataset
-from tseg.engine import build_model, build_optimizer, train
+from tseg.train import build_model, build_optimizer, train
 
 
 def test_param_groups_carry_the_text_scale(micro_overrides):

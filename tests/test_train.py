@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tseg.config import build_config
-from tseg.engine import poly_lr, train
+from tseg.train import poly_lr, train
 
 
 def test_poly_schedule_with_linear_warm_up(micro_overrides):

@@ -7,12 +7,12 @@ import pytest
 import torch
 from conftest import MICRO
 
-from tseg.config import build_config
+from tseg.config import TTAConfig, build_config
 from tseg.data import build_dataset, swap_left_right
 from tseg.data.transforms import eval_size
-from tseg.engine import build_model
 from tseg.inference import Segmenter
-from tseg.tta import TTAConfig, tta_probabilities
+from tseg.inference.tta import tta_probabilities
+from tseg.train import build_model
 
 EXPRESSIONS = ["the circle left of the square", "red star", "Right shapes"]
 PLAIN = TTAConfig(scales=(1.0,), flip=False)
@@ -112,8 +112,9 @@ def test_scales_resize_the_input_and_average(models, image, monkeypatch):
 
 def test_shapes_ranges_and_cached_text(models, image):
     model = models["mpa"]
-    seg = Segmenter(model)
-    probs, conf = tta_probabilities(model, image, EXPRESSIONS, text_embed_fn=seg.text_embeddings)
+    seg = Segmenter(model, tta=TTAConfig())
+    m = seg.maps([image], EXPRESSIONS)[0]
+    probs, conf = m.probabilities, m.confidences
     assert probs.shape == (3, 37, 53) and probs.dtype == np.float32
     assert conf.shape == (3,) and conf.dtype == np.float32
     assert probs.min() >= 0 and probs.max() <= 1 and ((conf > 0) & (conf < 1)).all()

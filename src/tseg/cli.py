@@ -11,18 +11,11 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import __version__
 from .config import build_config
-from .errors import InputError, TrainingInterrupted, TsegError
-
-if TYPE_CHECKING:
-    import torch
-
-    from .config import Config, InferenceConfig
-    from .distributed import Shard
-    from .models.tseg import TSEG
+from .errors import TrainingInterrupted, TsegError
 
 # The demo, sized to finish in minutes on 2 CPU cores. Default: the `offline` preset (ImageNet
 # EfficientNet-Lite0 + MiniLM shipped in PyPI packages, the paper's regime of pretrained
@@ -65,7 +58,7 @@ def _split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
 
 def cmd_train(ns: argparse.Namespace) -> int:
     from .distributed import env_rank
-    from .engine import train
+    from .train import train
 
     path, overrides = _split_config_args(ns.args)
     if ns.out:
@@ -77,338 +70,93 @@ def cmd_train(ns: argparse.Namespace) -> int:
     return 0
 
 
-def inference_options(ns: argparse.Namespace, ic: InferenceConfig) -> dict[str, Any]:
-    """Segmenter options: the checkpoint's ``inference`` config, then the command-line flags.
+def inference_changes(ns: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    """The inference flags ``tseg segment`` and ``tseg eval`` share, as changes to the
+    checkpoint's ``inference`` config, and how to name each in an error (the flag as typed).
 
-    ``tseg segment`` and ``tseg eval`` both build their options here, so ``--tta`` / ``--crf``
-    mean the same in both and the maps come from the same code (``Segmenter.probabilities``).
+    Flags left out keep the checkpoint's values; the config checks every value given.
     """
-    from dataclasses import replace
-
-    from .crf import crf_available
-    from .inference import options_from_config
-
-    for flag, value, lo, hi in (
-        ("--threshold", ns.threshold, 0.0, 1.0),
-        ("--max-pixels", getattr(ns, "max_pixels", None), 1, float("inf")),
-    ):
-        if value is not None and not lo <= value <= hi:
-            raise InputError(f"{flag} = {value} is out of range [{lo}, {hi}]")
     changes: dict[str, Any] = {}
-    if ns.tta is not None:
-        changes["tta"] = ns.tta
-    if ns.crf is not None:
-        changes["crf"] = ns.crf
-    if ns.no_flip:
-        changes["tta_flip"] = False
-    if ns.threshold is not None:
-        changes["threshold"] = ns.threshold
-    if getattr(ns, "max_pixels", None) is not None:
-        changes["max_pixels"] = ns.max_pixels
-    if ns.tta_scales is not None:
-        try:
-            scales = [float(v) for v in ns.tta_scales.split(",")]
-        except ValueError:
-            raise InputError(
-                f"--tta-scales {ns.tta_scales!r} is not a comma-separated list of numbers"
-            ) from None
-        if not all(v > 0 for v in scales):
-            raise InputError(f"--tta-scales {ns.tta_scales!r}: every scale must be positive")
-        changes["tta_scales"] = ns.tta_scales
-    opts = options_from_config(replace(ic, **changes))
-    if opts["crf"] is not None and not crf_available():
-        raise InputError(
-            "--crf (or inference.crf) needs pydensecrf: pip install 'tseg[crf]' "
-            "(package pydensecrf2, built from source with a C++ compiler)"
-        )
-    return opts
+    labels: dict[str, str] = {}
 
+    def put(key: str, value: Any, label: str) -> None:
+        if value is not None:
+            changes[key], labels[f"inference.{key}"] = value, label
 
-def describe_options(opts: dict[str, Any]) -> dict[str, Any]:
-    """What the printed results were computed with (TTA passes, CRF parameters, threshold)."""
-    from dataclasses import asdict
-
-    tta, crf = opts["tta"], opts["crf"]
-    return {
-        "tta": {"scales": list(tta.scales), "flip": tta.flip} if tta is not None else False,
-        "crf": asdict(crf) if crf is not None else False,
-        "threshold": opts["threshold"],
-    }
-
-
-def eval_data(ns: argparse.Namespace, cfg: Config) -> Any:
-    """The data config to evaluate on: the checkpoint's, or ``--dataset`` / ``--dataset-root``."""
-    from .data.own import override_data
-
-    return override_data(cfg.data, ns.dataset, ns.dataset_root, ns.image_dir)
+    put("tta.enabled", ns.tta, "--tta")
+    put("tta.scales", ns.tta_scales, f"--tta-scales {ns.tta_scales!r}")
+    put("tta.flip", False if ns.no_flip else None, "--no-flip")
+    put("crf.enabled", ns.crf, "--crf")
+    put("threshold", ns.threshold, f"--threshold = {ns.threshold}")
+    max_pixels = getattr(ns, "max_pixels", None)
+    put("max_pixels", max_pixels, f"--max-pixels = {max_pixels}")
+    class_threshold = getattr(ns, "class_threshold", None)
+    put("class_threshold", class_threshold, f"--class-threshold = {class_threshold}")
+    return changes, labels
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
-    from .data import build_dataset
-    from .distributed import pick_device, shard_from_env
-    from .engine import evaluate
+    from .distributed import env_rank
+    from .eval import EvalRequest, evaluate_checkpoint
 
-    # Under torchrun (WORLD_SIZE > 1) each rank evaluates a share of the images; rank 0 prints.
-    with shard_from_env() as shard:
-        device = pick_device(ns.device)  # under torchrun: GPU LOCAL_RANK
-        model, cfg, ckpt = load_checkpoint(ns.checkpoint, device)
-        opts = inference_options(ns, cfg.inference)
-        head: dict[str, Any] = {"checkpoint": str(ckpt), "inference": describe_options(opts)}
-        if shard.world_size > 1:
-            head["ranks"] = shard.world_size
-        if ns.protocol != "pairs":
-            out = _eval_protocol(ns, model, cfg, device, opts, shard)
-            head["protocol"] = ns.protocol
-        else:
-            out = {}
-            for split in ns.split:
-                out[split] = evaluate(
-                    model,
-                    build_dataset(eval_data(ns, cfg), split),
-                    device,
-                    cfg.eval.batch_size,
-                    ns.max_images,
-                    presence=ns.presence,
-                    threshold=opts["threshold"],
-                    tta=opts["tta"],
-                    crf=opts["crf"],
-                    shard=shard,
-                )
-        if shard.is_main:
-            print(json.dumps({**head, **out}, indent=1))
+    changes, labels = inference_changes(ns)
+    request = EvalRequest(
+        max_images=ns.max_images,
+        presence=ns.presence,
+        classes=ns.classes,
+        confidence_threshold=ns.confidence_threshold,
+    )
+    out = evaluate_checkpoint(
+        ns.checkpoint,
+        ns.split,
+        protocol=ns.protocol,
+        device=ns.device,
+        dataset=ns.dataset,
+        dataset_root=ns.dataset_root,
+        image_dir=ns.image_dir,
+        request=request,
+        inference=changes,
+        labels=labels,
+    )
+    if env_rank() == 0:  # under torchrun every process evaluates its share; one prints
+        print(json.dumps(out, indent=1))
     return 0
 
 
-def _eval_protocol(
-    ns: argparse.Namespace,
-    model: TSEG,
-    cfg: Config,
-    device: torch.device,
-    opts: dict[str, Any],
-    shard: Shard,
-) -> dict[str, Any]:
-    """``tseg eval --protocol phrasecut | voc | voc-zeroshot | semantic``: see ``tseg.protocols``."""
-    from .data import build_dataset
-    from .data.own import semantic_classes
-    from .protocols import evaluate_phrasecut, evaluate_semantic
-
-    want = "phrasecut" if ns.protocol == "phrasecut" else "voc"
-
-    def dataset(split: str) -> Any:
-        if ns.protocol.startswith("semantic"):  # any dataset with per-class masks: coco, voc
-            return build_dataset(eval_data(ns, cfg), split)
-        if ns.dataset_root:
-            if want == "phrasecut":
-                from .data.phrasecut import PhraseCutDataset
-
-                return PhraseCutDataset(ns.dataset_root, split)
-            from .data.voc import VocDataset
-
-            return VocDataset(ns.dataset_root, split)
-        if cfg.data.dataset != want:
-            from .errors import DatasetError
-
-            raise DatasetError(
-                f"--protocol {ns.protocol} evaluates on {want}, but the checkpoint was trained "
-                f"on {cfg.data.dataset!r}: give the {want} folder with --dataset-root"
-            )
-        return build_dataset(cfg.data, split)
-
-    out: dict[str, Any] = {}
-    for split in ns.split:
-        ds = dataset(split)
-        if want == "phrasecut":
-            out[split] = evaluate_phrasecut(
-                model,
-                ds,
-                device,
-                ns.max_images,
-                threshold=opts["threshold"],
-                tta=opts["tta"],
-                crf=opts["crf"],
-                shard=shard,
-            )
-        else:
-            out[split] = evaluate_semantic(
-                model,
-                ds,
-                device,
-                semantic_classes(ds, ns.classes),
-                zero_shot=ns.protocol.endswith("-zeroshot"),
-                confidence_threshold=ns.confidence_threshold,
-                max_images=ns.max_images,
-                tta=opts["tta"],
-                crf=opts["crf"],
-                shard=shard,
-            )
-    return out
-
-
-def read_expressions(exprs: list[str], file: str | None) -> list[str]:
-    out = list(exprs)
-    if file:
-        p = Path(file)
-        if not p.is_file():
-            raise InputError(f"expressions file '{p}' does not exist")
-        out += [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return out
-
-
-def collect_images(spec: str) -> list[Path]:
-    """A file, a folder (its images, sorted) or a glob pattern -> image paths."""
-    import glob
-
-    exts = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-    p = Path(spec)
-    if p.is_dir():
-        paths = sorted(q for q in p.iterdir() if q.suffix.lower() in exts)
-        if not paths:
-            raise InputError(f"folder '{p}' holds no images ({', '.join(sorted(exts))})")
-        return paths
-    if p.is_file():
-        return [p]
-    if any(c in spec for c in "*?["):
-        paths = sorted(Path(q) for q in glob.glob(spec, recursive=True) if Path(q).is_file())
-        if not paths:
-            raise InputError(f"pattern '{spec}' matches no file")
-        return paths
-    raise InputError(f"image '{p}' does not exist")
-
-
-def read_classes(spec: str) -> dict[str, list[str]]:
-    """``--classes``: a YAML file (class -> list of names) or comma-separated class names."""
-    from .data.zeroshot import load_class_names
-
-    p = Path(spec)
-    if p.suffix.lower() in (".yaml", ".yml") or p.is_file():
-        import yaml
-
-        if not p.is_file():
-            raise InputError(f"classes file '{p}' does not exist")
-        try:
-            keys = list((yaml.safe_load(p.read_text(encoding="utf-8")) or {}).keys())
-        except (yaml.YAMLError, AttributeError) as e:
-            raise InputError(
-                f"classes file '{p}' is not a YAML mapping of class -> names: {e}"
-            ) from None
-        return load_class_names(p, classes=keys)
-    names = [c.strip() for c in spec.split(",") if c.strip()]
-    if not names:
-        raise InputError("--classes is empty: give names like 'cat,dog' or a YAML file")
-    return {c: [c] for c in names}
-
-
-def write_zero_shot(
-    out: Path, stem: str, image, preds, classes: dict[str, list[str]], threshold: float
-) -> Path:
-    """Section 4.6: merge synonyms, drop unconfident classes, argmax; palette PNG + overlay."""
-    import numpy as np
-    from PIL import Image
-
-    from .data.zeroshot import flatten_class_names, merge_synonyms, zero_shot_labels
-    from .viz import PALETTE, overlay
-
-    _, groups = flatten_class_names(classes)
-    probs, conf = merge_synonyms(
-        np.stack([p.probability for p in preds]), np.array([p.confidence for p in preds]), groups
-    )
-    labels = zero_shot_labels(conf, probs, threshold=threshold)  # [H, W], 0 = background
-    d = out / stem
-    d.mkdir(parents=True, exist_ok=True)
-    pal = Image.fromarray(labels.astype(np.uint8), mode="P")
-    flat = [0, 0, 0] + [v for c in range(len(classes)) for v in PALETTE[c % len(PALETTE)]]
-    pal.putpalette(flat + [0] * (768 - len(flat)))
-    pal.save(d / "classes.png")
-    names = list(classes)
-    masks = np.stack([labels == k + 1 for k in range(len(names))])
-    overlay(image, masks, names, [float(c) for c in conf]).save(d / "classes_overlay.png")
-    scores = {n: round(float(c), 6) for n, c in zip(names, conf)}
-    (d / "classes.json").write_text(
-        json.dumps({"classes": names, "confidence": scores, "threshold": threshold}, indent=1),
-        encoding="utf-8",
-    )
-    return d
-
-
-def output_stems(paths: list[Path]) -> list[str]:
-    """Output folder names: two images with the same name in different folders get a, a_1."""
-    seen: dict[str, int] = {}
-    stems = []
-    for path in paths:
-        n = seen.get(path.stem, 0)
-        seen[path.stem] = n + 1
-        stems.append(path.stem if n == 0 else f"{path.stem}_{n}")
-    return stems
-
-
 def cmd_segment(ns: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from .inference import segment_files
 
-    from .checkpoint import load_checkpoint
-    from .distributed import pick_device, shard_from_env
-    from .inference import Segmenter, check_expressions, default_workers, image_loader
-    from .output import write_prediction
-
-    classes = read_classes(ns.classes) if ns.classes else None
-    if classes is not None:
-        from .data.zeroshot import flatten_class_names
-
-        exprs = check_expressions(flatten_class_names(classes)[0])
-    else:
-        exprs = check_expressions(read_expressions(ns.expressions, ns.expressions_file))
-    paths = collect_images(ns.image)
-    if ns.class_threshold is not None and not 0.0 <= ns.class_threshold <= 1.01:
-        raise InputError(f"--class-threshold = {ns.class_threshold} is out of range [0.0, 1.01]")
-    workers = default_workers() if ns.workers is None else ns.workers
-    if workers < 0:
-        raise InputError(f"--workers = {workers} must be 0 (decode in this process) or more")
-    stems = output_stems(paths)  # over all images, before sharding, so ranks agree
-    single = len(paths) == 1
-    out = Path(ns.out)
-    # Under torchrun (WORLD_SIZE > 1) each rank segments its share of the images.
-    with shard_from_env() as shard:
-        device = pick_device(ns.device)  # under torchrun: GPU LOCAL_RANK
-        model, cfg, _ = load_checkpoint(ns.checkpoint, device)
-        # Flags given on the command line override the checkpoint's inference config.
-        seg = Segmenter(model, device, **inference_options(ns, cfg.inference))
-        class_threshold = ns.class_threshold
-        if class_threshold is None:
-            class_threshold = seg.class_threshold
-        mine = shard.take(range(len(paths)))
-        # Workers decode (and check) the next images while this process runs the model.
-        loader = image_loader([paths[i] for i in mine], seg.max_pixels, workers)
-        bar = tqdm(loader, desc="segment", disable=single or ns.quiet or not shard.is_main)
-        written, failed = 0, 0
-        for k, image, error in bar:
-            if error is not None:  # one unreadable file is reported and skipped
-                tqdm.write(f"error: {error}", file=sys.stderr)
-                failed += 1
-                continue
-            preds = seg.predict(image, exprs)
-            stem = stems[mine[k]]
-            if classes is not None:
-                d = write_zero_shot(out, stem, image, preds, classes, class_threshold)
-            else:
-                d = write_prediction(out, stem, image, preds)
-            written += 1
-            if single:
-                print(f"wrote masks, overlay and scores to {d}")
-                for p in preds:
-                    print(f"  {p.confidence:.3f}  {p.expression}")
-        counts = shard.gather((written, failed))
-    written, failed = (sum(c[j] for c in counts) for j in range(2))
-    if not single and shard.is_main:
-        note = f"; {failed} of {len(paths)} could not be read (errors above)" if failed else ""
-        print(f"wrote {written} results to {out}{note}")
-    return 2 if failed else 0
+    changes, labels = inference_changes(ns)
+    report = segment_files(
+        ns.checkpoint,
+        ns.image,
+        ns.expressions,
+        ns.expressions_file,
+        classes=ns.classes,
+        out=ns.out,
+        device=ns.device,
+        workers=ns.workers,
+        progress=not ns.quiet,
+        inference=changes,
+        labels=labels,
+    )
+    if report.folder is not None:  # one image: where it went and its confidences
+        print(f"wrote masks, overlay and scores to {report.folder}")
+        for confidence, expression in report.scores:
+            print(f"  {confidence:.3f}  {expression}")
+    elif report.images > 1 and report.main:
+        note = ""
+        if report.failed:
+            note = f"; {report.failed} of {report.images} could not be read (errors above)"
+        print(f"wrote {report.written} results to {ns.out}{note}")
+    return 2 if report.failed else 0
 
 
 def cmd_demo(ns: argparse.Namespace) -> int:
     import numpy as np
 
     from .data import build_dataset
-    from .engine import train
+    from .train import train
     from .viz import overlay
 
     out = Path(ns.out)

@@ -8,8 +8,10 @@ out-of-range values are rejected with an error that names the key.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,7 +113,6 @@ class TrainConfig:
 
     mode: str = "weak"  # weak (image-level expressions) | full (Dice on masks) | box
     ground_truth: str = "identity"  # identity | tfidf (Table 2c)
-    tfidf_threshold: float = 0.5
     optimizer: str = "sgd"  # sgd | adamw
     lr: float = 1e-3
     momentum: float = 0.9
@@ -151,26 +152,71 @@ class TrainConfig:
 class EvalConfig:
     """Evaluation protocol (section 4.1)."""
 
-    split: str = "val"
     batch_size: int = 32
     max_images: int = 0  # 0 = all
 
 
 @dataclass
+class TTAConfig:
+    """Test-time augmentation: multi-scale and flipped passes, averaged (``tseg.inference.tta``).
+
+    A TTAConfig made in code is on (``Segmenter(model, tta=TTAConfig(scales=[1, 2]))``); the
+    ``inference.tta`` section of a config is off unless ``enabled``.
+
+    Attributes:
+        scales: multiples of the model's input size (shorter side) to run the image at.
+        flip: also run every scale on the horizontally flipped image (with left/right swapped).
+        enabled: run the passes.
+    """
+
+    scales: list[float] = field(default_factory=lambda: [1.0, 0.5, 1.5, 2.0])
+    flip: bool = True
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        self.scales = _coerce("inference.tta.scales", self.scales, list[float])
+        check(self, "inference.tta")
+
+
+@dataclass
+class CRFConfig:
+    """Dense CRF parameters (``tseg.inference.crf``; defaults: Araslanov & Roth, 2020).
+
+    A CRFConfig made in code is on; the ``inference.crf`` section of a config is off unless
+    ``enabled``.
+
+    Attributes:
+        iterations: mean-field iterations; 0 returns the (clipped) input probabilities.
+        gaussian_sxy: spatial std (pixels) of the appearance-free smoothness kernel.
+        gaussian_compat: weight of the smoothness kernel.
+        bilateral_sxy: spatial std (pixels) of the appearance kernel.
+        bilateral_srgb: colour std (0-255 units) of the appearance kernel.
+        bilateral_compat: weight of the appearance kernel.
+        clip: probabilities are clipped to [clip, 1] before -log, so unaries stay finite.
+        enabled: refine the maps (needs the [crf] extra).
+    """
+
+    iterations: int = 10
+    gaussian_sxy: float = 3.0
+    gaussian_compat: float = 3.0
+    bilateral_sxy: float = 80.0
+    bilateral_srgb: float = 13.0
+    bilateral_compat: float = 10.0
+    clip: float = 1e-5
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        check(self, "inference.crf")
+
+
+@dataclass
 class InferenceConfig:
-    """Inference defaults stored with every checkpoint; each can be overridden per call."""
+    """Inference defaults stored with every checkpoint; each can be overridden per call
+    (``Segmenter(..., threshold=0.3)``, ``tseg segment --threshold 0.3``)."""
 
     threshold: float = 0.5  # foreground threshold on the probability maps
-    tta: bool = False  # multi-scale + flip test-time augmentation
-    tta_scales: str = "1,0.5,1.5,2"  # comma-separated
-    tta_flip: bool = True
-    crf: bool = False  # dense CRF (needs the [crf] extra)
-    crf_iterations: int = 10
-    crf_gaussian_sxy: float = 3.0
-    crf_gaussian_compat: float = 3.0
-    crf_bilateral_sxy: float = 80.0
-    crf_bilateral_srgb: float = 13.0
-    crf_bilateral_compat: float = 10.0
+    tta: TTAConfig = field(default_factory=lambda: TTAConfig(enabled=False))
+    crf: CRFConfig = field(default_factory=lambda: CRFConfig(enabled=False))
     class_threshold: float = 0.5  # zero-shot: drop classes whose confidence is below this
     max_pixels: int = 100_000_000  # refuse larger images before decoding
 
@@ -269,16 +315,39 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "eval.batch_size": (1, None),
     "inference.threshold": (0.0, 1.0),
     "inference.class_threshold": (0.0, 1.01),
-    "inference.crf_iterations": (0, 1000),
+    "inference.crf.iterations": (0, 1000),
     "inference.max_pixels": (1, None),
 }
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "model.head": ("gap", "gmp", "spa", "mpa"),
+# Checks that are not a range: key -> (test, what the message says).
+_TESTS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "inference.tta.scales": (
+        lambda v: len(v) > 0 and all(x > 0 for x in v),
+        "every scale must be positive (and there must be at least one)",
+    ),
+    "inference.crf.clip": (lambda v: 0.0 < v < 0.5, "must be in (0, 0.5)"),
+}
+
+
+def _registry(module: str, name: str) -> Callable[[], tuple[str, ...]]:
+    """The names of a registry dict (e.g. the pooling heads), read when first checked: the
+    registries import torch, which a config alone does not need."""
+
+    def names() -> tuple[str, ...]:
+        import importlib
+
+        return tuple(getattr(importlib.import_module(module), name))
+
+    return names
+
+
+# Allowed values: a tuple, or the names of the registry that resolves them.
+_CHOICES: dict[str, tuple[str, ...] | Callable[[], tuple[str, ...]]] = {
+    "model.head": _registry("tseg.models.pooling", "HEADS"),
     "data.shapes_expressions": ("all", "disjoint"),
-    "model.image.name": ("vit", "efficientnet_lite0"),
+    "model.image.name": _registry("tseg.models.encoders", "IMAGE_ENCODERS"),
     "model.image.stem": ("patch", "conv"),
     "model.text.pool": ("cls", "mean"),
-    "model.text.name": ("bert", "minilm", "pretrained"),
+    "model.text.name": _registry("tseg.models.encoders", "TEXT_ENCODERS"),
     "train.mode": ("weak", "full", "box"),
     "train.ground_truth": ("identity", "tfidf"),
     "train.optimizer": ("sgd", "adamw"),
@@ -292,7 +361,15 @@ def _field_types(obj: Any) -> dict[str, Any]:
     return typing.get_type_hints(type(obj))
 
 
-def _coerce(key: str, value: Any, typ: Any) -> Any:
+def _subject(key: str, value: Any, labels: Mapping[str, str] | None) -> str:
+    """How a message names a value: ``config key 'k' = v``, or the caller's label for ``key``
+    (the CLI names its flags as they were typed, e.g. ``--threshold = 1.5``)."""
+    if labels and key in labels:
+        return labels[key]
+    return f"config key '{key}' = {value!r}"
+
+
+def _coerce(key: str, value: Any, typ: Any, labels: Mapping[str, str] | None = None) -> Any:
     """Convert ``value`` (from YAML or a CLI string) to ``typ`` or raise ConfigError."""
     if typ is bool:
         if isinstance(value, bool):
@@ -328,29 +405,76 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+    if typ == list[float]:  # a YAML list, or "1,0.5" as typed on a command line
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, (int, float)):
+            items = [items]
+        try:
+            if isinstance(items, (list, tuple)) and not any(isinstance(v, bool) for v in items):
+                return [float(v) for v in items]
+        except (TypeError, ValueError):
+            pass
+        raise ConfigError(
+            f"{_subject(key, value, labels)} is not a comma-separated list of numbers"
+        )
     raise ConfigError(f"config key '{key}': cannot set a value of type {typ}")
 
 
-def set_key(cfg: Config, key: str, value: Any) -> None:
-    """Set a dotted key (``model.image.depth``) on ``cfg``, converting and checking the value."""
-    parts = key.split(".")
+# Keys of earlier versions, as old checkpoints' config.yaml holds them: renamed, or never read.
+_RENAMED = {
+    "inference.tta_scales": "inference.tta.scales",
+    "inference.tta_flip": "inference.tta.flip",
+    **{
+        f"inference.crf_{k}": f"inference.crf.{k}"
+        for k in (
+            "iterations",
+            "gaussian_sxy",
+            "gaussian_compat",
+            "bilateral_sxy",
+            "bilateral_srgb",
+            "bilateral_compat",
+        )
+    },
+}
+_DROPPED = ("eval.split", "train.tfidf_threshold")
+
+
+def _current_key(key: str, value: Any) -> str | None:
+    """Today's name of ``key`` (None: a dropped key). A bool for a section that has ``enabled``
+    (``inference.tta=true``, the earlier flat form) switches it on or off."""
+    if key in _DROPPED:
+        return None
+    if key in ("inference.tta", "inference.crf") and not isinstance(value, dict):
+        return f"{key}.enabled"
+    return _RENAMED.get(key, key)
+
+
+def set_key(
+    cfg: Any, key: str, value: Any, labels: Mapping[str, str] | None = None, prefix: str = ""
+) -> None:
+    """Set a dotted key (``model.image.depth``) on ``cfg`` (a Config, or the section at
+    ``prefix``), converting the value; ``validate`` (or ``check``) then checks it."""
+    full = _current_key(f"{prefix}.{key}" if prefix else key, value)
+    if full is None:
+        return
+    parts = full.split(".")[len(prefix.split(".")) if prefix else 0 :]
     obj: Any = cfg
     for i, part in enumerate(parts):
         types = _field_types(obj)
         if part not in types:
-            prefix = ".".join(parts[:i])
+            where = ".".join([p for p in (prefix, *parts[:i]) if p])
             known = ", ".join(sorted(types))
-            where = f"section '{prefix}'" if prefix else "the top level"
-            raise ConfigError(f"unknown config key '{key}': {where} has {known}")
+            section = f"section '{where}'" if where else "the top level"
+            raise ConfigError(f"unknown config key '{full}': {section} has {known}")
         if i == len(parts) - 1:
             typ = types[part]
             if dataclasses.is_dataclass(typ):
                 if not isinstance(value, dict):
-                    raise ConfigError(f"config key '{key}' is a section; expected a mapping")
+                    raise ConfigError(f"config key '{full}' is a section; expected a mapping")
                 for sub, v in value.items():
-                    set_key(cfg, f"{key}.{sub}", v)
+                    set_key(cfg, f"{key}.{sub}", v, labels, prefix)
             else:
-                setattr(obj, part, _coerce(key, value, typ))
+                setattr(obj, part, _coerce(full, value, typ, labels))
         else:
             obj = getattr(obj, part)
 
@@ -368,19 +492,38 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def validate(cfg: Config) -> Config:
-    """Check ranges and choices; raise ConfigError naming the first bad key."""
-    flat = to_flat(cfg)
-    for key, (lo, hi) in _RANGES.items():
+def check(obj: Any, prefix: str = "", labels: Mapping[str, str] | None = None) -> None:
+    """Check the ranges, tests and choices of every key of ``obj``, the config section at
+    ``prefix`` ("" for a whole Config); raise ConfigError naming the first bad value. Each
+    value's rule is written once, in the tables above."""
+    flat = _flatten(dataclasses.asdict(obj), prefix)
+
+    def mine(table: Mapping[str, Any]) -> list[str]:
+        return [k for k in table if k in flat]
+
+    for key in mine(_RANGES):
+        lo, hi = _RANGES[key]
         v = flat[key]
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
-            raise ConfigError(f"config key '{key}' = {v!r} is out of range {rng}")
-    for key, choices in _CHOICES.items():
+            raise ConfigError(f"{_subject(key, v, labels)} is out of range {rng}")
+    for key in mine(_TESTS):
+        test, what = _TESTS[key]
+        if not test(flat[key]):
+            raise ConfigError(f"{_subject(key, flat[key], labels)}: {what}")
+    for key in mine(_CHOICES):
+        choices = _CHOICES[key]
+        choices = choices() if callable(choices) else choices
         if flat[key] not in choices:
             raise ConfigError(
-                f"config key '{key}' = {flat[key]!r}: choose one of {', '.join(choices)}"
+                f"{_subject(key, flat[key], labels)}: choose one of {', '.join(choices)}"
             )
+
+
+def validate(cfg: Config, labels: Mapping[str, str] | None = None) -> Config:
+    """Check every key (see ``check``) and the rules between keys."""
+    check(cfg, "", labels)
+    flat = to_flat(cfg)
     if flat["data.scale_min"] > flat["data.scale_max"]:
         raise ConfigError("config keys 'data.scale_min' > 'data.scale_max'")
     if flat["model.tau_min"] > flat["model.tau_max"]:
@@ -394,6 +537,25 @@ def validate(cfg: Config) -> Config:
             f"'model.image.patch_size' = {flat['model.image.patch_size']}"
         )
     return cfg
+
+
+def with_inference(
+    ic: InferenceConfig, changes: Mapping[str, Any], labels: Mapping[str, str] | None = None
+) -> InferenceConfig:
+    """A copy of ``ic`` with ``changes`` (keys under ``inference``: ``threshold``,
+    ``tta.scales``, ...) applied and checked. ``tta`` and ``crf`` also take a TTAConfig /
+    CRFConfig (used as given), a bool (on or off with the configured parameters) or None (off).
+    """
+    out = copy.deepcopy(ic)
+    for key, value in changes.items():
+        if key in ("tta", "crf") and (value is None or dataclasses.is_dataclass(value)):
+            setattr(out, key, copy.deepcopy(value) if value is not None else getattr(out, key))
+            if value is None:
+                getattr(out, key).enabled = False
+            continue
+        set_key(out, key, value, labels, prefix="inference")
+    check(out, "inference", labels)
+    return out
 
 
 def to_flat(cfg: Config) -> dict[str, Any]:

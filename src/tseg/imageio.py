@@ -1,10 +1,11 @@
-"""Images and expressions in, checked, without torch: shared by the torch inference path
-(``tseg.inference``), the ONNX Runtime path (``tseg.export.ort_segmenter``) and ``tseg serve``,
-so a torch-free deployment has the same rules, messages and ``InputError`` class.
+"""Images and expressions in, checked, and the result types out, without torch: shared by the
+torch inference path (``tseg.inference``), the ONNX Runtime path (``tseg.export.ort_segmenter``)
+and ``tseg serve``, so a torch-free deployment has the same rules, messages and results.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,18 @@ from .errors import InputError
 # Images above this many pixels are refused before decoding (a decompression bomb is a few KB
 # on disk and gigabytes in memory). Raise it with load_image(..., max_pixels=N) or --max-pixels.
 MAX_PIXELS = 100_000_000
+
+
+@dataclass
+class Maps:
+    """One image's result before thresholding: what every inference path returns.
+
+    ``probabilities`` holds the maps of the first K expressions asked for (all of them unless
+    the caller wanted fewer, e.g. presence scoring's absent expressions only need confidences).
+    """
+
+    probabilities: np.ndarray  # float32 [K, H, W] foreground probabilities at image resolution
+    confidences: np.ndarray  # float32 [L]: sigmoid of each expression's pooled score
 
 
 @dataclass
@@ -94,6 +107,34 @@ def load_image(
             a = a.clip(0, 255).astype(np.uint8)
         return np.ascontiguousarray(a)
     raise InputError(f"unsupported image type {type(image).__name__}")
+
+
+def expressions_per_image(
+    n: int,
+    expressions: Sequence[str] | Sequence[Sequence[str]],
+    maps_for: Sequence[int] | None = None,
+) -> tuple[list[list[str]], list[int]]:
+    """``maps``'s arguments, the same for every inference path: the same L expressions for all
+    ``n`` images or one list per image -> (a list per image, maps wanted per image)."""
+    if all(isinstance(e, str) for e in expressions):
+        per_image = [list(expressions)] * n  # type: ignore[arg-type]
+    else:
+        per_image = [list(e) for e in expressions]
+    if len(per_image) != n:
+        raise InputError(f"{n} images but {len(per_image)} lists of expressions")
+    keep = [len(t) for t in per_image] if maps_for is None else list(maps_for)
+    return per_image, keep
+
+
+def size_groups(
+    images: Sequence[np.ndarray], input_shape: Callable[[int, int], tuple[int, int]]
+) -> dict[tuple[int, int], list[int]]:
+    """Image indices by model input size (``input_shape(H, W)``), in order: each group is one
+    image-encoder batch."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for b, im in enumerate(images):
+        groups.setdefault(input_shape(*im.shape[:2]), []).append(b)
+    return groups
 
 
 def check_expressions(expressions: list[str] | str) -> list[str]:

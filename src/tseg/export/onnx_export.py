@@ -33,7 +33,6 @@ from torch import Tensor, nn
 from .. import __version__
 from ..checkpoint import TOKENIZER, load_checkpoint
 from ..config import to_dict
-from ..data.transforms import eval_size
 from ..models.image_encoder import IMAGENET_MEAN, IMAGENET_STD
 from ..models.tseg import TSEG
 from . import ExportError
@@ -142,7 +141,7 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, check: bool = True)
     model, cfg, ckpt = load_checkpoint(checkpoint)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    patch = int(getattr(model.image_encoder, "patch_size", cfg.model.image.patch_size))
+    patch = model.patch_size
     size = model.input_size
 
     # Image graph. A copy gets the fixed-padding convolutions, so the check below compares the
@@ -213,7 +212,7 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, check: bool = True)
         "max_pixels": ic.max_pixels,
         "model_config": to_dict(cfg)["model"],
     }
-    if ic.tta or ic.crf:
+    if ic.tta.enabled or ic.crf.enabled:
         meta["note"] = "the checkpoint enables TTA/CRF; the ONNX Runtime path does neither"
     if check:
         meta["export_check"] = check_export(model, out, enc)
@@ -229,8 +228,7 @@ def check_export(model: TSEG, out: Path, enc: dict[str, Tensor]) -> dict[str, fl
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     gen = torch.Generator().manual_seed(0)
-    patch = int(getattr(model.image_encoder, "patch_size", 16))
-    h, w = eval_size(4, 3, model.input_size, patch)  # a portrait 3:4 image's model input
+    h, w = model.input_shape(4, 3)  # a portrait 3:4 image's model input
     images = torch.rand(3, 3, h, w, generator=gen)
     with torch.no_grad():
         x_ref = model.encode_image(images)["x"].numpy()

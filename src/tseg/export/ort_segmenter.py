@@ -1,8 +1,9 @@
 """Segment with an exported model on ONNX Runtime: numpy, tokenizers and onnxruntime only.
 
-``OrtSegmenter(folder).predict(image, expressions)`` returns what
-``tseg.inference.Segmenter.predict`` returns (confidence, probability map at image resolution,
-binary mask per expression) for a folder written by ``tseg export onnx``. Nothing here imports
+``OrtSegmenter(folder).maps(images, expressions)`` mirrors ``tseg.inference.Segmenter.maps``
+step for step, and ``predict`` returns what ``Segmenter.predict`` returns (confidence,
+probability map at image resolution, binary mask per expression), for a folder written by
+``tseg export onnx``. Nothing here imports
 torch, so a deployment needs neither torch nor transformers. Test-time augmentation and the
 dense CRF are not available on this path.
 """
@@ -17,7 +18,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..imageio import InputError, Prediction, check_expressions, load_image
+from ..imageio import (
+    InputError,
+    Maps,
+    Prediction,
+    check_expressions,
+    expressions_per_image,
+    load_image,
+    size_groups,
+)
 from . import ExportError
 from .numpy_ops import eval_size, pool_scores, probability_maps, resize_image
 
@@ -145,24 +154,52 @@ class OrtSegmenter:
                 self._text_cache[e] = v
         return np.stack([self._text_cache[e] for e in expressions])
 
-    def encode_image(self, a: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-        """uint8 RGB [H, W, 3] -> patch embeddings x [1, N, D] and their grid (h, w).
+    def input_shape(self, h: int, w: int) -> tuple[int, int]:
+        """``TSEG.input_shape``: shorter side at the training size, sides multiples of the patch."""
+        return eval_size(h, w, self.input_size, self.patch_size)
 
-        The image is resized as the torch path does (``tseg.data.transforms``): shorter side to
-        the training size, both sides to multiples of the patch size.
-        """
-        h, w = a.shape[:2]
-        size = eval_size(h, w, self.input_size, self.patch_size)
+    def preprocess(self, a: np.ndarray) -> np.ndarray:
+        """``TSEG.preprocess``: uint8 RGB [H, W, 3] -> the model input [3, h, w] in [0, 1]."""
         x = a.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)  # [3, H, W] in [0, 1]
-        x = resize_image(x, size)[None]  # [1, 3, h', w']
-        (emb,) = self.image_session.run(None, {"images": np.ascontiguousarray(x)})
+        return resize_image(x, self.input_shape(*a.shape[:2]))
+
+    def encode_image(self, batch: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """Model inputs [B, 3, h, w] -> patch embeddings x [B, N, D] and their grid (h, w)."""
+        (emb,) = self.image_session.run(None, {"images": np.ascontiguousarray(batch)})
         p = self.patch_size
-        grid = (-(-size[0] // p), -(-size[1] // p))  # ceil: what both image encoders produce
-        return emb, grid
+        h, w = batch.shape[-2:]
+        return emb, (-(-h // p), -(-w // p))  # ceil: what both image encoders produce
 
     def similarity(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Eq. 1 scaled by tau: x [B, N, D], y [L, D] -> S [B, N, L]."""
         return np.float32(self.tau) * (x @ y.T)
+
+    def maps(
+        self,
+        images: list[np.ndarray],
+        expressions: list[str] | list[list[str]],
+        maps_for: list[int] | None = None,
+    ) -> list[Maps]:
+        """``Segmenter.maps`` without TTA and CRF, step for step: expressions through the text
+        cache, images of one input size as one image-encoder batch, then per image similarity,
+        pooled confidences and the head's maps at image resolution (tested against it)."""
+        per_image, keep = expressions_per_image(len(images), expressions, maps_for)
+        if any(per_image):  # encode the new expressions of all images first
+            self.text_embeddings([t for ts in per_image for t in ts])
+        m = self.meta
+        out: list[Maps | None] = [None] * len(images)
+        for members in size_groups(images, self.input_shape).values():
+            x, (gh, gw) = self.encode_image(np.stack([self.preprocess(images[b]) for b in members]))
+            for row, b in enumerate(members):
+                h, w = images[b].shape[:2]
+                s = self.similarity(x[row : row + 1], self.text_embeddings(per_image[b]))
+                scores = pool_scores(s, m["head"], m["size_lambda"], m["size_p"], m["gwp_eps"])
+                conf = 1.0 / (1.0 + np.exp(-scores[0].astype(np.float64)))  # [L]
+                k = keep[b]
+                s_grid = s[:, :, :k].transpose(0, 2, 1).reshape(1, k, gh, gw)  # [1, K, h, w]
+                probs = probability_maps(s_grid, m["head"], (h, w), m["cam_threshold"])[0]
+                out[b] = Maps(probs.astype(np.float32), conf.astype(np.float32))
+        return out  # type: ignore[return-value]
 
     def predict(
         self, image: str | Path | Image.Image | np.ndarray, expressions: list[str]
@@ -171,27 +208,16 @@ class OrtSegmenter:
         return self.predict_batch([image], expressions)[0]
 
     def predict_batch(self, images: list, expressions: list[str]) -> list[list[Prediction]]:
-        """Segment many images with the same expressions."""
+        """Segment many images with the same expressions; images of one size share a batch."""
         expressions = check_expressions(expressions)
         arrays = [load_image(im, self.max_pixels) for im in images]
-        y = self.text_embeddings(expressions)  # [L, D]
-        m = self.meta
-        results = []
-        for a in arrays:
-            h, w = a.shape[:2]
-            x, (gh, gw) = self.encode_image(a)
-            s = self.similarity(x, y)  # [1, N, L]
-            scores = pool_scores(s, m["head"], m["size_lambda"], m["size_p"], m["gwp_eps"])
-            conf = 1.0 / (1.0 + np.exp(-scores[0].astype(np.float64)))  # [L]
-            s_grid = s.transpose(0, 2, 1).reshape(1, len(expressions), gh, gw)  # [1, L, h, w]
-            probs = probability_maps(s_grid, m["head"], (h, w), m["cam_threshold"])[0]
-            results.append(
-                [
-                    Prediction(e, float(c), p, p > self.threshold)
-                    for e, c, p in zip(expressions, conf, probs)
-                ]
-            )
-        return results
+        return [
+            [
+                Prediction(e, float(c), p, p > self.threshold)
+                for e, c, p in zip(expressions, r.confidences, r.probabilities)
+            ]
+            for r in self.maps(arrays, expressions)
+        ]
 
 
 __all__ = ["ExportError", "InputError", "OrtSegmenter", "Prediction", "read_export_meta"]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerFast
 
 from ..config import ModelConfig
+from ..data.transforms import eval_size, resize, to_tensor
 from .encoders import build_image_encoder, build_text_encoder
 from .image_encoder import IMAGENET_MEAN, IMAGENET_STD
 from .pooling import pool, probability_maps
@@ -38,6 +40,21 @@ class TSEG(nn.Module):
         self.register_buffer("pixel_std", IMAGENET_STD.view(1, 3, 1, 1).clone(), persistent=False)
         # Set by freeze_text_encoder: features of a frozen text backbone, per expression.
         self._text_feature_cache: dict[str, Tensor] | None = None
+
+    @property
+    def patch_size(self) -> int:
+        """Input pixels per patch-grid cell (the image encoder's output stride)."""
+        return self.image_encoder.patch_size
+
+    def input_shape(self, h: int, w: int, scale: float = 1.0) -> tuple[int, int]:
+        """The model input for an H x W image: shorter side ``scale`` x the training size, both
+        sides multiples of the patch size (the aspect ratio is kept up to that rounding)."""
+        return eval_size(h, w, max(1, round(self.input_size * scale)), self.patch_size)
+
+    def preprocess(self, image: np.ndarray, scale: float = 1.0) -> Tensor:
+        """uint8 RGB [H, W, 3] -> the model input [3, h, w] in [0, 1] (``input_shape``);
+        ``encode_image`` normalises it."""
+        return resize(to_tensor(image), self.input_shape(*image.shape[:2], scale))
 
     @property
     def tau(self) -> Tensor:

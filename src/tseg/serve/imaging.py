@@ -209,7 +209,8 @@ def coco_rle(mask: np.ndarray) -> dict:
 
 
 def slug(text: str, max_len: int = 48) -> str:
-    """A file-name-safe version of an expression, as ``tseg.output.slug`` (which imports torch)."""
+    """A file-name-safe version of an expression, as ``tseg.inference.output.slug`` (whose
+    package imports torch)."""
     s = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
     return (s or "expr")[:max_len]
 

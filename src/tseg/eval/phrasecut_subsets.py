@@ -3,7 +3,7 @@
 The official ``utils/subset.py`` of ChenyunWu/PhraseCutDataset (``get_subset``, called by
 ``RefVGLoader.get_task_subset`` in ``utils/refvg_loader.py``) puts each task into subsets
 read from the dataset's own fields; ``utils/evaluator.py`` then reports the usual metrics
-(``tseg.metrics_semantic.phrasecut_metrics``: mean IoU, cumulative IoU, precision at IoU
+(``tseg.eval.metrics_semantic.phrasecut_metrics``: mean IoU, cumulative IoU, precision at IoU
 strictly above a threshold) over the tasks of each non-empty subset. The subsets here are
 those that need no word lists of the official code:
 
@@ -36,9 +36,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .data.base import DatasetError
-from .data.phrasecut import PhraseCutDataset
-from .data.safe_pickle import load_json
+from ..data.base import DatasetError
+from ..data.phrasecut import PhraseCutDataset
+from ..data.safe_pickle import load_json
 from .metrics_semantic import phrasecut_metrics
 
 __all__ = [

@@ -7,45 +7,15 @@ expression is refined on its own as a 2-label foreground/background problem rath
 expressions competing for every pixel in one multi-label CRF.
 
 Needs the optional ``pydensecrf2`` package (imported as ``pydensecrf``); install it with
-``pip install 'tseg[crf]'``.
+``pip install 'tseg[crf]'``. The parameters are ``inference.crf`` (``tseg.config.CRFConfig``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from .errors import CRFUnavailable
-
-
-@dataclass
-class CRFConfig:
-    """Dense CRF parameters (defaults: Araslanov & Roth, 2020).
-
-    Attributes:
-        iterations: mean-field iterations; 0 returns the (clipped) input probabilities.
-        gaussian_sxy: spatial std (pixels) of the appearance-free smoothness kernel.
-        gaussian_compat: weight of the smoothness kernel.
-        bilateral_sxy: spatial std (pixels) of the appearance kernel.
-        bilateral_srgb: colour std (0-255 units) of the appearance kernel.
-        bilateral_compat: weight of the appearance kernel.
-        clip: probabilities are clipped to [clip, 1] before -log, so unaries stay finite.
-    """
-
-    iterations: int = 10
-    gaussian_sxy: float = 3.0
-    gaussian_compat: float = 3.0
-    bilateral_sxy: float = 80.0
-    bilateral_srgb: float = 13.0
-    bilateral_compat: float = 10.0
-    clip: float = 1e-5
-
-    def __post_init__(self) -> None:
-        if self.iterations < 0:
-            raise ValueError(f"CRF iterations must be >= 0, got {self.iterations}")
-        if not 0.0 < self.clip < 0.5:
-            raise ValueError(f"CRF clip must be in (0, 0.5), got {self.clip}")
+from ..config import CRFConfig
+from ..errors import CRFUnavailable
 
 
 def _densecrf():
@@ -68,6 +38,13 @@ def crf_available() -> bool:
     except CRFUnavailable:
         return False
     return True
+
+
+def require() -> None:
+    """Raise CRFUnavailable (saying what to install) unless pydensecrf can be imported: CRF
+    inference checks this before any image is read."""
+    if not crf_available():
+        _densecrf()
 
 
 def refine(image: np.ndarray, probs: np.ndarray, cfg: CRFConfig | None = None) -> np.ndarray:

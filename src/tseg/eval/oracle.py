@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.transforms import eval_size
+from ..data.transforms import eval_size
 from .metrics import SegmentationMeter
 
 # Global thresholds tried on the upsampled area fractions; the best one is reported.

@@ -16,113 +16,51 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from .crf import CRFConfig
-from .data.phrasecut import PhraseCutDataset
-from .data.voc import IGNORE_INDEX, VOC_CLASSES, VocDataset
-from .data.zeroshot import flatten_class_names, load_class_names, merge_synonyms, zero_shot_labels
-from .distributed import Shard
-from .inference import Segmenter, single_pass
+from ..data.phrasecut import PhraseCutDataset
+from ..data.voc import IGNORE_INDEX, VOC_CLASSES, VocDataset
+from ..data.zeroshot import flatten_class_names, load_class_names, merge_synonyms, zero_shot_labels
+from ..distributed import Shard
+from ..inference.segmenter import Segmenter
 from .metrics_semantic import ConfusionMatrix, mask_iou, phrasecut_metrics
-from .models.tseg import TSEG
-from .tta import TTAConfig
 
-__all__ = ["PROTOCOLS", "evaluate_phrasecut", "evaluate_semantic", "evaluate_voc", "predict_image"]
-
-#: Names accepted by ``tseg eval --protocol``.
-PROTOCOLS: tuple[str, ...] = (
-    "pairs",
-    "phrasecut",
-    "voc",
-    "voc-zeroshot",
-    "semantic",
-    "semantic-zeroshot",
-)
-
-
-def predict_image(
-    model: TSEG, image: np.ndarray, text_emb: Tensor, device: torch.device
-) -> tuple[np.ndarray, np.ndarray]:
-    """One image, L text embeddings [L, D] -> probability maps [L, H, W] and confidences [L].
-
-    The single pass of ``tseg segment`` (``inference.single_pass``): the image is resized as in
-    ``engine.evaluate`` (shorter side at the training size); maps are at the original size.
-    """
-    return single_pass(model, image, text_emb, device)
-
-
-def _probability_fn(
-    model: TSEG,
-    device: torch.device,
-    texts: list[str] | None,
-    tta: TTAConfig | None,
-    crf: CRFConfig | None,
-) -> Callable[[np.ndarray, list[str]], tuple[np.ndarray, np.ndarray]]:
-    """image, texts -> (probs [L, H, W], conf [L]): one pass, or ``Segmenter`` with TTA / CRF.
-
-    ``texts``: the same texts for every image (VOC prompts), encoded once up front.
-    """
-    if tta is not None or crf is not None:
-        seg = Segmenter(model, device, tta=tta, crf=crf)
-        return seg.probabilities
-    fixed = _encode_texts(model, texts) if texts is not None else None
-
-    def one_pass(image: np.ndarray, phrases: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        emb = fixed if fixed is not None else _encode_texts(model, phrases)
-        return predict_image(model, image, emb, device)
-
-    return one_pass
-
-
-def _encode_texts(model: TSEG, texts: list[str], chunk: int = 256) -> Tensor:
-    parts = [model.encode_text(texts[i : i + chunk]) for i in range(0, len(texts), chunk)]
-    return torch.cat(parts) if parts else torch.zeros(0)
+__all__ = ["evaluate_phrasecut", "evaluate_semantic", "evaluate_voc"]
 
 
 def _limit(n: int, max_images: int) -> int:
     return n if not max_images else min(n, max_images)
 
 
-@torch.no_grad()
 def evaluate_phrasecut(
-    model: TSEG,
+    seg: Segmenter,
     ds: PhraseCutDataset,
-    device: torch.device,
     max_images: int = 0,
-    threshold: float = 0.5,
-    tta: TTAConfig | None = None,
-    crf: CRFConfig | None = None,
     shard: Shard | None = None,
 ) -> dict[str, float]:
     """Official PhraseCut metrics over every task of ``ds`` (``max_images``: the first N images).
 
-    Each image is encoded once with its distinct task phrases; a task's prediction is its
-    phrase's probability map above ``threshold``, compared with ``ds.task_mask``. ``tta`` and
-    ``crf`` switch on ``tseg segment``'s test-time augmentation and CRF; with ``shard`` each
-    rank predicts its share of the images and every rank returns the metrics of all of them.
+    Each image goes through ``seg.maps`` once with its distinct task phrases (with TTA and CRF
+    as ``seg`` is configured); a task's prediction is its phrase's map above ``seg.threshold``,
+    compared with ``ds.task_mask``. With ``shard`` each rank predicts its share of the images
+    and every rank returns the metrics of all of them.
     """
-    model.eval()
     shard = shard or Shard()
     n = _limit(len(ds), max_images)
     by_image: dict[int, list[Any]] = {}
     for task in ds.iter_tasks():
         if task.image_index < n:
             by_image.setdefault(task.image_index, []).append(task)
-    predict = _probability_fn(model, device, None, tta, crf)
     mine: list[tuple[int, list[tuple[float, int, int]]]] = []
     for i in shard.take(sorted(by_image)):
         tasks = by_image[i]
         phrases = list(dict.fromkeys(t.phrase for t in tasks))
-        probs, _ = predict(ds.image(i), phrases)
+        probs = seg.maps([ds.image(i)], phrases)[0].probabilities  # [P, H, W]
         col = {p: k for k, p in enumerate(phrases)}
         rows = [
-            mask_iou(probs[col[task.phrase]] > threshold, ds.task_mask(task.task_id))
+            mask_iou(probs[col[task.phrase]] > seg.threshold, ds.task_mask(task.task_id))
             for task in tasks
         ]
         mine.append((i, rows))
@@ -134,9 +72,8 @@ def evaluate_phrasecut(
 
 
 def evaluate_voc(
-    model: TSEG,
+    seg: Segmenter,
     ds: VocDataset,
-    device: torch.device,
     class_names: dict[str, list[str]] | str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -154,21 +91,17 @@ def evaluate_voc(
     names = class_names if isinstance(class_names, dict) else load_class_names(class_names)
     if list(names) != list(VOC_CLASSES[1:]):
         raise ValueError(f"class_names must map the 20 VOC classes in order: {VOC_CLASSES[1:]}")
-    return evaluate_semantic(model, ds, device, names, **options)
+    return evaluate_semantic(seg, ds, names, **options)
 
 
-@torch.no_grad()
 def evaluate_semantic(
-    model: TSEG,
+    seg: Segmenter,
     ds: Any,
-    device: torch.device,
     class_names: dict[str, list[str]],
     zero_shot: bool = False,
     confidence_threshold: float = 0.5,
     mask_threshold: float = 0.5,
     max_images: int = 0,
-    tta: TTAConfig | None = None,
-    crf: CRFConfig | None = None,
     shard: Shard | None = None,
 ) -> dict[str, Any]:
     """Semantic segmentation mIoU from text prompts on any dataset with a ``label_map``.
@@ -183,23 +116,20 @@ def evaluate_semantic(
             argmax (section 4.6); otherwise every class competes for every pixel.
         mask_threshold: A pixel is background when no kept class map exceeds it.
         max_images: Only the first N images (0: all).
-        tta, crf: ``tseg segment``'s test-time augmentation and CRF (None: off).
         shard: Each rank predicts its share of the images; confusion matrices are summed.
 
     Returns:
         ``{"miou", "pixel_accuracy", "per_class_iou" {class: IoU or None}, "images", ...}``.
     """
-    model.eval()
     prompts, groups = flatten_class_names(class_names)
-    predict = _probability_fn(model, device, prompts, tta, crf)
     threshold = confidence_threshold if zero_shot else -math.inf
     classes = ["background", *class_names]
     cm = ConfusionMatrix(len(classes), ignore_index=getattr(ds, "ignore_index", IGNORE_INDEX))
     shard = shard or Shard()
     n = _limit(len(ds), max_images)
     for i in shard.take(range(n)):
-        probs, conf = predict(ds.image(i), prompts)
-        probs, conf = merge_synonyms(probs, conf, groups)
+        m = seg.maps([ds.image(i)], prompts)[0]  # every image gets the same prompts
+        probs, conf = merge_synonyms(m.probabilities, m.confidences, groups)
         labels = zero_shot_labels(conf, probs, threshold=threshold, mask_threshold=mask_threshold)
         cm.update(labels, ds.label_map(i))
     # Integer counts: the sum over ranks equals one process's matrix exactly.

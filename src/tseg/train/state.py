@@ -1,4 +1,5 @@
-"""Training state for exact resumption: optimiser moments and random-number state as tensors.
+"""Run state for exact resumption: optimiser moments and random-number state as tensors,
+saved with every checkpoint (``save``) and restored by ``--resume`` (``resume``).
 
 Everything is stored with safetensors (tensors) and JSON (the rest) beside the model weights, so
 resuming never unpickles anything. Under torchrun each process has its own random state (its
@@ -9,10 +10,19 @@ rank r, and each rank restores its own.
 from __future__ import annotations
 
 import json
+import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor
+
+from .. import distributed
+from ..checkpoint import read_meta, resolve, save_checkpoint
+from ..config import Config
+from ..errors import CheckpointError
+from ..models.tseg import TSEG
 
 OPT_PREFIX = "optimizer.state."
 
@@ -86,3 +96,59 @@ def restore_training_state(
     if f"rng.cuda{suffix}" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors[f"rng.cuda{suffix}"])
     return True
+
+
+def layout(cfg: Config) -> dict[str, int]:
+    """What a checkpoint's data position means: optimiser steps of this many samples."""
+    tc = cfg.train
+    return {
+        "world_size": distributed.world_size(),
+        "batch_size": tc.batch_size,
+        "accum_steps": tc.accum_steps,
+    }
+
+
+def save(
+    model: TSEG,
+    cfg: Config,
+    run_dir: Path,
+    step: int,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+) -> Path:
+    """Every process calls this (each one's RNG state is saved); rank 0 writes the checkpoint."""
+    states = distributed.all_gather_object(rng_state())
+    if not distributed.is_main():
+        return run_dir / f"ckpt-{step:07d}"
+    tensors, meta = training_state(opt, states, scaler)
+    meta["layout"] = layout(cfg)
+    return save_checkpoint(model, cfg, run_dir, step, extra=tensors, meta={"train_state": meta})
+
+
+def resume(
+    run_dir: Path,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+    cfg: Config | None = None,
+) -> int:
+    """Load optimiser, loss-scaler and this rank's RNG state from the run's latest checkpoint (the
+    model already holds its weights, see ``init_model_from``); returns the checkpoint's step."""
+    ckpt = resolve(run_dir)
+    meta = read_meta(ckpt)
+    state_file = ckpt / "train_state.safetensors"
+    if "train_state" not in meta or not state_file.is_file():
+        raise CheckpointError(f"checkpoint '{ckpt}' has no training state to resume from")
+    train_state = meta["train_state"]
+    restore_training_state(opt, load_file(str(state_file)), train_state, distributed.rank(), scaler)
+    if cfg is not None and distributed.is_main():
+        now = layout(cfg)
+        saved = {"world_size": 1, "accum_steps": 1, "batch_size": cfg.train.batch_size}
+        saved.update(train_state.get("layout", {}))
+        if saved != now:
+            warnings.warn(
+                f"resuming '{ckpt}', saved with {saved}, as {now}: weights, optimiser and "
+                "learning-rate schedule continue, but the data order and random state are not "
+                "an exact continuation",
+                stacklevel=3,
+            )
+    return int(meta["step"])

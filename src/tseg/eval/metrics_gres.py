@@ -2,7 +2,7 @@
 
 A *pair* is one (image, expression). A *no-target* pair has an empty ground-truth mask (the
 expression matches nothing in the image); a *target* pair has a non-empty one. A prediction
-is *empty* when its binary mask has no pixel. Pair IoU follows ``tseg.metrics.pair_iou``:
+is *empty* when its binary mask has no pixel. Pair IoU follows ``tseg.eval.metrics.pair_iou``:
 intersection over union, and 1 when both masks are empty.
 
 Generalised referring expression segmentation (Liu, Ding and Jiang, "GRES: Generalized
@@ -105,7 +105,7 @@ def pair_record(
 ) -> PairRecord:
     """The record of one pair from its probability map [H, W] and ground-truth mask [H, W].
 
-    The predicted mask is ``prob > threshold`` (as ``engine.evaluate`` and ``tseg segment``).
+    The predicted mask is ``prob > threshold`` (as ``evaluate_pairs`` and ``tseg segment``).
     """
     gt = np.asarray(gt).astype(bool)
     pred = np.asarray(prob) > threshold

@@ -1,0 +1,171 @@
+"""``tseg eval``: a checkpoint on some splits under one protocol, sharded under torchrun.
+
+The protocols are a registry, ``PROTOCOLS`` (name -> the dataset it reads and the function that
+scores it), so a new evaluation is one function and one entry; ``tseg eval --protocol`` offers
+its names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .. import distributed
+from ..checkpoint import load_checkpoint
+from ..config import DataConfig
+from ..data import RefDataset, build_dataset
+from ..data.own import override_data, semantic_classes
+from ..errors import DatasetError
+from ..inference.segmenter import Segmenter
+from .pairs import evaluate_pairs
+from .protocols import evaluate_phrasecut, evaluate_semantic, evaluate_voc
+
+
+@dataclass
+class EvalRequest:
+    """The options of one evaluation; each protocol reads those it has."""
+
+    max_images: int = 0  # only the first N images (0: all)
+    presence: bool = False  # pairs: also report presence ROC AUC
+    batch_size: int | None = (
+        None  # pairs: images per ``Segmenter.maps`` call (None: eval.batch_size)
+    )
+    classes: str | None = None  # voc / semantic: YAML of class -> names (None: the packaged /
+    # the dataset's class names)
+    confidence_threshold: float = 0.5  # *-zeroshot: drop classes below this confidence
+    shard: distributed.Shard = field(default_factory=distributed.Shard)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """An evaluation protocol: the dataset it evaluates on and how it scores a split of it."""
+
+    dataset: str | None  # a ``data.dataset`` name; None: the checkpoint's (or ``--dataset``)
+    run: Callable[[Segmenter, RefDataset, EvalRequest], dict[str, Any]]
+    help: str
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "pairs": Protocol(
+        None,
+        lambda seg, ds, r: evaluate_pairs(
+            seg, ds, r.batch_size, r.max_images, presence=r.presence, shard=r.shard
+        ),
+        "every (image, expression) of the checkpoint's dataset: mIoU, oIoU, P@k",
+    ),
+    "phrasecut": Protocol(
+        "phrasecut",
+        lambda seg, ds, r: evaluate_phrasecut(seg, ds, r.max_images, shard=r.shard),
+        "official per-task metrics (mean and cumulative IoU, P@k with a strict >)",
+    ),
+    "voc": Protocol(
+        "voc",
+        lambda seg, ds, r: evaluate_voc(seg, ds, r.classes, max_images=r.max_images, shard=r.shard),
+        "semantic segmentation mIoU from the 20 class names",
+    ),
+    "voc-zeroshot": Protocol(
+        "voc",
+        lambda seg, ds, r: evaluate_voc(
+            seg,
+            ds,
+            r.classes,
+            zero_shot=True,
+            confidence_threshold=r.confidence_threshold,
+            max_images=r.max_images,
+            shard=r.shard,
+        ),
+        "the same, dropping low-confidence classes first (section 4.6)",
+    ),
+    "semantic": Protocol(
+        None,
+        lambda seg, ds, r: evaluate_semantic(
+            seg, ds, semantic_classes(ds, r.classes), max_images=r.max_images, shard=r.shard
+        ),
+        "the same on a dataset's own classes (coco, voc)",
+    ),
+    "semantic-zeroshot": Protocol(
+        None,
+        lambda seg, ds, r: evaluate_semantic(
+            seg,
+            ds,
+            semantic_classes(ds, r.classes),
+            zero_shot=True,
+            confidence_threshold=r.confidence_threshold,
+            max_images=r.max_images,
+            shard=r.shard,
+        ),
+        "and dropping its low-confidence classes",
+    ),
+}
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    splits: list[str],
+    protocol: str = "pairs",
+    device: str = "auto",
+    dataset: str | None = None,
+    dataset_root: str | None = None,
+    image_dir: str | None = None,
+    request: EvalRequest | None = None,
+    inference: Mapping[str, Any] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint or run folder; returns what ``tseg eval`` prints.
+
+    Args:
+        splits: the splits to evaluate, each under ``protocol`` (a key of ``PROTOCOLS``).
+        dataset, dataset_root, image_dir: other data than the checkpoint's: a ``data.dataset``
+            (pairs, semantic), its folder (any protocol) and image folder.
+        request: the protocol's options (``EvalRequest``).
+        inference: changes to the checkpoint's ``inference`` config (``tta.enabled``, ...);
+            ``labels`` name them in error messages (the CLI's flags).
+
+    Returns:
+        {"checkpoint", "inference": the options used, ["ranks"], ["protocol"], split: metrics}.
+        Under torchrun (WORLD_SIZE > 1) each rank evaluates a share of the images and every
+        rank returns the metrics of all of them.
+    """
+    proto = PROTOCOLS[protocol]
+    request = request or EvalRequest()
+    with distributed.shard_from_env() as shard:
+        where = distributed.pick_device(device)  # under torchrun: GPU LOCAL_RANK
+        model, cfg, ckpt = load_checkpoint(checkpoint, where)
+        seg = Segmenter(model, where, cfg.inference, labels, **(inference or {}))
+        head: dict[str, Any] = {"checkpoint": str(ckpt), "inference": seg.describe()}
+        if shard.world_size > 1:
+            head["ranks"] = shard.world_size
+        if protocol != "pairs":
+            head["protocol"] = protocol
+        request = replace(
+            request, shard=shard, batch_size=request.batch_size or cfg.eval.batch_size
+        )
+        out = {}
+        for split in splits:
+            ds = _dataset(protocol, proto, cfg.data, split, dataset, dataset_root, image_dir)
+            out[split] = proto.run(seg, ds, request)
+    return {**head, **out}
+
+
+def _dataset(
+    name: str,
+    proto: Protocol,
+    data: DataConfig,
+    split: str,
+    dataset: str | None,
+    root: str | None,
+    image_dir: str | None,
+) -> RefDataset:
+    """The split a protocol evaluates: of the checkpoint's dataset, or of the one given."""
+    if proto.dataset is None:
+        return build_dataset(override_data(data, dataset, root, image_dir), split)
+    if root:
+        return build_dataset(DataConfig(dataset=proto.dataset, root=root), split)
+    if data.dataset != proto.dataset:
+        raise DatasetError(
+            f"--protocol {name} evaluates on {proto.dataset}, but the checkpoint was trained "
+            f"on {data.dataset!r}: give the {proto.dataset} folder with --dataset-root"
+        )
+    return build_dataset(data, split)

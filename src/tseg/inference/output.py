@@ -1,0 +1,80 @@
+"""Writing segmentation results: one mask PNG per expression, an overlay and a JSON of scores;
+for zero-shot semantic segmentation a class-label PNG, its overlay and the class confidences."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..data.zeroshot import flatten_class_names, merge_synonyms, zero_shot_labels
+from ..imageio import Prediction
+from ..viz import PALETTE, overlay
+
+
+def slug(text: str, max_len: int = 48) -> str:
+    """A file-name-safe version of an expression."""
+    s = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return (s or "expr")[:max_len]
+
+
+def write_prediction(out_dir: Path, stem: str, image: np.ndarray, preds: list[Prediction]) -> Path:
+    """Write ``out_dir/<stem>/`` with mask_XX_<slug>.png, overlay.png and scores.json."""
+    d = out_dir / stem
+    d.mkdir(parents=True, exist_ok=True)
+    records = []
+    for k, p in enumerate(preds):
+        name = f"mask_{k:02d}_{slug(p.expression)}.png"
+        Image.fromarray(p.mask.astype(np.uint8) * 255).save(d / name)
+        records.append(
+            {
+                "expression": p.expression,
+                "confidence": round(p.confidence, 6),
+                "mask": name,
+                "area_fraction": round(float(p.mask.mean()), 6),
+            }
+        )
+    scale = max(1, 256 // max(1, min(image.shape[:2])))
+    masks = np.stack([p.mask for p in preds])
+    overlay(
+        image, masks, [p.expression for p in preds], [p.confidence for p in preds], scale=scale
+    ).save(d / "overlay.png")
+    (d / "scores.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
+    return d
+
+
+def write_zero_shot(
+    out: Path,
+    stem: str,
+    image: np.ndarray,
+    preds: list[Prediction],
+    classes: dict[str, list[str]],
+    threshold: float,
+) -> Path:
+    """Section 4.6: merge synonyms, drop unconfident classes, argmax; palette PNG + overlay.
+
+    ``preds`` are the predictions of ``flatten_class_names(classes)``'s names, in that order.
+    """
+    _, groups = flatten_class_names(classes)
+    probs, conf = merge_synonyms(
+        np.stack([p.probability for p in preds]), np.array([p.confidence for p in preds]), groups
+    )
+    labels = zero_shot_labels(conf, probs, threshold=threshold)  # [H, W], 0 = background
+    d = out / stem
+    d.mkdir(parents=True, exist_ok=True)
+    pal = Image.fromarray(labels.astype(np.uint8), mode="P")
+    flat = [0, 0, 0] + [v for c in range(len(classes)) for v in PALETTE[c % len(PALETTE)]]
+    pal.putpalette(flat + [0] * (768 - len(flat)))
+    pal.save(d / "classes.png")
+    names = list(classes)
+    masks = np.stack([labels == k + 1 for k in range(len(names))])
+    overlay(image, masks, names, [float(c) for c in conf]).save(d / "classes_overlay.png")
+    scores = {n: round(float(c), 6) for n, c in zip(names, conf)}
+    (d / "classes.json").write_text(
+        json.dumps({"classes": names, "confidence": scores, "threshold": threshold}, indent=1),
+        encoding="utf-8",
+    )
+    return d

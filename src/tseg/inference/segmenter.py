@@ -1,0 +1,251 @@
+"""The one road from image(s) and expressions to probability maps: ``Segmenter.maps``.
+
+``tseg segment``, ``tseg eval`` (pairs and every protocol), ``tseg serve``, the benchmarks and
+training's evaluation all call it; ``tseg.export.ort_segmenter.OrtSegmenter.maps`` mirrors it in
+numpy on ONNX Runtime (tested against it). One call:
+
+    expressions --text cache (one text-encoder pass per new expression)--> y [L, D]
+    images --model.preprocess--> inputs; inputs of one size run as one batch (``_run_pass``):
+        encode_image -> x [B, N, D]; per image S = tau x . y [1, N, L] (eq. 1)
+        confidences = sigmoid(pooled scores) [L]; maps = head's masks, upsampled [K, H, W]
+    TTA (``inference.tta``): the passes of each image at several scales, and flipped with
+        "left"/"right" swapped, averaged at image resolution (see ``tseg.inference.tta``)
+    CRF (``inference.crf``): each map refined on the image (``tseg.inference.crf``)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from ..checkpoint import load_checkpoint
+from ..config import CRFConfig, InferenceConfig, TTAConfig, with_inference
+from ..data.base import swap_left_right
+from ..imageio import (
+    Maps,
+    Prediction,
+    check_expressions,
+    expressions_per_image,
+    load_image,
+    size_groups,
+)
+from ..models.tseg import TSEG
+from . import crf as crf_module
+
+TEXT_CHUNK = 256  # expressions per text-encoder call
+
+
+class Segmenter:
+    """A model and its inference options; text embeddings are cached per distinct expression.
+
+    Args:
+        model: A TSEG model (put in eval mode on ``device``).
+        device: Where to run it.
+        inference: The options (a checkpoint's ``inference`` config; default: the defaults).
+        **changes: Options changed on top of ``inference``: ``threshold``, ``max_pixels``,
+            ``class_threshold``, ``tta`` and ``crf`` (a TTAConfig / CRFConfig, True / False to
+            switch the configured one on or off, None for off), or dotted keys such as
+            ``tta.scales``. Every value is checked by the config's own rules.
+    """
+
+    def __init__(
+        self,
+        model: TSEG,
+        device: str | torch.device = "cpu",
+        inference: InferenceConfig | None = None,
+        labels: dict[str, str] | None = None,
+        **changes: Any,
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        # ``labels`` name the changed values in error messages (the CLI's flags, as typed).
+        self.options = with_inference(inference or InferenceConfig(), changes, labels)
+        if self.crf is not None:
+            crf_module.require()
+        self._text_cache: dict[str, Tensor] = {}
+        self.text_encoder_calls = 0  # how many batches went through the text encoder
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "cpu", **changes: Any
+    ) -> Segmenter:
+        """Load a checkpoint; its ``inference`` config gives the defaults, ``changes`` override
+        them (``threshold=0.3``, ``tta=True``, ``crf=None``, ``tta=TTAConfig(scales=[1, 2])``)."""
+        model, cfg, _ = load_checkpoint(path, device)
+        return cls(model, device, cfg.inference, **changes)
+
+    @property
+    def tta(self) -> TTAConfig | None:
+        """The test-time augmentation in use, or None."""
+        return self.options.tta if self.options.tta.enabled else None
+
+    @property
+    def crf(self) -> CRFConfig | None:
+        """The CRF refinement in use, or None."""
+        return self.options.crf if self.options.crf.enabled else None
+
+    @property
+    def threshold(self) -> float:
+        return self.options.threshold
+
+    @property
+    def max_pixels(self) -> int:
+        return self.options.max_pixels
+
+    @property
+    def class_threshold(self) -> float:
+        return self.options.class_threshold
+
+    def describe(self) -> dict[str, Any]:
+        """What the results are computed with (printed by ``tseg eval``)."""
+        tta, crf = self.tta, self.crf
+        return {
+            "tta": {"scales": list(tta.scales), "flip": tta.flip} if tta is not None else False,
+            "crf": {k: v for k, v in asdict(crf).items() if k != "enabled"} if crf else False,
+            "threshold": self.threshold,
+        }
+
+    # --- the one road ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def text_embeddings(self, expressions: Sequence[str]) -> Tensor:
+        """[L, D]; only expressions not seen before go through the text encoder."""
+        new = [e for e in dict.fromkeys(expressions) if e not in self._text_cache]
+        for start in range(0, len(new), TEXT_CHUNK):
+            part = new[start : start + TEXT_CHUNK]
+            self.text_encoder_calls += 1
+            for e, y in zip(part, self.model.encode_text(part)):
+                self._text_cache[e] = y
+        return torch.stack([self._text_cache[e] for e in expressions])
+
+    @torch.no_grad()
+    def maps(
+        self,
+        images: Sequence[np.ndarray],
+        expressions: Sequence[str] | Sequence[Sequence[str]],
+        maps_for: Sequence[int] | None = None,
+    ) -> list[Maps]:
+        """Probability maps and confidences of decoded images, with TTA and CRF as configured.
+
+        Args:
+            images: uint8 RGB [H, W, 3] arrays (``load_image`` makes them), any sizes.
+            expressions: the same L expressions for every image, or one list per image
+                (dataset text is taken as is; ``predict`` checks user input).
+            maps_for: per image, how many leading expressions need a map; the others only get
+                a confidence (presence scoring's absent expressions). Default: all.
+
+        Returns:
+            One ``Maps`` per image: probabilities float32 [K, H, W], confidences float32 [L].
+        """
+        per_image, keep = expressions_per_image(len(images), expressions, maps_for)
+        if self.tta is None:
+            out = self._plain(images, per_image, keep)
+        else:
+            out = [self._tta(im, t, k) for im, t, k in zip(images, per_image, keep)]
+        if self.crf is not None:
+            for m, image in zip(out, images):
+                if len(m.probabilities):
+                    m.probabilities = crf_module.refine(image, m.probabilities, self.crf)
+        return out
+
+    def _plain(
+        self, images: Sequence[np.ndarray], texts: list[list[str]], keep: list[int]
+    ) -> list[Maps]:
+        """One pass per image at the training size; images of one input size run as a batch."""
+        if any(texts):  # encode the new expressions of all images first, TEXT_CHUNK at a time
+            self.text_embeddings([t for ts in texts for t in ts])
+        model = self.model
+        out: list[Maps | None] = [None] * len(images)
+        for members in size_groups(images, model.input_shape).values():
+            batch = torch.stack([model.preprocess(images[b]) for b in members]).to(self.device)
+            rows = _run_pass(
+                model,
+                batch,
+                [self.text_embeddings(texts[b]) for b in members],
+                [images[b].shape[:2] for b in members],
+                [keep[b] for b in members],
+            )
+            for b, (probs, conf) in zip(members, rows):
+                out[b] = Maps(probs.float().cpu().numpy(), conf.float().cpu().numpy())
+        return out  # type: ignore[return-value]
+
+    def _tta(self, image: np.ndarray, texts: list[str], keep: int) -> Maps:
+        """The TTA passes of one image, averaged at its resolution (``tseg.inference.tta``)."""
+        cfg, model = self.options.tta, self.model
+        h, w = image.shape[:2]
+        # A flipped view needs "left"/"right" swapped so the text still names the same object;
+        # texts the swap leaves unchanged are encoded once for both orientations.
+        views = [texts, [swap_left_right(e) for e in texts]] if cfg.flip else [texts]
+        row = {t: i for i, t in enumerate(dict.fromkeys(t for v in views for t in v))}
+        y_unique = self.text_embeddings(list(row)).to(self.device)
+        ys = [y_unique[[row[t] for t in v]] for v in views]  # [L, D] per orientation
+        prob_sum = torch.zeros(keep, h, w, device=self.device)
+        conf_sum = torch.zeros(len(texts), device=self.device)
+        passes = 0
+        for scale in cfg.scales:
+            x = model.preprocess(image, scale).to(self.device)
+            # Both orientations go through the image encoder as one batch.
+            batch = torch.stack([x, x.flip(-1)]) if cfg.flip else x[None]
+            rows = _run_pass(model, batch, ys, [(h, w)] * len(ys), [keep] * len(ys))
+            for i, (probs, conf) in enumerate(rows):
+                conf_sum += conf
+                probs = probs.float()
+                prob_sum += probs.flip(-1) if i == 1 else probs  # back to the original side
+                passes += 1
+        probs = (prob_sum / passes).clamp(0.0, 1.0).cpu().numpy()
+        return Maps(probs, (conf_sum / passes).cpu().numpy())
+
+    # --- predictions -----------------------------------------------------------------------
+
+    def predict(
+        self, image: str | Path | Image.Image | np.ndarray, expressions: list[str]
+    ) -> list[Prediction]:
+        """Segment one image with any number of expressions in one image-encoder pass."""
+        return self.predict_batch([image], expressions)[0]
+
+    def predict_batch(self, images: list, expressions: list[str]) -> list[list[Prediction]]:
+        """Segment many images with the same expressions; images of one size share a batch."""
+        expressions = check_expressions(expressions)
+        arrays = [load_image(im, self.max_pixels) for im in images]
+        return [
+            [
+                Prediction(e, float(c), p, p > self.threshold)
+                for e, c, p in zip(expressions, m.confidences, m.probabilities)
+            ]
+            for m in self.maps(arrays, expressions)
+        ]
+
+
+def _run_pass(
+    model: TSEG,
+    batch: Tensor,
+    ys: list[Tensor],
+    sizes: list[tuple[int, int]],
+    keep: list[int],
+) -> list[tuple[Tensor, Tensor]]:
+    """One image-encoder pass over model inputs of one size -> per row (maps, confidences).
+
+    Args:
+        batch: [B, 3, h, w] in [0, 1], as ``model.preprocess`` makes them.
+        ys: per row, its text embeddings [L_b, D].
+        sizes: per row, the (H, W) to return the maps at.
+        keep: per row, how many leading expressions get a map.
+
+    Returns:
+        Per row: maps [K_b, H_b, W_b] (the head's probability maps) and confidences [L_b].
+    """
+    enc = model.encode_image(batch)
+    out = []
+    for b, (y, size, k) in enumerate(zip(ys, sizes, keep)):
+        s = model.similarity(enc["x"][b : b + 1], y.to(batch.device))  # [1, N, L]
+        conf = torch.sigmoid(model.pool(s)["scores"][0])  # [L]
+        probs = model.masks_at(s[:, :, :k], enc["grid"], tuple(size))[0]  # [K, H, W]
+        out.append((probs, conf))
+    return out
