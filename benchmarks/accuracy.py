@@ -28,8 +28,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from tseg.cli import DEMO_OVERRIDES
-from tseg.config import build_config, to_dict
+from tseg.config import build_config, recipe_overrides, to_dict
 from tseg.data import build_dataset
 from tseg.distributed import pick_device
 from tseg.eval import evaluate_pairs
@@ -48,7 +47,7 @@ _PER_ROW = ("model.head=", "train.steps=", "train.log_every=", "data.test_size="
 
 
 def _demo_recipe(preset: str) -> list[str]:
-    return [o for o in DEMO_OVERRIDES[preset] if not o.startswith(_PER_ROW)]
+    return [o for o in recipe_overrides(f"demo/{preset}") if not o.startswith(_PER_ROW)]
 
 
 PRESET_BASE = {

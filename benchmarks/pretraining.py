@@ -32,8 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from tseg.checkpoint import load_checkpoint
-from tseg.cli import DEMO_OVERRIDES
-from tseg.config import build_config, to_dict
+from tseg.config import build_config, recipe_overrides, to_dict
 from tseg.data import build_dataset
 from tseg.data.shapes import COLOURS, PARAPHRASES, SHAPES
 from tseg.distributed import pick_device
@@ -47,10 +46,10 @@ from accuracy import git_commit, machine  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ROWS: dict[str, list[str]] = {
-    "tiny (from scratch)": DEMO_OVERRIDES["tiny"],
-    "offline (pretrained, MiniLM frozen)": DEMO_OVERRIDES["offline"],
+    "tiny (from scratch)": recipe_overrides("demo/tiny"),
+    "offline (pretrained, MiniLM frozen)": recipe_overrides("demo/offline"),
     "offline (pretrained, MiniLM fine-tuned)": [
-        *DEMO_OVERRIDES["offline"],
+        *recipe_overrides("demo/offline"),
         "train.text_lr_scale=1",
     ],
 }

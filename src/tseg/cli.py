@@ -1,52 +1,74 @@
-"""Command-line interface: ``tseg train | eval | segment | demo``.
+"""Command-line interface: ``tseg train | eval | segment | demo | weights | export | serve | data``.
 
-``main(argv) -> int`` so every command is callable from a test. Expected failures (bad config,
-missing file, unreadable image, wrong checkpoint) print one ``error:`` line and return 2.
+Each command parses its arguments and calls one library function; ``main(argv) -> int`` so every
+command is callable from a test. Expected failures (``tseg.errors.TsegError``: a bad config,
+missing file, unreadable image, wrong checkpoint) print one ``error:`` line and return 2. Nothing
+heavy is imported before a command runs: ``tseg --help`` and ``tseg data check`` never load
+torch, and choices that come from a registry (protocols, datasets, demo recipes) are read only
+when a value is checked or a command's help is shown.
+
+Longer than 400 lines because of the argparse definitions of eight commands; each command's
+body is a few lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
-import time
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import __version__
-from .config import build_config
 from .errors import TrainingInterrupted, TsegError
 
-# The demo, sized to finish in minutes on 2 CPU cores. Default: the `offline` preset (ImageNet
-# EfficientNet-Lite0 + MiniLM shipped in PyPI packages, the paper's regime of pretrained
-# encoders), which learns from image-level expressions reliably within a few hundred steps.
-# `--preset tiny` trains the from-scratch model instead; it needs ~1000 steps to leave the label
-# prior and how soon it does varies from run to run (val mIoU 21.5 and 8.3 in two runs).
-DEMO_OVERRIDES = {
-    "offline": [
-        "model.preset=offline",
-        "model.head=mpa",
-        "data.image_size=96",
-        "train.optimizer=adamw",
-        "train.lr=3e-4",
-        "train.weight_decay=0.05",
-        "train.batch_size=16",
-        "train.warmup_steps=30",
-        "train.steps=600",
-        "train.log_every=50",
-        "data.train_size=4000",
-        "data.val_size=300",
-        "data.test_size=300",
-    ],
-    "tiny": [
-        "model.head=mpa",
-        "train.steps=4000",
-        "train.log_every=100",
-        "data.train_size=4000",
-        "data.val_size=300",
-        "data.test_size=300",
-    ],
-}
+
+class _Choices:
+    """argparse ``choices`` read from a registry the first time they are needed. (Give the
+    argument a ``metavar``: argparse lists choices in its usage line as it adds an argument.)"""
+
+    def __init__(self, load: Callable[[], Iterable[str]]) -> None:
+        self._load, self._names = load, None
+
+    def _all(self) -> tuple[str, ...]:
+        if self._names is None:
+            self._names = tuple(self._load())
+        return self._names
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._all()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+
+class _Described(str):
+    """A help text that lists a registry's entries, written when argparse formats it (which
+    expands every help text with ``%``)."""
+
+    def __new__(cls, intro: str, load: Callable[[], dict[str, str]]) -> _Described:
+        text = super().__new__(cls, intro)
+        text._load = load
+        return text
+
+    def __mod__(self, params: Any) -> str:
+        return str(self) + "; ".join(f"{k}: {v}" for k, v in self._load().items())
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(f"tseg.{name}")
+
+
+def _names(module: str, attr: str) -> _Choices:
+    """The keys of ``module.attr`` (a registry dict or a tuple of names), read lazily."""
+    return _Choices(lambda: getattr(_module(module), attr))
+
+
+def _device() -> dict[str, Any]:
+    """``--device``'s choices: those of the config key ``train.device``."""
+    choices = _Choices(lambda: importlib.import_module("tseg.config").choices("train.device"))
+    return {"choices": choices, "metavar": "DEVICE", "help": "%(choices)s (default %(default)s)"}
 
 
 def _split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
@@ -57,14 +79,14 @@ def _split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
+    from .config import build_config
     from .distributed import env_rank
     from .train import train
 
     path, overrides = _split_config_args(ns.args)
     if ns.out:
         overrides = [*overrides, f"train.out_dir={ns.out}"]
-    cfg = build_config(path, overrides)
-    results = train(cfg, progress=not ns.quiet, resume=ns.resume)
+    results = train(build_config(path, overrides), progress=not ns.quiet, resume=ns.resume)
     if env_rank() == 0:  # under torchrun every process trains; one prints
         print(json.dumps({k: v for k, v in results.items() if k != "history"}, indent=1))
     return 0
@@ -153,53 +175,9 @@ def cmd_segment(ns: argparse.Namespace) -> int:
 
 
 def cmd_demo(ns: argparse.Namespace) -> int:
-    import numpy as np
+    from .demo import run_demo
 
-    from .data import build_dataset
-    from .train import train
-    from .viz import overlay
-
-    out = Path(ns.out)
-    overrides = [*DEMO_OVERRIDES[ns.preset], f"train.out_dir={out}"]
-    if ns.steps:
-        overrides.append(f"train.steps={ns.steps}")
-    cfg = build_config(None, overrides)
-    t0 = time.time()
-    kind = "pretrained" if ns.preset == "offline" else "from-scratch"
-    print(
-        f"tseg demo: training the '{ns.preset}' preset ({kind} encoders) with MPA on 'shapes' "
-        f"for {cfg.train.steps} steps (CPU)"
-    )
-    results = train(cfg, progress=not ns.quiet, evaluate_splits=("val", "test"))
-    from .inference import Segmenter
-
-    seg = Segmenter.from_checkpoint(results["checkpoint"])
-    test = build_dataset(cfg.data, "test")
-    pics = out / "overlays"
-    pics.mkdir(parents=True, exist_ok=True)
-    for i in range(8):
-        image, exprs = test.image(i), test.expressions(i)[:6]
-        preds = seg.predict(image, exprs)
-        pred_pic = overlay(
-            image, np.stack([p.mask for p in preds]), exprs, [p.confidence for p in preds], scale=4
-        )
-        gt_pic = overlay(image, test.masks(i)[:6], exprs, None, scale=4)
-        both = _stack_vertical([pred_pic, gt_pic])
-        both.save(pics / f"test_{i:02d}.png")
-    wall = time.time() - t0
-    results["wall_time_s"] = round(wall, 1)
-    (out / "metrics.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
-    v, t = results["val"], results["test"]
-    print(
-        f"\nval  mIoU {100 * v['miou']:.1f}  oIoU {100 * v['oiou']:.1f}  prec@0.5 {100 * v['prec@0.5']:.1f}"
-    )
-    print(
-        f"test mIoU {100 * t['miou']:.1f}  oIoU {100 * t['oiou']:.1f}  prec@0.5 {100 * t['prec@0.5']:.1f}"
-    )
-    print(f"wall time {wall / 60:.1f} min")
-    print(f"metrics:    {out / 'metrics.json'}")
-    print(f"checkpoint: {results['checkpoint']}")
-    print(f"overlays:   {pics}/ (top: prediction with confidence, bottom: ground truth)")
+    run_demo(ns.preset, ns.out, ns.steps, progress=not ns.quiet)
     return 0
 
 
@@ -221,19 +199,19 @@ def cmd_data_check(ns: argparse.Namespace) -> int:
 def cmd_data_convert(ns: argparse.Namespace) -> int:
     import shlex
 
-    from .data import build_dataset
-    from .data.convert import convert
+    from .data.convert import convert_dataset
 
-    overrides = [f"data.dataset={ns.source}", *ns.set]
-    if ns.root:
-        key = "data.shards" if ns.source == "webdataset" else "data.root"
-        overrides.append(f"{key}={ns.root}")
-    ds = build_dataset(build_config(None, overrides).data, ns.split)
-    done = convert(
-        ds, ns.out, ns.format, shard_size=ns.shard_size, split=ns.split, progress=not ns.quiet
+    n, keys = convert_dataset(
+        ns.source,
+        ns.out,
+        ns.format,
+        root=ns.root,
+        split=ns.split,
+        settings=ns.set,
+        shard_size=ns.shard_size,
+        progress=not ns.quiet,
     )
-    keys = {k: v for k, v in done.items() if k.startswith("data.")}
-    print(f"wrote {len(ds)} images with their expressions to {ns.out} ({ns.format})")
+    print(f"wrote {n} images with their expressions to {ns.out} ({ns.format})")
     print(
         f"train on them: tseg train data.dataset={ns.format} "
         + " ".join(f"{k}={shlex.quote(str(v))}" for k, v in keys.items())
@@ -262,16 +240,16 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 
 
 def cmd_weights(ns: argparse.Namespace) -> int:
-    from .config import to_flat
+    from .config import build_config, to_flat
     from .models.weights import weights_report
 
-    cfg = build_config(None, ns.overrides)
-    rows = weights_report(values=to_flat(cfg), hash_files=not ns.no_hash)
-    missing = 0
+    rows = weights_report(
+        values=to_flat(build_config(None, ns.overrides)), hash_files=not ns.no_hash
+    )
     for r in rows:
-        state = "present" if r["present"] else "MISSING"
-        missing += not r["present"]
-        print(f"[{r['preset']}] {r['name']} {r.get('file') or ''}: {state}")
+        print(
+            f"[{r['preset']}] {r['name']} {r.get('file') or ''}: {'present' if r['present'] else 'MISSING'}"
+        )
         print(f"    config key: {r['config_key']}   path: {r['path'] or '(not set)'}")
         if r.get("sha256"):
             print(f"    sha256: {r['sha256']}")
@@ -280,20 +258,6 @@ def cmd_weights(ns: argparse.Namespace) -> int:
         if r.get("note"):
             print(f"    note: {r['note']}")
     return 0
-
-
-def _stack_vertical(pics: list) -> object:
-    from PIL import Image
-
-    w = max(p.width for p in pics)
-    canvas = Image.new(
-        "RGB", (w, sum(p.height for p in pics) + 4 * (len(pics) - 1)), (255, 255, 255)
-    )
-    y = 0
-    for p in pics:
-        canvas.paste(p, (0, y))
-        y += p.height + 4
-    return canvas
 
 
 def add_inference_flags(p: argparse.ArgumentParser) -> None:
@@ -307,7 +271,7 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
         help="multi-scale + flip test-time augmentation (default: the checkpoint's inference.tta)",
     )
     p.add_argument(
-        "--tta-scales", help="scales for --tta (default: inference.tta_scales, 1,0.5,1.5,2)"
+        "--tta-scales", help="scales for --tta (default: inference.tta.scales, 1,0.5,1.5,2)"
     )
     p.add_argument("--no-flip", action="store_true", help="no flipped pass in --tta")
     p.add_argument(
@@ -316,10 +280,6 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
         help="dense CRF refinement, needs the [crf] extra (default: inference.crf)",
     )
     p.add_argument("--threshold", type=float, help="foreground threshold (default 0.5)")
-
-
-#: A user's own data formats (docs/own_data.md); ``tseg.data.check.OWN_DATA_NAMES``.
-OWN_DATA = ("imagefolder", "coco_captions", "coco", "webdataset")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -352,15 +312,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", nargs="+", default=["val"], help="splits to evaluate (default: val)")
     e.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images")
     e.add_argument("--presence", action="store_true", help="also report presence ROC AUC")
-    e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    e.add_argument("--device", default="auto", **_device())
     e.add_argument(
         "--protocol",
         default="pairs",
-        choices=["pairs", "phrasecut", "voc", "voc-zeroshot", "semantic", "semantic-zeroshot"],
-        help="pairs: every (image, expression) of the checkpoint's dataset (default); "
-        "phrasecut: official per-task metrics; voc: semantic segmentation mIoU from the 20 "
-        "class names; voc-zeroshot: the same, dropping low-confidence classes (section 4.6); "
-        "semantic(-zeroshot): the same on a dataset's own classes (coco, voc)",
+        choices=_names("eval.evaluate", "PROTOCOLS"),
+        metavar="PROTOCOL",
+        help=_Described(
+            "default pairs; ",
+            lambda: {
+                k: p.help.replace("%", "%%")
+                for k, p in importlib.import_module("tseg.eval").PROTOCOLS.items()
+            },
+        ),
     )
     e.add_argument(
         "--classes",
@@ -393,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--expressions-file", help="a text file with one expression per line")
     s.add_argument("--out", default="segment_out", help="output folder")
     add_inference_flags(s)
-    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--device", default="auto", **_device())
     s.add_argument(
         "--workers",
         type=int,
@@ -411,15 +375,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_segment)
 
     d = sub.add_parser(
-        "demo", help="train the tiny preset on synthetic shapes on the CPU and show results"
+        "demo", help="train a configs/demo recipe on synthetic shapes on the CPU and show results"
     )
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--steps", type=int, default=0, help="override the number of training steps")
     d.add_argument(
         "--preset",
-        choices=["offline", "tiny"],
+        choices=_Choices(lambda: importlib.import_module("tseg.config").recipes("demo")),
+        metavar="PRESET",
         default="offline",
-        help="offline: packaged pretrained encoders (default); tiny: trained from scratch",
+        help="a recipe of configs/demo: %(choices)s (default %(default)s: packaged pretrained "
+        "encoders; tiny: trained from scratch)",
     )
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
@@ -455,7 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "dataset",
-        choices=["refcoco", "refcoco+", "refcocog", "grefcoco", "phrasecut", "voc", *OWN_DATA],
+        choices=_Choices(
+            lambda: _module("data.check").DATASET_NAMES + _module("data.check").OWN_DATA_NAMES
+        ),
+        metavar="DATASET",
+        help="one of %(choices)s",
     )
     c.add_argument(
         "root",
@@ -480,7 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--split", default="train", help="split to convert (default train)")
     v.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
     v.add_argument(
-        "--format", choices=["webdataset", "imagefolder", "coco_captions"], default="webdataset"
+        "--format",
+        choices=_names("data.convert", "FORMATS"),
+        metavar="FORMAT",
+        default="webdataset",
+        help="%(choices)s (default %(default)s)",
     )
     v.add_argument(
         "--set", action="append", default=[], help="another config key, e.g. data.split_by=umd"

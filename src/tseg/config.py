@@ -4,6 +4,9 @@ A run's config is built in three layers, later ones winning: the dataclass defau
 named model preset applied), an experiment YAML holding only what differs, and dotted
 ``key.sub=value`` overrides from the command line. Unknown keys, wrong types and
 out-of-range values are rejected with an error that names the key.
+
+Longer than 400 lines: the schema, the rules that check each value and the readers are read
+together (an error message names a key that is defined here).
 """
 
 from __future__ import annotations
@@ -232,6 +235,35 @@ class Config:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
 
 
+#: The experiment files and the demo / benchmark recipes: the repository's ``configs/``, which the
+#: package carries as ``tseg/configs`` (a link in the source tree, copied into a wheel).
+CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def recipe_path(name: str) -> Path:
+    """``configs/<name>.yaml``, e.g. ``recipe_path("demo/offline")``."""
+    path = CONFIGS / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no recipe '{name}': '{path}' does not exist")
+    return path
+
+
+def recipe_overrides(name: str) -> list[str]:
+    """A recipe as ``key=value`` overrides (for scripts that add or drop some of its keys)."""
+    return [f"{k}={v}" for k, v in _flatten(load_yaml(recipe_path(name))).items()]
+
+
+def recipes(folder: str) -> list[str]:
+    """The recipe names under ``configs/<folder>/`` (e.g. the demo's presets)."""
+    return sorted(p.stem for p in (CONFIGS / folder).glob("*.yaml"))
+
+
+def choices(key: str) -> tuple[str, ...]:
+    """The values a choice key allows (a registry's names where one defines them)."""
+    allowed = _CHOICES[key]
+    return allowed() if callable(allowed) else allowed
+
+
 # Model presets: diffs over the dataclass defaults, applied before the YAML file.
 PRESETS: dict[str, dict[str, Any]] = {
     # Trains on 2 CPU cores in minutes on `shapes` at 64 px. Trained from scratch, the small ViT
@@ -348,7 +380,7 @@ _CHOICES: dict[str, tuple[str, ...] | Callable[[], tuple[str, ...]]] = {
     "model.image.stem": ("patch", "conv"),
     "model.text.pool": ("cls", "mean"),
     "model.text.name": _registry("tseg.models.encoders", "TEXT_ENCODERS"),
-    "train.mode": ("weak", "full", "box"),
+    "train.mode": _registry("tseg.train.objectives", "OBJECTIVES"),
     "train.ground_truth": ("identity", "tfidf"),
     "train.optimizer": ("sgd", "adamw"),
     "train.device": ("auto", "cpu", "cuda"),
@@ -512,11 +544,10 @@ def check(obj: Any, prefix: str = "", labels: Mapping[str, str] | None = None) -
         if not test(flat[key]):
             raise ConfigError(f"{_subject(key, flat[key], labels)}: {what}")
     for key in mine(_CHOICES):
-        choices = _CHOICES[key]
-        choices = choices() if callable(choices) else choices
-        if flat[key] not in choices:
+        allowed = choices(key)
+        if flat[key] not in allowed:
             raise ConfigError(
-                f"{_subject(key, flat[key], labels)}: choose one of {', '.join(choices)}"
+                f"{_subject(key, flat[key], labels)}: choose one of {', '.join(allowed)}"
             )
 
 

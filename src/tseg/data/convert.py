@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from tqdm import tqdm
 from tseg.data.base import DatasetError, RefDataset
 from tseg.data.weak import IMAGE_EXTENSIONS
 
-__all__ = ["FORMATS", "convert", "image_bytes"]
+__all__ = ["FORMATS", "convert", "convert_dataset", "image_bytes"]
 
 FORMATS: tuple[str, ...] = ("webdataset", "imagefolder", "coco_captions")
 
@@ -158,6 +158,34 @@ def _to_coco_captions(ds: RefDataset, out: Path, split: str, progress: bool) -> 
         "images": len(ds),
         "captions": len(anns),
     }
+
+
+def convert_dataset(
+    source: str,
+    out: str | os.PathLike[str],
+    fmt: str = "webdataset",
+    *,
+    root: str | None = None,
+    split: str = "train",
+    settings: Sequence[str] = (),
+    shard_size: int = 1000,
+    progress: bool = True,
+) -> tuple[int, dict[str, Any]]:
+    """``tseg data convert``: a split of ``data.dataset=source`` (at ``root``, with more
+    ``key=value`` config ``settings``) -> ``out`` in format ``fmt`` (see ``convert``).
+
+    Returns:
+        (images written, the ``data.*`` config keys that train on the result).
+    """
+    from tseg.config import build_config
+    from tseg.data import build_dataset
+
+    overrides = [f"data.dataset={source}", *settings]
+    if root:
+        overrides.append(f"{'data.shards' if source == 'webdataset' else 'data.root'}={root}")
+    ds = build_dataset(build_config(None, overrides).data, split)
+    done = convert(ds, out, fmt, shard_size=shard_size, split=split, progress=progress)
+    return len(ds), {k: v for k, v in done.items() if k.startswith("data.")}
 
 
 def convert(

@@ -27,6 +27,9 @@ Items are images (sorted by image id); expressions are the image's distinct phra
 ambiguous and dropped from ``expressions`` (counted in ``num_dropped_tasks``); the
 per-task API (``iter_tasks`` / ``task_mask``) still covers every task, for the official
 per-task evaluation.
+
+Longer than 400 lines because every malformed field of the official files gets its own named
+error and the rasterisation follows the official tools step by step; one dataset, one file.
 """
 
 from __future__ import annotations

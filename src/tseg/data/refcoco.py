@@ -22,6 +22,9 @@ and counted in ``num_dropped_sentences``. An image left with no expression is sk
 (``num_dropped_images``). Repeats of a sentence for the same object are kept once;
 ``sentence_counts`` says how many annotated sentences each expression stands for, so an
 evaluation can weight expressions to reproduce the per-sentence protocol.
+
+Longer than 400 lines because reading the refer toolkit's pickle and COCO JSON safely (with a
+named error for every malformed field) is most of it; it is one dataset's one file.
 """
 
 from __future__ import annotations

@@ -36,6 +36,9 @@ seeds; ``paraphrase`` shows the ``test`` images with every content word of every
 expression replaced through ``PARAPHRASES``. Objects whose (colour, shape) pair is in
 ``UNSEEN_PAIRS`` occur only in ``unseen``, whose expressions all refer to at least one
 such object.
+
+Longer than 400 lines: the renderer and the expression grammar (with its truth rules) are one
+dataset and are read together; one dataset, one file.
 """
 
 from __future__ import annotations

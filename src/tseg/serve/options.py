@@ -15,7 +15,7 @@ import argparse
 import math
 from dataclasses import dataclass, fields
 
-from ..imageio import InputError
+from ..errors import InputError
 
 
 @dataclass(frozen=True)
