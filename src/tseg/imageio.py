@@ -149,3 +149,30 @@ def check_expressions(expressions: list[str] | str) -> list[str]:
             raise InputError(f"expression {e!r} is empty")
         out.append(e.strip())
     return out
+
+
+class Predicts:
+    """``predict`` and ``predict_batch`` on top of the ``maps(images, expressions)`` method of
+    every inference path (the torch ``Segmenter``, ``OrtSegmenter``): user input checked (the
+    images decoded, the expressions stripped), the maps thresholded."""
+
+    threshold: float  # foreground threshold on the probability maps
+    max_pixels: int  # larger images are refused before decoding
+
+    def predict(
+        self, image: str | Path | Image.Image | np.ndarray, expressions: list[str]
+    ) -> list[Prediction]:
+        """Segment one image with any number of expressions in one image-encoder pass."""
+        return self.predict_batch([image], expressions)[0]
+
+    def predict_batch(self, images: list, expressions: list[str]) -> list[list[Prediction]]:
+        """Segment many images with the same expressions; images of one size share a batch."""
+        expressions = check_expressions(expressions)
+        arrays = [load_image(im, self.max_pixels) for im in images]
+        return [
+            [
+                Prediction(e, float(c), p, p > self.threshold)
+                for e, c, p in zip(expressions, m.confidences, m.probabilities)
+            ]
+            for m in self.maps(arrays, expressions)
+        ]

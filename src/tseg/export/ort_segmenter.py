@@ -16,15 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from ..imageio import (
     InputError,
     Maps,
     Prediction,
-    check_expressions,
+    Predicts,
     expressions_per_image,
-    load_image,
     size_groups,
 )
 from . import ExportError
@@ -66,7 +64,7 @@ def read_export_meta(folder: str | Path) -> dict[str, Any]:
     return meta
 
 
-class OrtSegmenter:
+class OrtSegmenter(Predicts):
     """An exported model on ONNX Runtime; text embeddings are cached per distinct expression.
 
     Args:
@@ -200,24 +198,6 @@ class OrtSegmenter:
                 probs = probability_maps(s_grid, m["head"], (h, w), m["cam_threshold"])[0]
                 out[b] = Maps(probs.astype(np.float32), conf.astype(np.float32))
         return out  # type: ignore[return-value]
-
-    def predict(
-        self, image: str | Path | Image.Image | np.ndarray, expressions: list[str]
-    ) -> list[Prediction]:
-        """Segment one image with any number of expressions in one image-encoder pass."""
-        return self.predict_batch([image], expressions)[0]
-
-    def predict_batch(self, images: list, expressions: list[str]) -> list[list[Prediction]]:
-        """Segment many images with the same expressions; images of one size share a batch."""
-        expressions = check_expressions(expressions)
-        arrays = [load_image(im, self.max_pixels) for im in images]
-        return [
-            [
-                Prediction(e, float(c), p, p > self.threshold)
-                for e, c, p in zip(expressions, r.confidences, r.probabilities)
-            ]
-            for r in self.maps(arrays, expressions)
-        ]
 
 
 __all__ = ["ExportError", "InputError", "OrtSegmenter", "Prediction", "read_export_meta"]

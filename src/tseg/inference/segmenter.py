@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from ..checkpoint import load_checkpoint
@@ -30,10 +29,8 @@ from ..config import CRFConfig, InferenceConfig, TTAConfig, with_inference
 from ..data.base import swap_left_right
 from ..imageio import (
     Maps,
-    Prediction,
-    check_expressions,
+    Predicts,
     expressions_per_image,
-    load_image,
     size_groups,
 )
 from ..models.tseg import TSEG
@@ -42,7 +39,7 @@ from . import crf as crf_module
 TEXT_CHUNK = 256  # expressions per text-encoder call
 
 
-class Segmenter:
+class Segmenter(Predicts):
     """A model and its inference options; text embeddings are cached per distinct expression.
 
     Args:
@@ -201,26 +198,6 @@ class Segmenter:
                 passes += 1
         probs = (prob_sum / passes).clamp(0.0, 1.0).cpu().numpy()
         return Maps(probs, (conf_sum / passes).cpu().numpy())
-
-    # --- predictions -----------------------------------------------------------------------
-
-    def predict(
-        self, image: str | Path | Image.Image | np.ndarray, expressions: list[str]
-    ) -> list[Prediction]:
-        """Segment one image with any number of expressions in one image-encoder pass."""
-        return self.predict_batch([image], expressions)[0]
-
-    def predict_batch(self, images: list, expressions: list[str]) -> list[list[Prediction]]:
-        """Segment many images with the same expressions; images of one size share a batch."""
-        expressions = check_expressions(expressions)
-        arrays = [load_image(im, self.max_pixels) for im in images]
-        return [
-            [
-                Prediction(e, float(c), p, p > self.threshold)
-                for e, c, p in zip(expressions, m.confidences, m.probabilities)
-            ]
-            for m in self.maps(arrays, expressions)
-        ]
 
 
 def _run_pass(
