@@ -675,3 +675,16 @@ def test_absent_is_a_config_key_for_evaluation_splits_only() -> None:
         ShapesDataset("val", size=2, absent=-1)
     with pytest.raises(DatasetError, match="absent must be an integer"):
         ShapesDataset("val", size=2, absent="two")  # type: ignore[arg-type]
+
+
+def test_render_size_renders_small_and_training_views_are_at_the_input_size():
+    from tseg.config import build_config
+    from tseg.data import build_dataset
+    from tseg.data.pipeline import TrainSet
+
+    cfg = build_config(None, ["data.image_size=64", "data.render_size=32", "data.train_size=4"])
+    ds = build_dataset(cfg.data, "train")
+    assert ds.image(0).shape == (32, 32, 3) and ds.masks(0).shape[-2:] == (32, 32)
+    item = TrainSet(ds, cfg.data, seed=0, with_masks=True)[0]
+    assert item["image"].shape == (3, 64, 64) and item["masks"].shape[-2:] == (64, 64)
+    assert build_dataset(build_config(None, ["data.image_size=64"]).data, "val").image_size == 64

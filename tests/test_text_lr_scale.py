@@ -57,3 +57,17 @@ def test_frozen_text_features_are_cached_exactly_and_dropout_is_off(micro_overri
     first.sum().backward()  # the projection still learns
     assert model.text_proj.weight.grad is not None
     assert all(p.grad is None for p in model.text_encoder.parameters())
+
+
+def test_param_groups_carry_the_backbone_scale(micro_overrides):
+    """train.backbone_lr_scale: the pretrained image backbone (here the micro ViT) gets the scale;
+    projections, temperature and the text encoder keep theirs."""
+    cfg = build_config(None, [*micro_overrides, "train.backbone_lr_scale=0.3"])
+    model = build_model(cfg, build_dataset(cfg.data, "train"))
+    opt = build_optimizer(model, cfg.train)
+    backbone = {id(p) for p in model.image_encoder.vit.parameters()}
+    for g in opt.param_groups:
+        kinds = {id(p) in backbone for p in g["params"]}
+        assert len(kinds) == 1, "a group mixes backbone and other parameters"
+        assert g["lr_scale"] == (0.3 if kinds.pop() else 1.0)
+    assert sum(len(g["params"]) for g in opt.param_groups if g["lr_scale"] == 0.3) == len(backbone)

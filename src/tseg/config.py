@@ -92,7 +92,11 @@ class DataConfig:
     split_by: str = ""  # RefCOCO*: unc | umd | google ("" = the dataset's default)
     train_split: str = "train"  # the split called "train" (VOC: train_aug)
     val_split: str = "val"  # the split called "val"
-    image_size: int = 64
+    image_size: int = 64  # model input (shorter side) and training crop
+    # shapes only: side of the rendered images (0 = image_size). Rendered at 96 and fed at 192,
+    # the objects reach the size at which ImageNet features recognise shapes, while images,
+    # masks and IoU stay at 96 px (README, "Why a 24 x 24 grid").
+    render_size: int = 0
     train_size: int = 4000  # shapes only: number of generated training images
     val_size: int = 300
     test_size: int = 500
@@ -129,6 +133,9 @@ class TrainConfig:
     # a pretrained sentence encoder fine-tuned at full rate on a small vocabulary forgets the
     # synonyms it knew; 0 freezes it.
     text_lr_scale: float = 1.0
+    # Learning-rate multiplier for the pretrained image backbone (the hybrid's EfficientNet, or
+    # the ViT): the layers added on top (transformer, pyramid, projections) learn at the full rate.
+    backbone_lr_scale: float = 1.0
     eval_every: int = 0  # 0 = only at the end
     save_every: int = (
         500  # checkpoint (with optimiser and RNG state) every N steps; 0 = only at the end
@@ -320,6 +327,8 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.size_lambda": (0.0, None),
     "model.size_p": (0.0, None),
     "train.text_lr_scale": (0.0, None),
+    "train.backbone_lr_scale": (0.0, None),
+    "data.render_size": (0, 4096),
     "model.gwp_eps": (0.0, None),
     "model.cam_threshold": (0.0, 1.0),
     "model.image.patch_size": (1, None),

@@ -36,7 +36,7 @@ def build_dataset(cfg: DataConfig, split: str) -> RefDataset:
         return ShapesDataset(
             split=split,
             size=size,
-            image_size=cfg.image_size,
+            image_size=cfg.render_size or cfg.image_size,
             seed=cfg.seed,
             expressions=cfg.shapes_expressions,
             absent=cfg.shapes_absent if split != "train" else 0,

@@ -69,11 +69,16 @@ def init_model_from(cfg: Config, path: str | Path) -> TSEG:
     return model_from_checkpoint(cfg, ckpt, f"train.init_from: {ckpt / WEIGHTS}")
 
 
+# Parameters of the image encoders' pretrained part (EfficientNetHybrid.backbone, ViTEncoder.vit).
+IMAGE_BACKBONE_PREFIXES = ("image_encoder.backbone.", "image_encoder.vit.")
+
+
 def build_optimizer(model: TSEG, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (weak mode, section 4.2) or AdamW (full mode); no weight decay on norms, biases, tau.
 
     Each group carries ``lr_scale``; ``train_step`` sets ``lr = poly_lr * lr_scale``. The text
-    encoder's backbone gets ``cfg.text_lr_scale`` (0 = frozen, left out of the optimiser).
+    encoder's backbone gets ``cfg.text_lr_scale`` (0 = frozen, left out of the optimiser), the
+    pretrained image backbone ``cfg.backbone_lr_scale``.
     """
     groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
     if cfg.text_lr_scale == 0.0:
@@ -82,6 +87,8 @@ def build_optimizer(model: TSEG, cfg: TrainConfig) -> torch.optim.Optimizer:
         if not p.requires_grad:
             continue
         scale = cfg.text_lr_scale if name.startswith("text_encoder.") else 1.0
+        if name.startswith(IMAGE_BACKBONE_PREFIXES):
+            scale = cfg.backbone_lr_scale
         no_decay = p.ndim <= 1 or name.endswith("log_tau")
         groups.setdefault((no_decay, scale), []).append(p)
     param_groups = [
