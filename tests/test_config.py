@@ -69,3 +69,11 @@ def test_bad_files(tmp_path):
     unk.write_text("train:\n  stepz: 3\n")
     with pytest.raises(ConfigError, match="unknown config key 'train.stepz'"):
         build_config(unk)
+
+
+@pytest.mark.parametrize("value", ["nan", ".nan", "inf", "-.inf"])
+def test_non_finite_floats_are_refused_by_name(value):
+    with pytest.raises(ConfigError, match="train.lr.*not a finite number"):
+        build_config(None, [f"train.lr={value}"])
+    with pytest.raises(ConfigError, match="inference.presence_threshold.*not a finite"):
+        build_config(None, [f"inference.presence_threshold={value}"])

@@ -43,7 +43,12 @@ def evaluate(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
 @needs_crf
 def test_tta_and_crf_change_the_figures_and_are_reported(run, capsys) -> None:
     plain = evaluate(capsys, str(run), "--split", "test")
-    assert plain["inference"] == {"tta": False, "crf": False, "threshold": 0.5}
+    assert plain["inference"] == {
+        "tta": False,
+        "crf": False,
+        "threshold": 0.5,
+        "presence_threshold": 0.0,
+    }
     tta = evaluate(capsys, str(run), "--split", "test", "--tta", "--tta-scales", "1,2")
     assert tta["inference"]["tta"] == {"scales": [1.0, 2.0], "flip": True}
     crf = evaluate(capsys, str(run), "--split", "test", "--crf")
@@ -100,3 +105,30 @@ def test_bad_tta_scales_are_named(run, capsys) -> None:
         assert main(["eval", str(run), "--tta", "--tta-scales", scales]) == 2
         err = capsys.readouterr().err
         assert f"--tta-scales '{scales}'" in err and message in err
+
+
+def test_choose_presence_threshold_is_stored_and_used(tmp_path, capsys) -> None:
+    """`tseg eval --choose-presence-threshold` picks the gate on the first split by the rule of
+    tseg.eval.presence, writes it into the checkpoint's config, and later loads use it."""
+    from tseg.eval.pairs import choose_presence
+    from tseg.inference import Segmenter
+
+    run = save_micro([*MICRO, "data.shapes_absent=2"], tmp_path / "run")
+    expected = choose_presence(
+        Segmenter.from_checkpoint(run),
+        build_dataset(build_config(None, [*MICRO, "data.shapes_absent=2"]).data, "val"),
+    )
+    out = evaluate(capsys, str(run), "--split", "val", "test", "--choose-presence-threshold")
+    chosen = out["presence_threshold"]
+    assert chosen["chosen_on"] == "val" and chosen["absent"] > 0 and chosen["present"] > 0
+    assert chosen["threshold"] == pytest.approx(expected.threshold, abs=1e-6)
+    assert out["inference"]["presence_threshold"] == chosen["threshold"]
+    assert Segmenter.from_checkpoint(run).presence_threshold == chosen["threshold"]
+    assert {"val", "test"} <= set(out)
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "nan"])
+def test_bad_presence_threshold_is_named(run, capsys, value) -> None:
+    code = main(["eval", str(run), "--split", "test", "--presence-threshold", value])
+    assert code != 0
+    assert "--presence-threshold" in capsys.readouterr().err

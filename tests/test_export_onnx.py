@@ -25,6 +25,7 @@ from tseg.config import build_config  # noqa: E402
 from tseg.data import build_dataset  # noqa: E402
 from tseg.data.shapes import ShapesDataset  # noqa: E402
 from tseg.data.transforms import eval_size, resize  # noqa: E402
+from tseg.errors import InputError  # noqa: E402
 from tseg.export import ExportError  # noqa: E402
 from tseg.export import numpy_ops as npo  # noqa: E402
 from tseg.export.ort_segmenter import META, OrtSegmenter, read_export_meta  # noqa: E402
@@ -226,3 +227,26 @@ def test_incomplete_export_folder_is_named(exported, tmp_path):
         seg.predict(tmp_path / "big.png", ["circles"])
     p = seg.predict(np.zeros((8, 8, 3), np.uint8), ["circles"])[0]
     assert np.array_equal(p.mask, p.probability > 0.9)
+
+
+def test_presence_gate_is_the_same_on_both_paths(exported):
+    """A threshold between two confidences empties exactly the masks below it, on torch and on
+    ONNX Runtime alike; the maps themselves are kept."""
+    run, out = exported
+    img, ex = _shapes_inputs()[0]
+    conf = [p.confidence for p in Segmenter.from_checkpoint(run).predict(img, ex)]
+    cut = float(np.median(conf))
+    for seg in (
+        Segmenter.from_checkpoint(run, presence_threshold=cut),
+        OrtSegmenter(out, threads=1, presence_threshold=cut),
+    ):
+        preds = seg.predict(img, ex)
+        for p in preds:
+            if p.confidence < cut:
+                assert not p.mask.any() and p.probability.max() > 0
+            else:
+                assert np.array_equal(p.mask, p.probability > 0.5)
+        assert any(p.confidence < cut for p in preds) and any(p.mask.any() for p in preds)
+    assert read_export_meta(out)["presence_threshold"] == 0.0
+    with pytest.raises(InputError, match="presence_threshold = 2"):
+        OrtSegmenter(out, presence_threshold=2.0)

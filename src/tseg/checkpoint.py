@@ -168,3 +168,19 @@ def model_from_checkpoint(cfg: Config, ckpt: Path, where: str) -> TSEG:
         ) from None
     load_state(model, state, where)
     return model
+
+
+def store_inference(path: str | Path, cfg: Config) -> Path:
+    """Replace a checkpoint's ``config.yaml`` with ``cfg`` (e.g. a chosen
+    ``inference.presence_threshold``), atomically: the weights are untouched."""
+    import yaml
+
+    from .config import to_dict
+
+    ckpt = resolve(path)
+    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    try:
+        atomic_write_text(ckpt / CONFIG, text)
+    except OSError as e:
+        raise CheckpointError(f"cannot write '{ckpt / CONFIG}': {e.strerror or e}") from None
+    return ckpt

@@ -110,6 +110,8 @@ def inference_changes(ns: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
     put("tta.flip", False if ns.no_flip else None, "--no-flip")
     put("crf.enabled", ns.crf, "--crf")
     put("threshold", ns.threshold, f"--threshold = {ns.threshold}")
+    pt = ns.presence_threshold
+    put("presence_threshold", pt, f"--presence-threshold = {pt}")
     max_pixels = getattr(ns, "max_pixels", None)
     put("max_pixels", max_pixels, f"--max-pixels = {max_pixels}")
     class_threshold = getattr(ns, "class_threshold", None)
@@ -127,6 +129,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         presence=ns.presence,
         classes=ns.classes,
         confidence_threshold=ns.confidence_threshold,
+        choose_presence=ns.choose_presence_threshold,
     )
     out = evaluate_checkpoint(
         ns.checkpoint,
@@ -177,7 +180,7 @@ def cmd_segment(ns: argparse.Namespace) -> int:
 def cmd_demo(ns: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(ns.preset, ns.out, ns.steps, progress=not ns.quiet)
+    run_demo(ns.preset, ns.out, ns.steps, progress=not ns.quiet, seed=ns.seed)
     return 0
 
 
@@ -280,6 +283,12 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
         help="dense CRF refinement, needs the [crf] extra (default: inference.crf)",
     )
     p.add_argument("--threshold", type=float, help="foreground threshold (default 0.5)")
+    p.add_argument(
+        "--presence-threshold",
+        type=float,
+        help="empty the mask of an expression whose confidence is below this, 0 = off "
+        "(default: the checkpoint's inference.presence_threshold)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -312,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", nargs="+", default=["val"], help="splits to evaluate (default: val)")
     e.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images")
     e.add_argument("--presence", action="store_true", help="also report presence ROC AUC")
+    e.add_argument(
+        "--choose-presence-threshold",
+        action="store_true",
+        help="choose inference.presence_threshold on the first --split (balanced accuracy of "
+        "present vs absent expressions), store it in the checkpoint and evaluate with it",
+    )
     e.add_argument("--device", default="auto", **_device())
     e.add_argument(
         "--protocol",
@@ -378,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="train a configs/demo recipe on synthetic shapes on the CPU and show results"
     )
     d.add_argument("--out", default="runs/demo")
+    d.add_argument(
+        "--seed", type=int, default=None, help="training seed (default: the recipe's, 0)"
+    )
     d.add_argument("--steps", type=int, default=0, help="override the number of training steps")
     d.add_argument(
         "--preset",

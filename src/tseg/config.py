@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -229,6 +230,9 @@ class InferenceConfig:
     crf: CRFConfig = field(default_factory=lambda: CRFConfig(enabled=False))
     class_threshold: float = 0.5  # zero-shot: drop classes whose confidence is below this
     max_pixels: int = 100_000_000  # refuse larger images before decoding
+    # Presence gate: an expression whose confidence is below this gets an empty mask ("nothing
+    # here"); 0 = off. ``tseg eval RUN --choose-presence-threshold`` picks it on val and stores it.
+    presence_threshold: float = 0.0
 
 
 @dataclass
@@ -358,6 +362,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "inference.class_threshold": (0.0, 1.01),
     "inference.crf.iterations": (0, 1000),
     "inference.max_pixels": (1, None),
+    "inference.presence_threshold": (0.0, 1.0),
 }
 # Checks that are not a range: key -> (test, what the message says).
 _TESTS: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -542,6 +547,9 @@ def check(obj: Any, prefix: str = "", labels: Mapping[str, str] | None = None) -
     def mine(table: Mapping[str, Any]) -> list[str]:
         return [k for k in table if k in flat]
 
+    for key, v in flat.items():  # NaN passes every comparison below, so refuse it first
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{_subject(key, v, labels)} is not a finite number")
     for key in mine(_RANGES):
         lo, hi = _RANGES[key]
         v = flat[key]

@@ -19,12 +19,19 @@ from .viz import overlay
 
 
 def run_demo(
-    preset: str = "offline", out: str | Path = "runs/demo", steps: int = 0, progress: bool = True
+    preset: str = "offline",
+    out: str | Path = "runs/demo",
+    steps: int = 0,
+    progress: bool = True,
+    seed: int | None = None,
 ) -> dict[str, Any]:
-    """Train ``configs/demo/<preset>.yaml`` into ``out`` (``steps``: override its step count),
-    print what it does and its figures; returns the metrics written to ``out/metrics.json``."""
+    """Train ``configs/demo/<preset>.yaml`` into ``out`` (``steps``: override its step count;
+    ``seed``: its training seed, i.e. initialisation, data order and augmentation), print what it
+    does and its figures; returns the metrics written to ``out/metrics.json``."""
     out = Path(out)
     overrides = [f"train.out_dir={out}", *([f"train.steps={steps}"] if steps else [])]
+    if seed is not None:
+        overrides.append(f"train.seed={seed}")
     cfg = build_config(recipe_path(f"demo/{preset}"), overrides)
     t0 = time.time()
     kind = "from-scratch" if cfg.model.text.name == "bert" else "pretrained"

@@ -158,6 +158,7 @@ class Predicts:
 
     threshold: float  # foreground threshold on the probability maps
     max_pixels: int  # larger images are refused before decoding
+    presence_threshold: float  # confidence below which a mask is emptied (0: off)
 
     def predict(
         self, image: str | Path | Image.Image | np.ndarray, expressions: list[str]
@@ -166,12 +167,16 @@ class Predicts:
         return self.predict_batch([image], expressions)[0]
 
     def predict_batch(self, images: list, expressions: list[str]) -> list[list[Prediction]]:
-        """Segment many images with the same expressions; images of one size share a batch."""
+        """Segment many images with the same expressions; images of one size share a batch.
+
+        An expression whose confidence is below ``presence_threshold`` gets an empty mask (the
+        presence gate, ``tseg.eval.presence``); its probability map is kept as computed.
+        """
         expressions = check_expressions(expressions)
         arrays = [load_image(im, self.max_pixels) for im in images]
         return [
             [
-                Prediction(e, float(c), p, p > self.threshold)
+                Prediction(e, float(c), p, (p > self.threshold) & (c >= self.presence_threshold))
                 for e, c, p in zip(expressions, m.confidences, m.probabilities)
             ]
             for m in self.maps(arrays, expressions)

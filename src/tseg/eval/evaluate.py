@@ -8,18 +8,18 @@ its names.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .. import distributed
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, store_inference
 from ..config import DataConfig
 from ..data import RefDataset, build_dataset
 from ..data.own import override_data, semantic_classes
 from ..errors import DatasetError
 from ..inference.segmenter import Segmenter
-from .pairs import evaluate_pairs
+from .pairs import choose_presence, evaluate_pairs
 from .protocols import evaluate_phrasecut, evaluate_semantic, evaluate_voc
 
 
@@ -35,6 +35,9 @@ class EvalRequest:
     classes: str | None = None  # voc / semantic: YAML of class -> names (None: the packaged /
     # the dataset's class names)
     confidence_threshold: float = 0.5  # *-zeroshot: drop classes below this confidence
+    # pairs: choose inference.presence_threshold on the (first) split and store it in the
+    # checkpoint (``tseg.eval.pairs.choose_presence``)
+    choose_presence: bool = False
     shard: distributed.Shard = field(default_factory=distributed.Shard)
 
 
@@ -142,7 +145,21 @@ def evaluate_checkpoint(
         request = replace(
             request, shard=shard, batch_size=request.batch_size or cfg.eval.batch_size
         )
-        out = {}
+        out: dict[str, Any] = {}
+        if request.choose_presence:  # the threshold for the other splits, and stored
+            if protocol != "pairs":
+                raise DatasetError("--choose-presence-threshold works with --protocol pairs")
+            ds = _dataset(protocol, proto, cfg.data, splits[0], dataset, dataset_root, image_dir)
+            choice = choose_presence(seg, ds, request.batch_size, request.max_images)
+            cfg.inference.presence_threshold = round(choice.threshold, 6)
+            if shard.rank == 0:
+                store_inference(ckpt, cfg)
+            out["presence_threshold"] = {"chosen_on": splits[0], **asdict(choice)}
+            out["presence_threshold"]["threshold"] = cfg.inference.presence_threshold
+            out["presence_threshold"]["stored_in"] = str(ckpt / "config.yaml")
+            changes = {k: v for k, v in (inference or {}).items() if k != "presence_threshold"}
+            seg = Segmenter(model, where, cfg.inference, labels, **changes)
+            head["inference"] = seg.describe()
         for split in splits:
             ds = _dataset(protocol, proto, cfg.data, split, dataset, dataset_root, image_dir)
             out[split] = proto.run(seg, ds, request)

@@ -1,5 +1,6 @@
 """Referring-expression segmentation given each image's annotated expressions (section 4.1):
-mIoU, overall IoU and precision@k over (image, expression) pairs, and presence ROC AUC."""
+mIoU, overall IoU, precision@k and PointM over (image, expression) pairs, presence ROC AUC, and
+the no-target evaluation of GRES with a presence gate chosen on another split."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from ..data import RefDataset, normalize_expression
 from ..distributed import Shard
 from ..inference.segmenter import Segmenter
 from .metrics import SegmentationMeter, iou_counts, roc_auc
+from .metrics_gres import PairRecord, pair_record, peak_inside, summarize_pairs
+from .presence import PresenceChoice, choose_presence_threshold
 
 
 def evaluate_pairs(
@@ -36,8 +39,8 @@ def evaluate_pairs(
     shard = shard or Shard()
     n = len(ds) if not max_images else min(max_images, len(ds))
     absent = absent_expressions(ds, n, seed) if presence else [[] for _ in range(n)]
-    # Per image: (index, (intersections, unions, confidences, presence labels)).
-    records: list[tuple[int, tuple[list[int], list[int], list[float], list[int]]]] = []
+    # Per image: (index, (intersections, unions, confidences, presence labels, peak hits)).
+    records: list[tuple[int, tuple[list[int], list[int], list[float], list[int], list[bool]]]] = []
     for start in shard.take(range(0, n, batch_size)):  # whole batches, as one process forms them
         idxs = list(range(start, min(n, start + batch_size)))
         own = [ds.expressions(i) for i in idxs]
@@ -51,16 +54,22 @@ def evaluate_pairs(
             counts = [iou_counts(m.probabilities[j] > seg.threshold, gt[j]) for j in range(len(ex))]
             conf = [float(c) for c in m.confidences] if presence else []
             labels = [1] * len(ex) + [0] * len(absent[i])
-            records.append((i, ([c[0] for c in counts], [c[1] for c in counts], conf, labels)))
+            hits = [peak_inside(m.probabilities[j], gt[j]) for j in range(len(ex)) if gt[j].any()]
+            records.append(
+                (i, ([c[0] for c in counts], [c[1] for c in counts], conf, labels, hits))
+            )
     meter = SegmentationMeter()
     conf_all: list[float] = []
     labels_all: list[int] = []
-    for inters, unions, conf, labels in shard.gather_keyed(records):  # image order
+    hits_all: list[bool] = []
+    for inters, unions, conf, labels, hits in shard.gather_keyed(records):  # image order
         meter.inters += inters
         meter.unions += unions
         conf_all += conf
         labels_all += labels
+        hits_all += hits
     out = meter.compute()
+    out["pointm"] = float(np.mean(hits_all)) if hits_all else None
     if presence:
         out["presence_auc"] = roc_auc(np.array(conf_all), np.array(labels_all))
     return {
@@ -85,3 +94,68 @@ def absent_expressions(ds: RefDataset, n: int, seed: int) -> list[list[str]]:
         k = min(len(ex), len(cands))
         out.append([cands[j] for j in rng.choice(len(cands), size=k, replace=False)] if k else [])
     return out
+
+
+def pair_records(
+    seg: Segmenter, ds: RefDataset, batch_size: int = 32, max_images: int = 0
+) -> list[PairRecord]:
+    """One ``PairRecord`` per (image, expression) pair of ``ds``, in image order: what the GRES
+    metrics and the presence gate need. Expressions with an empty mask are no-target pairs."""
+    n = len(ds) if not max_images else min(max_images, len(ds))
+    out: list[PairRecord] = []
+    for start in range(0, n, batch_size):
+        idxs = list(range(start, min(n, start + batch_size)))
+        results = seg.maps([ds.image(i) for i in idxs], [ds.expressions(i) for i in idxs])
+        for i, m in zip(idxs, results):
+            for prob, gt, conf in zip(m.probabilities, ds.masks(i), m.confidences):
+                out.append(pair_record(prob, gt, seg.threshold, float(conf)))
+    return out
+
+
+def evaluate_no_target(
+    seg: Segmenter, val: RefDataset, test: RefDataset, batch_size: int = 32
+) -> dict[str, float | int | None]:
+    """GRES figures on ``test`` (gIoU, cIoU, N-acc, T-acc, PointM), without and with the
+    presence gate whose threshold is chosen on ``val`` by ``choose_presence_threshold``.
+
+    Both splits must hold target and no-target pairs (e.g. ``shapes`` with
+    ``data.shapes_absent``). Returns ``summarize_pairs``' keys plus ``val_n_acc`` and
+    ``val_t_acc`` (what the chosen threshold scores on ``val``).
+    """
+    val_records = pair_records(seg, val, batch_size)
+    choice = choose_presence_threshold(
+        [r.confidence for r in val_records], [not r.gt_empty for r in val_records]
+    )
+    out = summarize_pairs(pair_records(seg, test, batch_size), choice.threshold)
+    out["val_n_acc"], out["val_t_acc"] = choice.n_acc, choice.t_acc
+    return out
+
+
+def choose_presence(
+    seg: Segmenter, ds: RefDataset, batch_size: int = 32, max_images: int = 0, seed: int = 0
+) -> PresenceChoice:
+    """``inference.presence_threshold`` chosen on ``ds`` (a validation split) by the rule of
+    ``tseg.eval.presence``.
+
+    Present pairs: each image's own expressions whose mask is not empty. Absent pairs: its
+    expressions with an empty mask (no-target ones, e.g. gRefCOCO's or ``data.shapes_absent``)
+    and as many expressions of other images as it has (``absent_expressions``). Only
+    confidences are computed (no maps).
+    """
+    n = len(ds) if not max_images else min(max_images, len(ds))
+    absent = absent_expressions(ds, n, seed)
+    conf: list[float] = []
+    present: list[bool] = []
+    for start in range(0, n, batch_size):
+        idxs = list(range(start, min(n, start + batch_size)))
+        own = [ds.expressions(i) for i in idxs]
+        results = seg.maps(
+            [ds.image(i) for i in idxs],
+            [ex + absent[i] for i, ex in zip(idxs, own)],
+            maps_for=[0] * len(idxs),
+        )
+        for i, m in zip(idxs, results):
+            has_target = [bool(g.any()) for g in ds.masks(i)]
+            conf += [float(c) for c in m.confidences]
+            present += has_target + [False] * len(absent[i])
+    return choose_presence_threshold(conf, present)

@@ -209,6 +209,7 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, check: bool = True)
         "cam_threshold": c.cam_threshold,
         "threshold": ic.threshold,
         "class_threshold": ic.class_threshold,
+        "presence_threshold": ic.presence_threshold,
         "max_pixels": ic.max_pixels,
         "model_config": to_dict(cfg)["model"],
     }

@@ -72,6 +72,8 @@ class OrtSegmenter(Predicts):
         threads: ONNX Runtime intra-op threads (0: its default, one per core).
         threshold: foreground threshold on the probability maps (None: the exported default).
         max_pixels: larger images are refused before decoding (None: the exported default).
+        presence_threshold: confidence below which a mask is emptied, 0 = off (None: the
+            exported default; exports made before it existed have 0).
     """
 
     def __init__(
@@ -80,11 +82,13 @@ class OrtSegmenter(Predicts):
         threads: int = 0,
         threshold: float | None = None,
         max_pixels: int | None = None,
+        presence_threshold: float | None = None,
     ) -> None:
         if threads < 0:
             raise InputError(f"threads = {threads} must be 0 (ONNX Runtime's default) or more")
-        if threshold is not None and not 0.0 <= threshold <= 1.0:
-            raise InputError(f"threshold = {threshold} is out of range [0, 1]")
+        for name, value in (("threshold", threshold), ("presence_threshold", presence_threshold)):
+            if value is not None and not 0.0 <= value <= 1.0:  # NaN fails this test too
+                raise InputError(f"{name} = {value} is out of range [0, 1]")
         try:
             import onnxruntime as ort
         except ImportError:
@@ -118,6 +122,11 @@ class OrtSegmenter(Predicts):
         self.threshold = meta["threshold"] if threshold is None else threshold
         self.max_pixels = meta["max_pixels"] if max_pixels is None else max_pixels
         self.class_threshold = meta.get("class_threshold", 0.5)
+        self.presence_threshold = (
+            float(meta.get("presence_threshold", 0.0))
+            if presence_threshold is None
+            else presence_threshold
+        )
         self._text_cache: dict[str, np.ndarray] = {}
         self.text_encoder_calls = 0
 

@@ -47,6 +47,7 @@ class Segmenter(Predicts):
         device: Where to run it.
         inference: The options (a checkpoint's ``inference`` config; default: the defaults).
         **changes: Options changed on top of ``inference``: ``threshold``, ``max_pixels``,
+            ``presence_threshold``,
             ``class_threshold``, ``tta`` and ``crf`` (a TTAConfig / CRFConfig, True / False to
             switch the configured one on or off, None for off), or dotted keys such as
             ``tta.scales``. Every value is checked by the config's own rules.
@@ -97,6 +98,10 @@ class Segmenter(Predicts):
         return self.options.max_pixels
 
     @property
+    def presence_threshold(self) -> float:
+        return self.options.presence_threshold
+
+    @property
     def class_threshold(self) -> float:
         return self.options.class_threshold
 
@@ -107,6 +112,7 @@ class Segmenter(Predicts):
             "tta": {"scales": list(tta.scales), "flip": tta.flip} if tta is not None else False,
             "crf": {k: v for k, v in asdict(crf).items() if k != "enabled"} if crf else False,
             "threshold": self.threshold,
+            "presence_threshold": self.presence_threshold,
         }
 
     # --- the one road ----------------------------------------------------------------------
@@ -223,6 +229,9 @@ def _run_pass(
     for b, (y, size, k) in enumerate(zip(ys, sizes, keep)):
         s = model.similarity(enc["x"][b : b + 1], y.to(batch.device))  # [1, N, L]
         conf = torch.sigmoid(model.pool(s)["scores"][0])  # [L]
-        probs = model.masks_at(s[:, :, :k], enc["grid"], tuple(size))[0]  # [K, H, W]
+        if k:
+            probs = model.masks_at(s[:, :, :k], enc["grid"], tuple(size))[0]  # [K, H, W]
+        else:  # confidences only (presence scoring): no map to upsample
+            probs = s.new_zeros((0, *size))
         out.append((probs, conf))
     return out

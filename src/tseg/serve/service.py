@@ -131,6 +131,8 @@ class SegmentService:
         side, self.model_multiple = model_input_size(model)
         self.model_side = options.model_side or side or FALLBACK_MODEL_SIDE
         self.threshold = float(getattr(model, "threshold", 0.5))
+        # The model's presence gate (a checkpoint's or export's inference.presence_threshold).
+        self.presence_threshold = float(getattr(model, "presence_threshold", 0.0))
         examples = json.loads((EXAMPLES / "examples.json").read_text(encoding="utf-8"))
         self.examples: dict[str, list[str]] = {k: v["expressions"] for k, v in examples.items()}
         self.model_lock = threading.Lock()
@@ -291,7 +293,8 @@ class SegmentService:
         shown = None if dec.preview is None else (dec.preview.shape[1], dec.preview.shape[0])
         rows, files, overlay_masks = [], [], []
         for k, p in enumerate(preds):
-            mask = imaging.upsample(p.probability, size) > self.threshold  # [h, w]
+            present = float(p.confidence) >= self.presence_threshold  # else "nothing here"
+            mask = (imaging.upsample(p.probability, size) > self.threshold) & present  # [h, w]
             row: dict[str, Any] = {
                 "expression": p.expression,
                 "confidence": round(float(p.confidence), 6),
@@ -309,7 +312,9 @@ class SegmentService:
             if req.mask_format == "rle":
                 row["rle"] = imaging.coco_rle(mask)
             if shown is not None:
-                overlay_masks.append(imaging.upsample(p.probability, shown) > self.threshold)
+                overlay_masks.append(
+                    (imaging.upsample(p.probability, shown) > self.threshold) & present
+                )
             rows.append(row)
             del mask
         out: dict[str, Any] = {
