@@ -71,3 +71,16 @@ def test_param_groups_carry_the_backbone_scale(micro_overrides):
         assert len(kinds) == 1, "a group mixes backbone and other parameters"
         assert g["lr_scale"] == (0.3 if kinds.pop() else 1.0)
     assert sum(len(g["params"]) for g in opt.param_groups if g["lr_scale"] == 0.3) == len(backbone)
+
+
+def test_backbone_scale_zero_freezes_the_backbone(micro_overrides):
+    """train.backbone_lr_scale=0: the backbone is out of the optimiser and gets no gradient,
+    while the projections still learn."""
+    cfg = build_config(None, [*micro_overrides, "train.backbone_lr_scale=0"])
+    model = build_model(cfg, build_dataset(cfg.data, "train"))
+    opt = build_optimizer(model, cfg.train)
+    backbone = list(model.image_encoder.vit.parameters())
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert not any(p.requires_grad for p in backbone)
+    assert not any(id(p) in in_opt for p in backbone)
+    assert id(model.image_proj.weight) in in_opt

@@ -78,11 +78,17 @@ def build_optimizer(model: TSEG, cfg: TrainConfig) -> torch.optim.Optimizer:
 
     Each group carries ``lr_scale``; ``train_step`` sets ``lr = poly_lr * lr_scale``. The text
     encoder's backbone gets ``cfg.text_lr_scale`` (0 = frozen, left out of the optimiser), the
-    pretrained image backbone ``cfg.backbone_lr_scale``.
+    pretrained image backbone ``cfg.backbone_lr_scale`` (0 = frozen too: no gradient flows into
+    it, which also spares the backward pass through it; its BatchNorm statistics are fixed
+    already, so this computes what a zero learning rate would).
     """
     groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
     if cfg.text_lr_scale == 0.0:
         model.freeze_text_encoder()
+    if cfg.backbone_lr_scale == 0.0:
+        for name, p in model.named_parameters():
+            if name.startswith(IMAGE_BACKBONE_PREFIXES):
+                p.requires_grad_(False)
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
