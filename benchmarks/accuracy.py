@@ -1,9 +1,13 @@
 """Accuracy benchmark on `shapes`: the paper's pooling comparison (Table 3) and ablations (Table 2).
 
-Every row trains the same `tiny` model with the same budget and seed; only the pooling head (or
-the supervision, for the fully supervised upper bound) changes. Each model is evaluated on the
-`test` split (with presence scoring: its own expressions against as many absent ones) and on the
-`unseen` split of held-out colour-shape compositions.
+Every row trains the same model with the same budget and seeds; only the pooling head (or the
+supervision, for the fully supervised upper bound) changes. Each model is evaluated on the `test`
+split (with presence scoring: its own expressions against as many absent ones), on the `unseen`
+split of held-out colour-shape compositions and, for the main rows, with no-target expressions
+(GRES: gIoU, N-acc, T-acc, PointM, ungated and with a presence gate chosen on `val`). The first
+row of the table is the patch grid's own ceiling: ground truth pushed through the grid of the
+run's input and patch size (``tseg.eval.oracle``). A second table repeats GAP, SPA and MPA on
+`shapes` with disjoint expressions (one colour-and-shape expression per object, no overlap).
 
     python benchmarks/accuracy.py --quick                 # offline preset, 1 seed (~20 min, 2 cores)
     python benchmarks/accuracy.py                         # 3 seeds + ablations (hours)
@@ -16,6 +20,7 @@ machine) and accuracy[_tiny].md (the tables the README shows).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -32,6 +37,8 @@ from tseg.config import build_config, recipe_overrides, to_dict
 from tseg.data import build_dataset
 from tseg.distributed import pick_device
 from tseg.eval import evaluate_pairs
+from tseg.eval.oracle import grid_oracle
+from tseg.eval.pairs import evaluate_no_target
 from tseg.inference import Segmenter
 from tseg.train import train
 
@@ -56,7 +63,7 @@ PRESET_BASE = {
 }
 STEPS = {
     ("offline", "quick"): 400,
-    ("offline", "full"): 400,  # same per-row budget as quick: full adds seeds and ablations
+    ("offline", "full"): 400,  # same per-row budget as quick: full adds seeds and tables
     ("tiny", "quick"): 2500,
     ("tiny", "full"): 4000,
 }
@@ -76,10 +83,21 @@ MAIN_ROWS: dict[str, list[str]] = {
 }
 
 
+# No-target evaluation: absent expressions per image on val (where the gate's threshold is
+# chosen) and test (where it is applied).
+NO_TARGET_ABSENT = 4
+# Section "SPA against GAP": the same heads when no two expressions of an image overlap.
+DISJOINT_ROWS: dict[str, list[str]] = {
+    f"{h.upper()} (weak, disjoint)": ["data.shapes_expressions=disjoint", f"model.head={h}"]
+    for h in ("gap", "spa")
+}
+
+
 def ablation_rows() -> dict[str, dict[str, list[str]]]:
-    """Table 2 of the paper, reduced to what 2 cores can run; all with MPA.
+    """Table 2 of the paper, reduced to what 2 cores can run; all with MPA, one seed.
 
     With lambda = 0 the penalty vanishes whatever p is, so that column is one run, not four.
+    The default (lambda 0.01, p 5; D 256; identity; 100%) is the main MPA row's seed 0.
     """
     size = {"lambda=0 (no penalty)": ["model.head=mpa", "model.size_lambda=0.0"]}
     size.update(
@@ -89,15 +107,12 @@ def ablation_rows() -> dict[str, dict[str, list[str]]]:
                 f"model.size_lambda={lam}",
                 f"model.size_p={p}",
             ]
-            for lam in (0.01, 0.1)
-            for p in (0, 1, 3, 5)
+            for lam, p in ((0.01, 1), (0.01, 5), (0.1, 5))
         }
     )
     dim = {f"D={d}": ["model.head=mpa", f"model.embed_dim={d}"] for d in (128, 256, 512)}
     gt = {g: ["model.head=mpa", f"train.ground_truth={g}"] for g in ("identity", "tfidf")}
-    frac = {
-        f"{int(f * 100)}%": ["model.head=mpa", f"data.train_fraction={f}"] for f in (0.1, 0.5, 1.0)
-    }
+    frac = {f"{int(f * 100)}%": ["model.head=mpa", f"data.train_fraction={f}"] for f in (0.1, 1.0)}
     return {"size_penalty": size, "embed_dim": dim, "ground_truth": gt, "train_fraction": frac}
 
 
@@ -160,14 +175,23 @@ def row_key(cfg_dict: dict[str, Any]) -> str:
 
 
 def run_one(
-    overrides: list[str], seed: int, out: Path, steps: int, unseen: bool = True
+    overrides: list[str],
+    seed: int,
+    out: Path,
+    steps: int,
+    unseen: bool = True,
+    no_target: bool = False,
 ) -> dict[str, Any]:
     cfg = build_config(
         None,
         [*BASE, f"train.steps={steps}", *overrides, f"train.seed={seed}", f"train.out_dir={out}"],
     )
     key = row_key(to_dict(cfg))
-    if key in DONE and ("unseen" in DONE[key] or not unseen):
+    if (
+        key in DONE
+        and ("unseen" in DONE[key] or not unseen)
+        and ("no_target" in DONE[key] or not no_target)
+    ):
         row = {**DONE[key], "overrides": overrides}
         print(
             f"  seed {seed}: same run as before, reused (test mIoU {100 * row['test']['miou']:.1f})"
@@ -178,7 +202,13 @@ def run_one(
     from tseg.checkpoint import load_checkpoint
 
     device = pick_device(cfg.train.device)
-    model, _, _ = load_checkpoint(res["checkpoint"], device)
+    # The checkpoint's inference options: the mask threshold chosen on val with
+    # eval.choose_threshold (the recipe's), else 0.5.
+    model, ckpt_cfg, _ = load_checkpoint(res["checkpoint"], device)
+
+    def seg() -> Segmenter:
+        return Segmenter(model, device, ckpt_cfg.inference)
+
     row: dict[str, Any] = {
         "seed": seed,
         "overrides": overrides,
@@ -186,9 +216,18 @@ def run_one(
         "commit": git_commit(),
     }
     test = build_dataset(cfg.data, "test")
-    row["test"] = evaluate_pairs(Segmenter(model, device), test, presence=True, seed=seed)
+    row["threshold"] = res.get("threshold", {"threshold": ckpt_cfg.inference.threshold})
+    row["test"] = evaluate_pairs(seg(), test, presence=True, seed=seed)
+    if ckpt_cfg.inference.threshold != 0.5:  # and at the paper's background score
+        at_half = evaluate_pairs(Segmenter(model, device, ckpt_cfg.inference, threshold=0.5), test)
+        row["test"]["miou_at_0.5"] = at_half["miou"]
     if unseen:
-        row["unseen"] = evaluate_pairs(Segmenter(model, device), build_dataset(cfg.data, "unseen"))
+        row["unseen"] = evaluate_pairs(seg(), build_dataset(cfg.data, "unseen"))
+    if no_target:
+        data = dataclasses.replace(cfg.data, shapes_absent=NO_TARGET_ABSENT)
+        row["no_target"] = evaluate_no_target(
+            seg(), build_dataset(data, "val"), build_dataset(data, "test")
+        )
     row["wall_time_s"] = round(time.time() - t0, 1)
     row["finished_at"] = time.time()
     row["config"] = to_dict(cfg)
@@ -206,12 +245,13 @@ STATE: list[Path] = []  # [<work>/rows.json] once main() has set it
 
 
 class Job(NamedTuple):
-    table: str  # "main" or an ablation table
+    table: str  # "main", "disjoint" or an ablation table
     name: str
     overrides: list[str]
     seed: int
     out: Path
     unseen: bool
+    no_target: bool = False
 
 
 def job_config(j: Job, steps: int) -> Any:
@@ -230,11 +270,16 @@ def job_config(j: Job, steps: int) -> Any:
 def plan(quick: bool, seeds: int, preset: str, work: Path) -> list[Job]:
     """Every row of the report, in table order."""
     jobs = [
-        Job("main", name, ov, s, work / f"{preset}_{ov[-1].replace('=', '_')}_s{s}", True)
+        Job("main", name, ov, s, work / f"{preset}_{ov[-1].replace('=', '_')}_s{s}", True, True)
         for name, ov in MAIN_ROWS.items()
         for s in range(seeds)
     ]
     if not quick:
+        jobs += [
+            Job("disjoint", name, ov, s, work / f"{preset}_disjoint_{ov[-1][11:]}_s{s}", False)
+            for name, ov in DISJOINT_ROWS.items()
+            for s in range(seeds)
+        ]
         for table, rows in ablation_rows().items():
             for name, ov in rows.items():
                 tag = "_".join(o.split("=")[-1] for o in ov)
@@ -246,21 +291,45 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and standard deviation (over seeds) of every reported figure."""
     keys = [
         ("test", "miou"),
+        ("test", "miou_at_0.5"),
+        ("threshold", "threshold"),
         ("test", "oiou"),
         ("test", "prec@0.5"),
+        ("test", "prec@0.7"),
         ("test", "prec@0.9"),
+        ("test", "pointm"),
         ("test", "presence_auc"),
         ("unseen", "miou"),
+        *(("no_target", f"{k}{g}") for k in NO_TARGET_KEYS for g in ("", "_gated")),
+        ("no_target", "presence_threshold"),
     ]
     out: dict[str, Any] = {}
     for split, k in keys:
-        vals = [r[split][k] for r in runs if split in r]
+        vals = [r[split][k] for r in runs if r.get(split, {}).get(k) is not None]
         if vals:
             out[f"{split}_{k}"] = {
                 "mean": statistics.fmean(vals),
                 "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
                 "values": vals,
             }
+    return out
+
+
+NO_TARGET_KEYS = ("giou", "ciou", "n_acc", "t_acc", "pointm")
+
+
+def oracle(steps: int) -> dict[str, Any]:
+    """Ground truth of the test split through the patch grid of the benchmark's input size and
+    patch size (``tseg.eval.oracle``): the best any model of this grid can score."""
+    cfg = build_config(None, [*BASE, f"train.steps={steps}"])
+    test = build_dataset(cfg.data, "test")
+    out = grid_oracle(
+        [test.masks(i) for i in range(len(test))],
+        cfg.data.image_size,
+        cfg.model.image.patch_size,
+    )
+    out["input_size"] = cfg.data.image_size
+    out["patch"] = cfg.model.image.patch_size
     return out
 
 
@@ -275,6 +344,11 @@ def fmt(s: dict[str, Any], key: str, pct: bool = True) -> str:
     )
 
 
+def _section(intro: str, header: list[str], body: list[str]) -> list[str]:
+    """A paragraph, then a markdown table with ``header`` and the rows of ``body``."""
+    return ["", intro, "", f"| {' | '.join(header)} |", "|" + "---|" * len(header), *body]
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Accuracy on `shapes`, preset `{report.get('preset', 'tiny')}` ({report['mode']} run, {report['seeds']} seed(s), "
@@ -286,32 +360,73 @@ def markdown(report: dict[str, Any]) -> str:
             else ""
         ),
         "",
-        "| Method | test mIoU | test oIoU | P@0.5 | P@0.9 | presence AUC | unseen mIoU |",
-        "|---|---|---|---|---|---|---|",
+        "| Method | test mIoU | test oIoU | P@0.5 | P@0.7 | P@0.9 | PointM | presence AUC "
+        "| unseen mIoU | mask threshold (val) | test mIoU at 0.5 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if "oracle" in report:
+        o = report["oracle"]
+        lines.append(
+            f"| oracle: ground truth through the patch grid ({o['grid']} at {o['input_size']} px, "
+            f"threshold {o['threshold']}) | {100 * o['miou']:.1f} | {100 * o['oiou']:.1f} | "
+            f"{100 * o['prec@0.5']:.1f} | {100 * o['prec@0.7']:.1f} | {100 * o['prec@0.9']:.1f} "
+            "| - | - | - | - | - |"
+        )
     for name, row in report["main"].items():
         s = row["summary"]
         lines.append(
             f"| {name} | {fmt(s, 'test_miou')} | {fmt(s, 'test_oiou')} | {fmt(s, 'test_prec@0.5')} | "
-            f"{fmt(s, 'test_prec@0.9')} | {fmt(s, 'test_presence_auc', pct=False)} | {fmt(s, 'unseen_miou')} |"
+            f"{fmt(s, 'test_prec@0.7')} | {fmt(s, 'test_prec@0.9')} | {fmt(s, 'test_pointm')} | "
+            f"{fmt(s, 'test_presence_auc', pct=False)} | {fmt(s, 'unseen_miou')} | "
+            f"{fmt(s, 'threshold_threshold', pct=False)} | {fmt(s, 'test_miou_at_0.5')} |"
         )
     if "ratios" in report:
         r = report["ratios"]
         lines += [
             "",
             f"MPA weak / fully supervised mIoU: **{r['weak_over_full']:.2f}** (paper, PhraseCut: 28.77 / 49.6 = 0.58). "
-            f"MPA unseen / seen mIoU: **{r['unseen_over_seen']:.2f}**.",
+            f"MPA unseen / seen mIoU: **{r['unseen_over_seen']:.2f}**."
+            + (
+                f" Fully supervised / oracle mIoU: **{r['full_over_oracle']:.2f}**."
+                if "full_over_oracle" in r
+                else ""
+            ),
         ]
+    if any("no_target_giou" in row["summary"] for row in report["main"].values()):
+        body = []
+        for name, row in report["main"].items():
+            s = row["summary"]
+            cells = [
+                f"{fmt(s, f'no_target_{k}')} / {fmt(s, f'no_target_{k}_gated')}"
+                for k in NO_TARGET_KEYS
+            ]
+            threshold = fmt(s, "no_target_presence_threshold", pct=False)
+            body.append(f"| {name} | {' | '.join(cells)} | {threshold} |")
+        lines += _section(
+            f"No-target evaluation (GRES): {NO_TARGET_ABSENT} absent expressions per image added "
+            "to val and test; the presence gate's threshold is chosen on val (balanced accuracy, "
+            "`tseg.eval.presence`) and applied on test. Ungated / gated, in %.",
+            ["Method", "gIoU", "cIoU", "N-acc", "T-acc", "PointM", "threshold"],
+            body,
+        )
+    if report.get("disjoint"):
+        body = []
+        for name, row in report["disjoint"].items():
+            s = row["summary"]
+            keys = ("test_miou", "test_oiou", "test_prec@0.5", "test_pointm")
+            cells = [fmt(s, k) for k in keys] + [fmt(s, "test_presence_auc", pct=False)]
+            body.append(f"| {name} | {' | '.join(cells)} |")
+        lines += _section(
+            "SPA against GAP when no two expressions overlap (`data.shapes_expressions=disjoint`: "
+            "one colour-and-shape expression per object, train and test), same budget and seeds:",
+            ["Method", "test mIoU", "test oIoU", "P@0.5", "PointM", "presence AUC"],
+            body,
+        )
     for table, rows in report.get("ablations", {}).items():
-        lines += [
-            "",
-            f"Ablation `{table}` (MPA, test mIoU %, 1 seed):",
-            "",
-            "| setting | test mIoU |",
-            "|---|---|",
-        ]
-        for name, row in rows.items():
-            lines.append(f"| {name} | {100 * row['test']['miou']:.1f} |")
+        body = [f"| {name} | {100 * row['test']['miou']:.1f} |" for name, row in rows.items()]
+        lines += _section(
+            f"Ablation `{table}` (MPA, test mIoU %, 1 seed):", ["setting", "test mIoU"], body
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -398,7 +513,10 @@ def main(argv: list[str] | None = None) -> int:
     for j in jobs:
         key = row_key(to_dict(job_config(j, steps)))
         if key in unique:
-            unique[key] = unique[key]._replace(unseen=unique[key].unseen or j.unseen)
+            u = unique[key]
+            unique[key] = u._replace(
+                unseen=u.unseen or j.unseen, no_target=u.no_target or j.no_target
+            )
         else:
             unique[key] = j
     todo = list(unique.values())
@@ -410,24 +528,27 @@ def main(argv: list[str] | None = None) -> int:
         report["partial"] = True
     for j in todo:
         print(f"{j.table}: {j.name}", flush=True)
-        run_one(j.overrides, j.seed, j.out, steps, unseen=j.unseen)
+        run_one(j.overrides, j.seed, j.out, steps, unseen=j.unseen, no_target=j.no_target)
     if args.shard:
         print(f"shard {args.shard} done; run again without --shard to write the report")
         return 0
     for j in jobs:  # every row is finished now: this only gathers them
-        row = run_one(j.overrides, j.seed, j.out, steps, unseen=j.unseen)
-        if j.table == "main":
-            report["main"].setdefault(j.name, {"runs": []})["runs"].append(row)
+        row = run_one(j.overrides, j.seed, j.out, steps, unseen=j.unseen, no_target=j.no_target)
+        if j.table in ("main", "disjoint"):
+            report.setdefault(j.table, {}).setdefault(j.name, {"runs": []})["runs"].append(row)
         else:
             report.setdefault("ablations", {}).setdefault(j.table, {})[j.name] = row
-    for row in report["main"].values():
-        row["summary"] = summarise(row["runs"])
+    for table in ("main", "disjoint"):
+        for row in report.get(table, {}).values():
+            row["summary"] = summarise(row["runs"])
+    report["oracle"] = oracle(steps)
     if {"MPA / TSEG (weak)", "Fully supervised (Dice)"} <= set(report["main"]):
         mpa = report["main"]["MPA / TSEG (weak)"]["summary"]
         full = report["main"]["Fully supervised (Dice)"]["summary"]
         report["ratios"] = {
             "weak_over_full": mpa["test_miou"]["mean"] / max(full["test_miou"]["mean"], 1e-9),
             "unseen_over_seen": mpa["unseen_miou"]["mean"] / max(mpa["test_miou"]["mean"], 1e-9),
+            "full_over_oracle": full["test_miou"]["mean"] / max(report["oracle"]["miou"], 1e-9),
         }
     rows = [r for r in DONE.values() if "finished_at" in r]
     if rows:  # from the first row's start to the last row's end, across shards

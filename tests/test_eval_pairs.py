@@ -78,3 +78,57 @@ def test_crf_refines_only_the_annotated_maps(micro_cfg, monkeypatch):
     plain = evaluate_pairs(Segmenter(model), ds, 4, presence=True)
     assert out == pytest.approx(plain, abs=1e-6)
     assert np.isfinite(out["presence_auc"])
+
+
+class FixedMaps:
+    """A segmenter whose maps are given: ``inside`` on the ground truth, ``outside`` elsewhere."""
+
+    threshold = 0.5
+
+    def __init__(self, ds, inside: float, outside: float) -> None:
+        self.ds, self.inside, self.outside = ds, inside, outside
+
+    def maps(self, images, expressions, maps_for=None):
+        from tseg.imageio import Maps
+
+        out = []
+        for img in images:
+            i = next(k for k in range(len(self.ds)) if self.ds.image(k) is img)
+            gt = self.ds.masks(i)
+            probs = np.where(gt, self.inside, self.outside).astype(np.float32)
+            out.append(Maps(probs, np.ones(len(gt), np.float32)))
+        return out
+
+
+class Masks:
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        self.images = [np.zeros((8, 8, 3), np.uint8) for _ in range(3)]
+        self.gts = [rng.random((2, 8, 8)) > 0.5 for _ in range(3)]
+
+    def __len__(self) -> int:
+        return 3
+
+    def image(self, i):
+        return self.images[i]
+
+    def expressions(self, i):
+        return ["a", "b"]
+
+    def masks(self, i):
+        return self.gts[i]
+
+
+@pytest.mark.parametrize(
+    ("inside", "outside", "expected"),
+    [(0.7, 0.4, 0.5), (0.9, 0.6, 0.6), (0.3, 0.1, 0.25), (0.97, 0.9, 0.9)],
+)
+def test_mask_threshold_is_the_best_on_val_nearest_half(inside, outside, expected):
+    """Every candidate in [outside, inside) separates the maps perfectly (mIoU 1); of those,
+    the one nearest 0.5 is chosen."""
+    from tseg.eval.pairs import choose_mask_threshold
+
+    ds = Masks()
+    got = choose_mask_threshold(FixedMaps(ds, inside, outside), ds)
+    assert got["threshold"] == expected and got["miou"] == 1.0
+    assert len(got["miou_at"]) == 18 and min(got["miou_at"].values()) < 1.0

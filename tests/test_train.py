@@ -31,3 +31,15 @@ def test_each_step_runs_at_the_scheduled_rate(micro_overrides, tmp_path):
     steps = [r for r in log if "lr" in r]
     assert [r["step"] for r in steps] == [0, 1, 2, 3]
     assert [r["lr"] for r in steps] == pytest.approx([poly_lr(n, cfg.train) for n in range(4)])
+
+
+def test_choose_threshold_after_training_is_stored_with_the_checkpoint(micro_overrides):
+    from tseg.eval.pairs import MASK_THRESHOLDS
+    from tseg.inference import Segmenter
+
+    cfg = build_config(None, [*micro_overrides, "eval.choose_threshold=true"])
+    res = train(cfg, progress=False, evaluate_splits=("val",))
+    chosen = res["threshold"]
+    assert chosen["chosen_on"] == "val" and chosen["threshold"] in MASK_THRESHOLDS
+    assert res["val"]["miou"] == pytest.approx(chosen["miou"], abs=1e-6)  # evaluated with it
+    assert Segmenter.from_checkpoint(res["checkpoint"]).threshold == chosen["threshold"]

@@ -130,6 +130,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         classes=ns.classes,
         confidence_threshold=ns.confidence_threshold,
         choose_presence=ns.choose_presence_threshold,
+        choose_threshold=ns.choose_threshold,
     )
     out = evaluate_checkpoint(
         ns.checkpoint,
@@ -321,6 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", nargs="+", default=["val"], help="splits to evaluate (default: val)")
     e.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images")
     e.add_argument("--presence", action="store_true", help="also report presence ROC AUC")
+    e.add_argument(
+        "--choose-threshold",
+        action="store_true",
+        help="choose inference.threshold (the mask threshold) on the first --split by mIoU, "
+        "store it in the checkpoint and evaluate with it",
+    )
     e.add_argument(
         "--choose-presence-threshold",
         action="store_true",

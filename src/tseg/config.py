@@ -165,6 +165,10 @@ class EvalConfig:
 
     batch_size: int = 32
     max_images: int = 0  # 0 = all
+    # After training, choose inference.threshold on the val split (the best mIoU over
+    # tseg.eval.pairs.MASK_THRESHOLDS) and store it with the final checkpoint; off: 0.5, the
+    # paper's background score for MPA.
+    choose_threshold: bool = False
 
 
 @dataclass

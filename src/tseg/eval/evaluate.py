@@ -19,7 +19,7 @@ from ..data import RefDataset, build_dataset
 from ..data.own import override_data, semantic_classes
 from ..errors import DatasetError
 from ..inference.segmenter import Segmenter
-from .pairs import choose_presence, evaluate_pairs
+from .pairs import choose_mask_threshold, choose_presence, evaluate_pairs
 from .protocols import evaluate_phrasecut, evaluate_semantic, evaluate_voc
 
 
@@ -38,6 +38,8 @@ class EvalRequest:
     # pairs: choose inference.presence_threshold on the (first) split and store it in the
     # checkpoint (``tseg.eval.pairs.choose_presence``)
     choose_presence: bool = False
+    # pairs: choose inference.threshold (the mask threshold) on the first split and store it
+    choose_threshold: bool = False
     shard: distributed.Shard = field(default_factory=distributed.Shard)
 
 
@@ -146,18 +148,24 @@ def evaluate_checkpoint(
             request, shard=shard, batch_size=request.batch_size or cfg.eval.batch_size
         )
         out: dict[str, Any] = {}
-        if request.choose_presence:  # the threshold for the other splits, and stored
+        if request.choose_presence or request.choose_threshold:
+            # Chosen on the first split, stored in the checkpoint, used for every split.
             if protocol != "pairs":
-                raise DatasetError("--choose-presence-threshold works with --protocol pairs")
+                raise DatasetError("--choose-* options work with --protocol pairs")
             ds = _dataset(protocol, proto, cfg.data, splits[0], dataset, dataset_root, image_dir)
-            choice = choose_presence(seg, ds, request.batch_size, request.max_images)
-            cfg.inference.presence_threshold = round(choice.threshold, 6)
+            if request.choose_threshold:
+                chosen = choose_mask_threshold(seg, ds, request.batch_size, request.max_images)
+                cfg.inference.threshold = chosen["threshold"]
+                out["threshold"] = {"chosen_on": splits[0], **chosen}
+            if request.choose_presence:
+                choice = choose_presence(seg, ds, request.batch_size, request.max_images)
+                cfg.inference.presence_threshold = round(choice.threshold, 6)
+                out["presence_threshold"] = {"chosen_on": splits[0], **asdict(choice)}
+                out["presence_threshold"]["threshold"] = cfg.inference.presence_threshold
             if shard.rank == 0:
-                store_inference(ckpt, cfg)
-            out["presence_threshold"] = {"chosen_on": splits[0], **asdict(choice)}
-            out["presence_threshold"]["threshold"] = cfg.inference.presence_threshold
-            out["presence_threshold"]["stored_in"] = str(ckpt / "config.yaml")
-            changes = {k: v for k, v in (inference or {}).items() if k != "presence_threshold"}
+                out["stored_in"] = str(store_inference(ckpt, cfg) / "config.yaml")
+            chosen_keys = {"threshold", "presence_threshold"}
+            changes = {k: v for k, v in (inference or {}).items() if k not in chosen_keys}
             seg = Segmenter(model, where, cfg.inference, labels, **changes)
             head["inference"] = seg.describe()
         for split in splits:

@@ -5,6 +5,7 @@ the no-target evaluation of GRES with a presence gate chosen on another split.""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -159,3 +160,42 @@ def choose_presence(
             conf += [float(c) for c in m.confidences]
             present += has_target + [False] * len(absent[i])
     return choose_presence_threshold(conf, present)
+
+
+#: Mask thresholds ``choose_mask_threshold`` tries on the probability maps.
+MASK_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(2, 20))
+
+
+def choose_mask_threshold(
+    seg: Segmenter,
+    ds: RefDataset,
+    batch_size: int = 32,
+    max_images: int = 0,
+    candidates: tuple[float, ...] = MASK_THRESHOLDS,
+) -> dict[str, Any]:
+    """``inference.threshold`` chosen on ``ds`` (a validation split): the candidate with the best
+    mIoU over its (image, expression) pairs; ties go to the one nearest 0.5.
+
+    The maps are the pooling head's (section 3.3), computed once; only the threshold that turns
+    them into masks is chosen (0.5 is MPA's background score s_bg = 0, and where the GAP/GMP
+    CAM threshold and SPA's argmax land on the maps).
+
+    Returns:
+        {"threshold": the chosen one, "miou": its mIoU, "miou_at": {candidate: mIoU}}.
+    """
+    n = len(ds) if not max_images else min(max_images, len(ds))
+    meters = {t: SegmentationMeter() for t in candidates}
+    for start in range(0, n, batch_size):
+        idxs = list(range(start, min(n, start + batch_size)))
+        results = seg.maps([ds.image(i) for i in idxs], [ds.expressions(i) for i in idxs])
+        for i, m in zip(idxs, results):
+            for prob, gt in zip(m.probabilities, ds.masks(i)):
+                for t, meter in meters.items():
+                    meter.update(prob > t, gt)
+    miou = {t: m.compute()["miou"] for t, m in meters.items()}
+    best = max(candidates, key=lambda t: (round(miou[t], 9), -abs(t - 0.5)))
+    return {
+        "threshold": best,
+        "miou": round(miou[best], 6),
+        "miou_at": {str(t): round(v, 6) for t, v in miou.items()},
+    }

@@ -14,10 +14,11 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .. import distributed
+from ..checkpoint import store_inference
 from ..config import Config, save_yaml
 from ..data import WEAK_DATASETS, build_dataset
 from ..errors import CheckpointError, TrainingError, TrainingInterrupted
-from ..eval.pairs import evaluate_pairs
+from ..eval.pairs import choose_mask_threshold, evaluate_pairs
 from ..inference.segmenter import Segmenter
 from ..models.tseg import TSEG
 from . import state
@@ -155,6 +156,17 @@ def _train(
         }
         if tc.init_from:
             results["init_from"] = str(tc.init_from)
+        if cfg.eval.choose_threshold and cfg.data.dataset not in WEAK_DATASETS:
+            chosen = choose_mask_threshold(
+                Segmenter(model, device, cfg.inference),
+                build_dataset(cfg.data, "val"),
+                cfg.eval.batch_size,
+                cfg.eval.max_images,
+            )
+            cfg.inference.threshold = chosen["threshold"]
+            if main:  # the final checkpoint carries it: every later load uses it
+                store_inference(ckpt, cfg)
+            results["threshold"] = {"chosen_on": "val", **chosen}
         for split in evaluate_splits:
             results[split] = _evaluate_split(model, cfg, split, device)
         results["history"] = history
@@ -266,7 +278,7 @@ def _evaluate_split(model: TSEG, cfg: Config, split: str, device: torch.device) 
             "on data with masks: tseg eval CHECKPOINT --dataset coco --dataset-root FOLDER"
         }
     return evaluate_pairs(
-        Segmenter(model, device),
+        Segmenter(model, device, cfg.inference),
         build_dataset(cfg.data, split),
         cfg.eval.batch_size,
         cfg.eval.max_images,
