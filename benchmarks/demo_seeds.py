@@ -1,0 +1,100 @@
+"""The demo's figures, recorded: `tseg demo --preset P --seed S` for each seed, with its metrics,
+wall time, commit and machine load, in benchmarks/results/demo_<preset>.json (and .md).
+
+    python benchmarks/demo_seeds.py --preset offline --seeds 0      # the README's demo figures
+    python benchmarks/demo_seeds.py --preset tiny --seeds 0 1 2     # does the tiny recipe learn?
+
+Each seed runs as its own `tseg demo` process (the command a user types); the wall time is the
+demo's own, so run it on a quiet machine when the time matters (the load average is recorded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from accuracy import RESULTS, git_commit, machine  # noqa: E402
+
+SPLITS = ("val", "test")
+FIGURES = ("miou", "oiou", "prec@0.5", "prec@0.7", "prec@0.9", "pointm", "pairs")
+
+
+def run_seed(preset: str, seed: int, work: Path) -> dict[str, Any]:
+    out = work / f"{preset}_s{seed}"
+    cmd = ["tseg", "demo", "--preset", preset, "--seed", str(seed), "--out", str(out), "--quiet"]
+    exe = Path(sys.executable).parent / "tseg"
+    load = list(os.getloadavg())
+    t = time.time()
+    subprocess.run([str(exe), *cmd[1:]], check=True)
+    wall = time.time() - t
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    row: dict[str, Any] = {
+        "seed": seed,
+        "command": " ".join(cmd),
+        "wall_time_s": round(wall, 1),
+        "demo_wall_time_s": metrics.get("wall_time_s"),
+        "train_time_s": metrics.get("train_time_s"),
+        "steps": metrics.get("steps"),
+        "load_average_before": [round(v, 2) for v in load],
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
+    }
+    if "threshold" in metrics:
+        row["threshold"] = metrics["threshold"]["threshold"]
+    for split in SPLITS:
+        row[split] = {k: metrics[split].get(k) for k in FIGURES}
+    return row
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"`tseg demo --preset {report['preset']}` (commit `{report['commit'][:10]}`, "
+        f"{report['machine']['cpu']}). IoU in %; wall time of the whole demo (training, "
+        "evaluation, overlays).",
+        "",
+        "| seed | val mIoU | test mIoU | test P@0.5 | test P@0.7 | mask threshold | wall time | "
+        "load average before |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["runs"]:
+        v, t = r["val"], r["test"]
+        lines.append(
+            f"| {r['seed']} | {100 * v['miou']:.1f} | {100 * t['miou']:.1f} | "
+            f"{100 * t['prec@0.5']:.1f} | {100 * t['prec@0.7']:.1f} | {r.get('threshold', 0.5)} | "
+            f"{r['wall_time_s'] / 60:.1f} min | {r['load_average_before'][0]:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--preset", default="offline", help="a recipe of configs/demo")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--work", default="runs/demo_seeds")
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args(argv)
+    report: dict[str, Any] = {
+        "preset": args.preset,
+        "commit": git_commit(),
+        "command": " ".join(["demo_seeds.py", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine(),
+        "runs": [run_seed(args.preset, s, Path(args.work)) for s in args.seeds],
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"demo_{args.preset}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    (out / f"demo_{args.preset}.md").write_text(markdown(report), encoding="utf-8")
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
