@@ -6,6 +6,7 @@ import contextlib
 import os
 import pickle
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tseg.data import safe_pickle
 from tseg.data.base import DatasetError
 from tseg.data.safe_pickle import join_inside, load_json, load_pickle, read_rgb
 
@@ -80,11 +82,64 @@ def test_plain_data_loads(tmp_path: Path) -> None:
         assert load_pickle(path) == data
 
 
-def test_cyclic_structures_load(tmp_path: Path) -> None:
+def test_cyclic_structures_are_refused(tmp_path: Path) -> None:
+    # A list that contains itself expands without end when walked: refused, named.
     a: list[object] = [1]
     a.append(a)
-    out = load_pickle(_write(tmp_path, pickle.dumps(a, protocol=2)))
-    assert out[0] == 1 and out[1] is out
+    with pytest.raises(DatasetError, match="holds a list that contains itself") as err:
+        load_pickle(_write(tmp_path, pickle.dumps(a, protocol=2)))
+    assert "x.p" in str(err.value)
+    d: dict[str, object] = {"sentences": []}
+    d["sentences"].append({"ref": d})  # type: ignore[attr-defined]
+    with pytest.raises(DatasetError, match="holds a dict that contains itself"):
+        load_pickle(_write(tmp_path, pickle.dumps([d], protocol=2)))
+
+
+def _shared_nest(depth: int) -> list[object]:
+    """A list holding the same list twice, ``depth`` deep: 2**depth lists when walked."""
+    x: list[object] = []
+    for _ in range(depth):
+        x = [x, x]
+    return x
+
+
+@pytest.mark.parametrize("protocol", [0, 2, pickle.HIGHEST_PROTOCOL])
+def test_shared_references_that_expand_exponentially_are_refused(
+    tmp_path: Path, protocol: int
+) -> None:
+    data = pickle.dumps(_shared_nest(30), protocol=protocol)
+    assert len(data) < 400  # 216 bytes at protocol 2, standing for 2**31 - 1 lists
+    path = _write(tmp_path, data, "refs(unc).p")
+    with pytest.raises(DatasetError, match="expands to more than 1,00") as err:
+        load_pickle(path)
+    assert str(path) in str(err.value)
+
+
+def test_some_sharing_within_the_bound_loads(tmp_path: Path) -> None:
+    # Sharing is allowed while the walk stays small: 2**10 - 1 lists from 10 levels.
+    obj = _shared_nest(10)
+    out = load_pickle(_write(tmp_path, pickle.dumps(obj, protocol=2)))
+    assert out == obj and out[0] is out[1]
+    with (
+        mock.patch.object(safe_pickle, "EXPANSION_BASE", 1000),
+        mock.patch.object(safe_pickle, "EXPANSION_PER_BYTE", 0),
+        pytest.raises(DatasetError, match="expands to more than 1,000 objects"),
+    ):
+        load_pickle(_write(tmp_path, pickle.dumps([obj, obj], protocol=2)))
+
+
+def test_refer_toolkit_refs_expand_to_at_most_one_object_per_byte(tmp_path: Path) -> None:
+    # The fixture refs, written as tests/test_data_refcoco.py's make_refcoco writes them
+    # (protocol 2, a tree sharing only strings), load under the tightest bound.
+    from test_data_refcoco import default_refs
+
+    refs = default_refs()
+    path = _write(tmp_path, pickle.dumps(refs, protocol=2), "refs(unc).p")
+    with (
+        mock.patch.object(safe_pickle, "EXPANSION_BASE", 0),
+        mock.patch.object(safe_pickle, "EXPANSION_PER_BYTE", 1),
+    ):
+        assert load_pickle(path) == refs
 
 
 def _py2_str(raw: bytes) -> bytes:
@@ -159,6 +214,12 @@ def test_plain_structures_round_trip(tmp_path_factory, obj: object, protocol: in
     path = tmp_path_factory.mktemp("p") / "r.p"
     path.write_bytes(pickle.dumps(obj, protocol=protocol))
     assert load_pickle(path) == obj
+    # A tree (no container shared) expands to at most one object per byte of its pickle.
+    with (
+        mock.patch.object(safe_pickle, "EXPANSION_BASE", 0),
+        mock.patch.object(safe_pickle, "EXPANSION_PER_BYTE", 1),
+    ):
+        assert load_pickle(path) == obj
 
 
 def test_load_json_errors(tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ escape the dataset root:
 
 * ``load_pickle`` reads pickles (the ``refs(<splitBy>).p`` files of the ``refer``
   toolkit) with an unpickler that refuses every global, so only plain containers and
-  scalars can be built and no callable can ever be reached.
+  scalars can be built and no callable can ever be reached. It also bounds what the
+  result expands to when walked (shared references followed): a 216-byte pickle of a list
+  holding the same list twice, 30 deep, stands for 2**30 lists.
 * ``load_json`` reads JSON and turns every failure into a ``DatasetError``.
 * ``join_inside`` joins a relative path taken from an annotation file onto a root and
   refuses absolute paths and ``..`` components.
@@ -40,6 +42,15 @@ __all__ = [
 #: The only types a loaded pickle may contain.
 PLAIN_TYPES: tuple[type, ...] = (dict, list, tuple, str, bytes, int, float, bool, type(None))
 
+#: A pickle may expand to at most this many objects, plus ``EXPANSION_PER_BYTE`` per byte
+#: of the file, counting a shared object once per reference to it. Every object of a pickle
+#: that shares no container is pushed by an opcode of at least one byte, so it expands to at
+#: most one object per byte (the refer toolkit's files share none: they are trees); only a
+#: container referred to again (memo get, DUP) expands to more, and nested sharing does so
+#: exponentially.
+EXPANSION_BASE = 1_000_000
+EXPANSION_PER_BYTE = 4
+
 
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that refuses every global (and hence every class and callable)."""
@@ -70,43 +81,69 @@ def _py2_text(raw: bytes) -> str:
         return raw.decode("latin1")
 
 
-def _check_and_fix(obj: Any, source: Path, bytes_are_text: bool) -> Any:
+def _check_and_fix(obj: Any, source: Path, bytes_are_text: bool, limit: int) -> Any:
     """Check that ``obj`` holds only plain types; decode python2 strings if asked.
 
-    Lists and dicts are updated in place (the memo of a pickle can share them or even
-    make them cyclic); tuples are rebuilt.
+    Lists and dicts are updated in place (the memo of a pickle can share them); tuples are
+    rebuilt. Each container is visited once, but its expanded size (objects reached when
+    walking it, once per reference) is counted, and more than ``limit`` in all is refused,
+    as is a container that contains itself (an infinite expansion).
     """
-    seen: dict[int, Any] = {}
+    # id -> (fixed object, expanded size); ids of the containers being visited.
+    seen: dict[int, tuple[Any, int]] = {}
+    active: set[int] = set()
 
-    def visit(x: Any) -> Any:
+    def too_large() -> DatasetError:
+        return DatasetError(
+            f"{source}: the pickle expands to more than {limit:,} objects when its shared "
+            "references are followed (refs files of the refer toolkit share no list or dict)"
+        )
+
+    def visit(x: Any) -> tuple[Any, int]:
         t = type(x)
         if t is bytes:
-            return _py2_text(x) if bytes_are_text else x
+            return (_py2_text(x) if bytes_are_text else x), 1
         if t in (str, int, float, bool) or x is None:
-            return x
+            return x, 1
         key = id(x)
         if key in seen:
             return seen[key]
+        if key in active:
+            raise DatasetError(f"{source}: the pickle holds a {t.__name__} that contains itself")
+        if t not in (list, dict, tuple):
+            # Reachable through opcodes that need no global (sets, bytearray).
+            raise DatasetError(
+                f"{source}: the pickle contains a {t.__name__}, which is not allowed"
+            )
+        active.add(key)
+        size = 1
+        children = list(x.items()) if t is dict else x
+        fixed_children = []
+        for child in children:
+            if t is dict:
+                (k, nk), (v, nv) = visit(child[0]), visit(child[1])
+                fixed, n = (k, v), nk + nv
+            else:
+                fixed, n = visit(child)
+            size += n
+            if size > limit:  # checked as it grows: sizes never become huge integers
+                raise too_large()
+            fixed_children.append(fixed)
+        active.discard(key)
         if t is list:
-            seen[key] = x
-            for i, item in enumerate(x):
-                x[i] = visit(item)
-            return x
-        if t is dict:
-            seen[key] = x
-            items = [(visit(k), visit(v)) for k, v in x.items()]
+            x[:] = fixed_children
+            result: Any = x
+        elif t is dict:
             x.clear()
-            x.update(items)
-            return x
-        if t is tuple:
-            fixed = tuple(visit(item) for item in x)
-            seen[key] = fixed
-            return fixed
-        # Reachable through opcodes that need no global (sets, bytearray).
-        raise DatasetError(f"{source}: the pickle contains a {t.__name__}, which is not allowed")
+            x.update(fixed_children)
+            result = x
+        else:
+            result = tuple(fixed_children)
+        seen[key] = (result, size)
+        return result, size
 
     try:
-        return visit(obj)
+        return visit(obj)[0]
     except RecursionError:
         raise DatasetError(f"{source}: the pickle is nested too deeply") from None
 
@@ -128,7 +165,9 @@ def load_pickle(path: str | os.PathLike[str]) -> Any:
 
     Raises:
         DatasetError: The file is missing, truncated or corrupt, or it names any global
-            (the message gives the file and the refused ``module.name``).
+            (the message gives the file and the refused ``module.name``), or it expands
+            to more than ``EXPANSION_BASE + EXPANSION_PER_BYTE * size`` objects when its
+            shared references are followed, or holds a list or dict that contains itself.
     """
     source = Path(path)
     try:
@@ -137,6 +176,7 @@ def load_pickle(path: str | os.PathLike[str]) -> Any:
             f.seek(0)
             # A PROTO opcode (0x80) with version >= 3 means python3 wrote it.
             py2_era = not (len(head) == 2 and head[0] == 0x80 and head[1] >= 3)
+            size = os.fstat(f.fileno()).st_size
             obj = _RestrictedUnpickler(f, source).load()
     except DatasetError:
         raise
@@ -150,7 +190,8 @@ def load_pickle(path: str | os.PathLike[str]) -> Any:
         raise DatasetError(f"{source}: the pickle is nested too deeply") from None
     except Exception as e:  # any other unpickling failure means a corrupt file
         raise DatasetError(f"{source}: not a valid pickle ({type(e).__name__}: {e})") from None
-    return _check_and_fix(obj, source, py2_era)
+    limit = EXPANSION_BASE + EXPANSION_PER_BYTE * size
+    return _check_and_fix(obj, source, py2_era, limit)
 
 
 def load_json(path: str | os.PathLike[str]) -> Any:
