@@ -98,6 +98,9 @@ def test_voc_protocol_against_hand_confusion_matrix(tmp_path, micro_cfg, monkeyp
         assert out["per_class_iou"][c] == (pytest.approx(iou[c], abs=1e-6) if c in iou else None)
     assert out["miou"] == pytest.approx(sum(iou.values()) / 4, abs=1e-6)
     assert out["pixel_accuracy"] == pytest.approx((228 + 48 + 32) / (264 + 48 + 32), abs=1e-6)
+    # PointM over (image, class present): the dog map peaks first at row 0, column 10, which is
+    # not dog (columns 12+); both person maps peak at (3, 3), inside the person.
+    assert out["pointm"] == pytest.approx(2 / 3)
     assert out["images"] == 2 and out["zero_shot"] is False
 
 
@@ -168,6 +171,9 @@ def test_phrasecut_per_task_metrics_strict(tmp_path, micro_cfg, monkeypatch) -> 
     assert out["prec@0.5"] == pytest.approx(2 / 5)  # 0.5 is not > 0.5
     assert out["prec@0.7"] == pytest.approx(2 / 5)
     assert out["prec@0.9"] == pytest.approx(1 / 5)
+    # Each map's first maximum (row-major) lies in its task's mask, the empty "White  dog"
+    # prediction included (a flat map peaks at (0, 0), inside its [0:2, 0:2] mask).
+    assert out["pointm"] == pytest.approx(1.0)
     model = stub_model(micro_cfg, monkeypatch, phrasecut_maps)
     first = evaluate_phrasecut(Segmenter(model), ds, max_images=1)
     assert first["count"] == 3 and first["mean_iou"] == pytest.approx(0.5)

@@ -3,6 +3,8 @@
 - ``evaluate_phrasecut``: the official PhraseCut protocol (section 4.1): one prediction per task
   (phrase-region pair, ambiguous phrases included) at the original image size, reported as mean
   IoU over tasks, cumulative IoU and precision at IoU strictly above 0.5 / 0.7 / 0.9.
+- Every protocol also reports PointM (``tseg.eval.metrics_gres``): per target (a pair, a task, or
+  an image's class), whether its map's maximum lies inside it.
 - ``evaluate_voc``: weakly supervised semantic segmentation on Pascal VOC (Table 1): the model gets
   the names of all 20 classes for every image; each pixel takes the class of highest probability,
   or background when no class map exceeds 0.5; mIoU over a dataset-level confusion matrix.
@@ -25,6 +27,7 @@ from ..data.voc import IGNORE_INDEX, VOC_CLASSES, VocDataset
 from ..data.zeroshot import flatten_class_names, load_class_names, merge_synonyms, zero_shot_labels
 from ..distributed import Shard
 from ..inference.segmenter import Segmenter
+from .metrics_gres import peak_inside
 from .metrics_semantic import ConfusionMatrix, mask_iou, phrasecut_metrics
 
 __all__ = ["evaluate_phrasecut", "evaluate_semantic", "evaluate_voc"]
@@ -53,22 +56,25 @@ def evaluate_phrasecut(
     for task in ds.iter_tasks():
         if task.image_index < n:
             by_image.setdefault(task.image_index, []).append(task)
-    mine: list[tuple[int, list[tuple[float, int, int]]]] = []
+    mine: list[tuple[int, list[tuple[float, int, int, bool | None]]]] = []
     for i in shard.take(sorted(by_image)):
         tasks = by_image[i]
         phrases = list(dict.fromkeys(t.phrase for t in tasks))
         probs = seg.maps([ds.image(i)], phrases)[0].probabilities  # [P, H, W]
         col = {p: k for k, p in enumerate(phrases)}
-        rows = [
-            mask_iou(probs[col[task.phrase]] > seg.threshold, ds.task_mask(task.task_id))
-            for task in tasks
-        ]
+        rows = []
+        for task in tasks:
+            prob, gt = probs[col[task.phrase]], ds.task_mask(task.task_id)
+            hit = peak_inside(prob, gt) if gt.any() else None  # PointM: target tasks only
+            rows.append((*mask_iou(prob > seg.threshold, gt), hit))
         mine.append((i, rows))
     rows = [r for per_image in shard.gather_keyed(mine) for r in per_image]  # image order
     ious, inters, unions = ([r[j] for r in rows] for j in range(3))
     out = phrasecut_metrics(ious, inters, unions)
     out["images"] = float(len(by_image))
-    return {k: round(v, 6) for k, v in out.items()}
+    hits = [r[3] for r in rows if r[3] is not None]
+    out["pointm"] = float(np.mean(hits)) if hits else math.nan
+    return {k: round(v, 6) if math.isfinite(v) else None for k, v in out.items()}
 
 
 def evaluate_voc(
@@ -127,13 +133,19 @@ def evaluate_semantic(
     cm = ConfusionMatrix(len(classes), ignore_index=getattr(ds, "ignore_index", IGNORE_INDEX))
     shard = shard or Shard()
     n = _limit(len(ds), max_images)
+    hits = np.zeros(2, dtype=np.int64)  # PointM over (image, class present): [hits, pairs]
     for i in shard.take(range(n)):
         m = seg.maps([ds.image(i)], prompts)[0]  # every image gets the same prompts
         probs, conf = merge_synonyms(m.probabilities, m.confidences, groups)
         labels = zero_shot_labels(conf, probs, threshold=threshold, mask_threshold=mask_threshold)
-        cm.update(labels, ds.label_map(i))
+        gt = ds.label_map(i)
+        cm.update(labels, gt)
+        for k in np.unique(gt):
+            if 0 < k <= len(probs):  # a class of the image (not background, not ignored)
+                hits += (peak_inside(probs[k - 1], gt == k), 1)
     # Integer counts: the sum over ranks equals one process's matrix exactly.
     cm.matrix = np.sum(shard.gather(cm.matrix), axis=0)
+    hits = np.sum(shard.gather(hits), axis=0)
     iou = cm.per_class_iou()
 
     def num(v: float) -> float | None:
@@ -143,6 +155,7 @@ def evaluate_semantic(
         "miou": num(cm.miou()),
         "pixel_accuracy": num(cm.pixel_accuracy()),
         "per_class_iou": {c: num(v) for c, v in zip(classes, iou)},
+        "pointm": num(hits[0] / hits[1]) if hits[1] else None,
         "images": n,
         "zero_shot": zero_shot,
         "confidence_threshold": confidence_threshold if zero_shot else None,
