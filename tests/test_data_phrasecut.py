@@ -214,6 +214,28 @@ def test_short_polygon_is_refused_when_strict(tmp_path: Path) -> None:
     assert m[10, 20] and m[13, 25] and m[2:7, 15:20].all()
 
 
+def test_config_key_phrasecut_strict_polygons(tmp_path: Path) -> None:
+    # The lenient rule is reachable from a config: data.phrasecut_strict_polygons=false.
+    from tseg.config import build_config
+    from tseg.data import build_dataset
+
+    tasks = default_tasks()
+    tasks["val"][1]["Polygons"][1] = [[[20, 10], [25, 13]]]
+    make_phrasecut(tmp_path, tasks)
+    keys = ["data.dataset=phrasecut", f"data.root={tmp_path}"]
+    strict = build_config(None, keys).data
+    assert strict.phrasecut_strict_polygons is True  # the default refuses
+    ds = build_dataset(strict, "val")
+    with pytest.raises(DatasetError, match="polygon with 2 point.*phrasecut_strict_polygons"):
+        ds.masks(0)
+    loose = build_dataset(
+        build_config(None, [*keys, "data.phrasecut_strict_polygons=false"]).data, "val"
+    )
+    assert isinstance(loose, PhraseCutDataset) and not loose.strict
+    m = loose.masks(0)[0]
+    assert m[10, 20] and m[13, 25] and m[2:7, 15:20].all()  # drawn as the official tools do
+
+
 def test_malformed_points(tmp_path: Path) -> None:
     tasks = default_tasks()
     tasks["val"][1]["Polygons"][0] = [[[1, 2], [3], [4, 5]]]

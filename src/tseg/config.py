@@ -91,6 +91,9 @@ class DataConfig:
     shards: str = ""  # webdataset: tar shards, e.g. "shards/train-{000000..000099}.tar"
     image_dir: str = ""  # images, if not in the dataset's default place under root
     split_by: str = ""  # RefCOCO*: unc | umd | google ("" = the dataset's default)
+    # PhraseCut: refuse polygons of fewer than 3 points (false: skip 0-1 point ones and draw
+    # 2-point ones as a line, as the official tools score them)
+    phrasecut_strict_polygons: bool = True
     train_split: str = "train"  # the split called "train" (VOC: train_aug)
     val_split: str = "val"  # the split called "val"
     image_size: int = 64  # model input (shorter side) and training crop

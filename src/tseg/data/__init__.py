@@ -65,7 +65,7 @@ def build_dataset(cfg: DataConfig, split: str) -> RefDataset:
     if cfg.dataset == "phrasecut":
         from .phrasecut import PhraseCutDataset
 
-        return PhraseCutDataset(cfg.root, name, image_dir)
+        return PhraseCutDataset(cfg.root, name, image_dir, strict=cfg.phrasecut_strict_polygons)
     from .voc import VocDataset
 
     return VocDataset(cfg.root, name)

@@ -20,7 +20,8 @@ an ``"L"`` image of the size given by ``image_data_split.json``, and all polygon
 instances of the task unioned. Where the official code silently skips polygons of fewer
 than 2 points and draws 2-point ones as a line, ``strict=True`` (the default) refuses any
 polygon of fewer than 3 points with a ``DatasetError`` naming the task; ``strict=False``
-reproduces the official behaviour.
+(config key ``data.phrasecut_strict_polygons=false``) reproduces the official behaviour.
+``tseg data check phrasecut`` applies the same rule (``short_polygons`` counts what it refuses).
 
 Items are images (sorted by image id); expressions are the image's distinct phrases
 (after ``normalize_expression``). A phrase given by two tasks with different regions is
@@ -55,6 +56,7 @@ __all__ = [
     "parse_splits",
     "polygons_to_mask",
     "refer_path",
+    "short_polygons",
     "task_polygons_to_mask",
 ]
 
@@ -93,6 +95,28 @@ def parse_splits(split: str) -> list[str]:
 # --------------------------------------------------------------------------- masks
 
 
+#: Fewer points than this make no area: refused when strict (the official tools draw 2).
+MIN_POLYGON_POINTS = 3
+
+
+def short_polygons(instances: Any) -> int:
+    """How many polygons of a task's ``Polygons`` have fewer than ``MIN_POLYGON_POINTS`` points.
+
+    These are the polygons a strict ``PhraseCutDataset`` refuses; ``tseg data check`` counts
+    them with this function so that it applies the loader's rule. Malformed entries are not
+    counted here (the loader names them when it rasterises).
+    """
+    if not isinstance(instances, list):
+        return 0
+    return sum(
+        1
+        for inst in instances
+        if isinstance(inst, list)
+        for poly in inst
+        if isinstance(poly, list) and len(poly) < MIN_POLYGON_POINTS
+    )
+
+
 def _polygon_points(
     poly: Any, height: int, width: int, where: str, strict: bool
 ) -> list[tuple[int, int]] | None:
@@ -110,11 +134,12 @@ def _polygon_points(
             # Also keeps PIL's C coordinates far from integer overflow.
             raise DatasetError(f"{where}: polygon point {pt!r} is far outside the image")
         points.append((int(pt[0]), int(pt[1])))  # int() truncation, as the official code
-    if len(points) < 3:
+    if len(points) < MIN_POLYGON_POINTS:
         if strict:
             raise DatasetError(
                 f"{where}: polygon with {len(points)} point(s); at least 3 are needed "
-                "(strict=False rasterises it the way the official tools do)"
+                "(data.phrasecut_strict_polygons=false, or strict=False, rasterises it the way "
+                "the official tools do)"
             )
         if len(points) < 2:
             return None
