@@ -13,6 +13,7 @@ from test_data_phrasecut import default_tasks, make_phrasecut
 from test_data_refcoco import _ref, default_refs, make_refcoco
 from test_data_voc import make_voc
 
+from tseg.cli import main
 from tseg.data import check
 from tseg.data.base import DatasetError
 from tseg.data.check import check_dataset
@@ -31,6 +32,7 @@ def test_refcoco_counts_and_published_mismatch(tmp_path: Path) -> None:
     text = report.format()
     assert "no ref of split 'testB'" in text
     assert "val: 3 refs (expected 3,811), 2 images (expected 1,500)" in text
+    assert "fewer than published (the refer release): an incomplete download" in text
     assert "3 (expected 3,811)" in text
 
 
@@ -143,26 +145,57 @@ def test_grefcoco_refs_pointing_nowhere_and_malformed(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------- PhraseCut
 
 
-def test_phrasecut_counts_warnings_and_missing_splits(tmp_path: Path) -> None:
+#: The PhraseCut fixture's counts (tests/test_data_phrasecut.py), as if published.
+_PHRASECUT_FIXTURE = {"val": {"tasks": 5, "images": 2}, "miniv": {"tasks": 1, "images": 1}}
+
+
+def test_phrasecut_counts_and_missing_splits(tmp_path: Path) -> None:
     root = make_phrasecut(tmp_path / "pc")
     report = check_dataset("phrasecut", root)
     assert report.counts["val"] == {"tasks": 5, "images": 2}
     assert report.counts["miniv"] == {"tasks": 1, "images": 1}
     assert report.missing == [root / "refer_train.json", root / "refer_test.json"]
     assert "PhraseCutDataset" in report.format()  # where to get it
-    # Published numbers differ: warnings, not problems.
-    assert any("val: 5 tasks (expected 20,316)" in w for w in report.warnings)
-    only = check_dataset("phrasecut", root, splits=["val", "miniv"])
-    assert only.ok, only.format()
+    # Published numbers differ: problems, as for every dataset (refer_val.json has no miniv).
+    assert any("val: 5 tasks (expected 19,495)" in p for p in report.problems)
+    assert not report.warnings
 
 
-def test_phrasecut_short_polygons_and_missing_images(tmp_path: Path) -> None:
+def test_phrasecut_published_val_leaves_out_miniv() -> None:
+    # The README's splits add up to its totals with miniv inside val; the files split it out.
+    pub = check.EXPECTED["phrasecut"]
+    assert sum(pub[s]["tasks"] for s in pub) == 345_486
+    assert sum(pub[s]["images"] for s in pub) == 77_262
+
+
+def test_phrasecut_short_polygons_follow_the_loader_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(check.EXPECTED, "phrasecut", _PHRASECUT_FIXTURE)
     tasks = default_tasks()
     tasks["val"][0]["Polygons"] = [[[[1, 1], [2, 2]]]]
     root = make_phrasecut(tmp_path / "pc", tasks)
+    # Strict by default, as data.phrasecut_strict_polygons: the loader refuses them.
+    report = check_dataset("phrasecut", root, splits=["val"])
+    assert not report.ok
+    assert any(
+        "1 polygons of 1 tasks have fewer than 3 points (e.g. task '1__10')" in p
+        and "data.phrasecut_strict_polygons=false" in p
+        for p in report.problems
+    )
+    assert main(["data", "check", "phrasecut", str(root), "--splits", "val"]) == 1
+    # Lenient (data.phrasecut_strict_polygons=false): loadable, a warning only.
+    loose = check_dataset("phrasecut", root, splits=["val"], strict_polygons=False)
+    assert loose.ok, loose.format()
+    assert any("rasterised as the official tools do" in w for w in loose.warnings)
+
+
+def test_phrasecut_missing_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(check.EXPECTED, "phrasecut", _PHRASECUT_FIXTURE)
+    root = make_phrasecut(tmp_path / "pc")
+    assert check_dataset("phrasecut", root, splits=["val", "miniv"]).ok
     (root / "images" / "2.jpg").unlink()
     report = check_dataset("phrasecut", root, splits=["val"])
-    assert any("1 polygons have fewer than 3 points" in w for w in report.warnings)
     assert root / "images" / "2.jpg" in report.missing and not report.ok
 
 
@@ -178,6 +211,82 @@ def test_phrasecut_image_not_in_info(tmp_path: Path) -> None:
     root = make_phrasecut(tmp_path / "pc", info=[{"image_id": 1, "height": 20, "width": 30}])
     report = check_dataset("phrasecut", root, splits=["val"])
     assert any("1 images of refer_val.json are not listed" in p for p in report.problems)
+
+
+# ----------------------------------------------------------------------- counts
+
+
+def _partial_refcoco(root: Path) -> None:
+    make_refcoco(root, refs=default_refs()[1:])  # ref 100 (val, image 1) lost
+
+
+def _partial_phrasecut(root: Path) -> None:
+    tasks = default_tasks()
+    tasks["val"] = tasks["val"][3:]  # the tasks of image 1 lost
+    make_phrasecut(root, tasks)
+
+
+def _partial_voc(root: Path) -> None:
+    make_voc(root)
+    val = root / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt"
+    val.write_text(val.read_text().splitlines()[0] + "\n")  # a truncated list
+
+
+# dataset: fixture writer, writer of a partial download, EXPECTED key, fixture's counts
+_PARTIAL = {
+    "refcoco": (
+        make_refcoco,
+        _partial_refcoco,
+        "refcoco/unc",
+        {
+            "train": {"refs": 1, "images": 1, "sentences": 1},
+            "val": {"refs": 3, "images": 2, "sentences": 6},
+            "testA": {"refs": 1, "images": 1, "sentences": 1},
+        },
+    ),
+    "phrasecut": (make_phrasecut, _partial_phrasecut, "phrasecut", _PHRASECUT_FIXTURE),
+    "voc": (
+        make_voc,
+        _partial_voc,
+        "voc",
+        {"train": {"images": 2}, "val": {"images": 2}, "train_aug": {"images": 3}},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_PARTIAL))
+def test_partial_download_is_a_problem_for_every_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    _, write, key, published = _PARTIAL[name]
+    monkeypatch.setitem(check.EXPECTED, key, published)
+    root = tmp_path / name
+    write(root)
+    splits = ["val"] if name != "refcoco" else None
+    report = check_dataset(name, root, splits=splits)
+    assert not report.ok
+    fewer = [p for p in report.problems if p.startswith("val: ") and "fewer than published" in p]
+    assert len(fewer) == 1, report.format()
+    assert "an incomplete download" in fewer[0] and "\n    -> " in fewer[0]  # what to do
+    assert not any("expected" in w for w in report.warnings)
+    argv = ["data", "check", name, str(root)] + (["--splits", "val"] if splits else [])
+    assert main(argv) == 1
+
+
+@pytest.mark.parametrize("name", sorted(_PARTIAL))
+def test_more_than_published_is_a_problem_for_every_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    write, _, key, published = _PARTIAL[name]
+    smaller = {s: {q: n - 1 for q, n in c.items()} for s, c in published.items()}
+    monkeypatch.setitem(check.EXPECTED, key, smaller)
+    root = tmp_path / name
+    write(root)  # the whole fixture: one more of everything than "published"
+    report = check_dataset(name, root, splits=["val"] if name != "refcoco" else None)
+    assert any(
+        p.startswith("val: ") and "more than published" in p and "another release" in p
+        for p in report.problems
+    ), report.format()
 
 
 # ----------------------------------------------------------------------- VOC

@@ -6,6 +6,12 @@ returns a ``CheckReport`` whose ``format()`` tells a new user which file is miss
 wrong, where it should be and where to get it. It never raises for a broken dataset
 (only for an unknown dataset name); every problem ends up in the report.
 
+One rule for every dataset: a count that differs from the published one is a problem
+(``tseg data check`` exits 1), never only a warning. The difference means an incomplete
+download or files of another release, and either way the results will not be comparable
+with the papers'; a check run before a long training must say so in its exit status, which
+is what scripts read. The published numbers are therefore the ones the files hold.
+
 Published numbers:
 
 * RefCOCO / RefCOCO+ (unc), RefCOCOg (umd and google), RefCOCO (google): refs and
@@ -16,8 +22,11 @@ Published numbers:
 * gRefCOCO: no per-split numbers are published in its repository, so counts are shown
   without a comparison; the release has train and val (testA / testB came later).
 * PhraseCut: the README of the official repository (train 310,816 phrases / 71,746
-  images, val 20,316 / 2,971, test 14,354 / 2,545, miniv 821 / 100). The README and
-  the paper disagree on some of these, so differences are warnings, not problems.
+  images, val 20,316 / 2,971, test 14,354 / 2,545, miniv 821 / 100). Its val figures are
+  the whole validation set (the splits add up to its totals, 345,486 / 77,262), but
+  ``refer_val.json`` leaves out the 100 ``miniv`` images (as the README says, and as the
+  official ``prepare_VGPhraseCut_v0.py`` splits them), so ``val`` is compared with
+  20,316 - 821 = 19,495 phrases on 2,971 - 100 = 2,871 images.
 
 Longer than 400 lines because each dataset's check lists, in its own words, every file it
 looks for and where to get it; splitting it per dataset would scatter one report's code.
@@ -83,7 +92,7 @@ EXPECTED: dict[str, dict[str, dict[str, int]]] = {
     },
     "phrasecut": {
         "train": {"tasks": 310816, "images": 71746},
-        "val": {"tasks": 20316, "images": 2971},
+        "val": {"tasks": 19495, "images": 2871},  # without miniv (module docstring)
         "test": {"tasks": 14354, "images": 2545},
         "miniv": {"tasks": 821, "images": 100},
     },
@@ -176,18 +185,23 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _compare(report: CheckReport, split: str, as_problem: bool, source: str) -> None:
-    diffs = [
-        f"{got:,} {quantity} (expected {exp:,})"
-        for quantity, exp in report.expected.get(split, {}).items()
-        if (got := report.counts.get(split, {}).get(quantity)) is not None and got != exp
-    ]
-    if diffs:
-        msg = (
-            f"{split}: {', '.join(diffs)} according to {source}; an incomplete download or "
-            "files from another release?"
+def _compare(report: CheckReport, split: str, source: str, hint: str) -> None:
+    """A problem for every count of ``split`` that differs from the published one."""
+    fewer, more = [], []
+    for quantity, exp in report.expected.get(split, {}).items():
+        got = report.counts.get(split, {}).get(quantity)
+        if got is not None and got != exp:
+            (fewer if got < exp else more).append(f"{got:,} {quantity} (expected {exp:,})")
+    if fewer:
+        report.problems.append(
+            f"{split}: {', '.join(fewer)}, fewer than published ({source}): an incomplete "
+            f"download, or files of another release\n    -> {hint}"
         )
-        (report.problems if as_problem else report.warnings).append(msg)
+    if more:
+        report.problems.append(
+            f"{split}: {', '.join(more)}, more than published ({source}): files of another "
+            f"release or dataset\n    -> {hint}"
+        )
 
 
 def _list_paths(paths: list[Path]) -> str:
@@ -258,7 +272,7 @@ def _check_refcoco(
     for split in valid:
         if split not in by_split:
             report.problems.append(f"{refs_file}: no ref of split {split!r}")
-        _compare(report, split, True, "the published split")
+        _compare(report, split, "the refer release", get_refer)
 
     if not inst_file.is_file():
         return
@@ -409,7 +423,12 @@ def _check_grefcoco(report: CheckReport, root: Path, image_dir: Path, check_imag
 
 
 def _check_phrasecut(
-    report: CheckReport, root: Path, image_dir: Path, splits: list[str], check_images: bool
+    report: CheckReport,
+    root: Path,
+    image_dir: Path,
+    splits: list[str],
+    check_images: bool,
+    strict_polygons: bool,
 ) -> None:
     info_file = phrasecut.image_info_path(root)
     info: dict[int, dict[str, Any]] = {}
@@ -440,27 +459,36 @@ def _check_phrasecut(
             if not isinstance(data, list):
                 raise DatasetError(f"{path}: expected a list of tasks")
             image_ids: set[int] = set()
-            short = 0
+            short, short_tasks = 0, []
             for i, raw in enumerate(data):
                 image_id, task = phrasecut.PhraseCutDataset._parse_task(raw, i, path)
                 image_ids.add(image_id)
-                short += sum(
-                    1
-                    for inst in task.polygons
-                    if isinstance(inst, list)
-                    for poly in inst
-                    if isinstance(poly, list) and len(poly) < 3
-                )
+                n = phrasecut.short_polygons(task.polygons)
+                if n:
+                    short += n
+                    short_tasks.append(task.task_id)
         except DatasetError as e:
             report.problems.append(f"{e}\n    -> re-download it: {_GET_PHRASECUT}")
             continue
         report.counts[split] = {"tasks": len(data), "images": len(image_ids)}
-        _compare(report, split, False, "the PhraseCut README")
+        _compare(report, split, "the PhraseCut README", _GET_PHRASECUT)
         if short:
-            report.warnings.append(
-                f"{path}: {short:,} polygons have fewer than 3 points; load with "
-                "PhraseCutDataset(..., strict=False) to rasterise them as the official tools do"
+            # The loader's rule (data.phrasecut_strict_polygons): refused when strict.
+            text = (
+                f"{path}: {short:,} polygons of {len(short_tasks):,} tasks have fewer than "
+                f"{phrasecut.MIN_POLYGON_POINTS} points (e.g. task {short_tasks[0]!r})"
             )
+            if strict_polygons:
+                report.problems.append(
+                    f"{text}; the loader refuses them\n    -> set "
+                    "data.phrasecut_strict_polygons=false to rasterise them as the official "
+                    "tools do (fewer than 2 points skipped, 2 drawn as a line)"
+                )
+            else:
+                report.warnings.append(
+                    f"{text}; rasterised as the official tools do "
+                    "(data.phrasecut_strict_polygons=false)"
+                )
         if info:
             absent = sorted(image_ids - set(info))
             if absent:
@@ -514,7 +542,7 @@ def _check_voc(report: CheckReport, root: Path, splits: list[str], check_images:
             continue
         ids_by_split[split] = ids
         report.counts[split] = {"images": len(ids)}
-        _compare(report, split, True, "the published split")
+        _compare(report, split, "VOC 2012 and SBD", hint)
         if not check_images:
             continue
         missing = [jpeg_dir / f"{i}.jpg" for i in ids if not (jpeg_dir / f"{i}.jpg").is_file()]
@@ -553,6 +581,7 @@ def check_dataset(
     image_dir: str | os.PathLike[str] | None = None,
     splits: list[str] | None = None,
     check_images: bool = True,
+    strict_polygons: bool = True,
 ) -> CheckReport:
     """Check the files of dataset ``name`` under ``root``.
 
@@ -567,6 +596,8 @@ def check_dataset(
         image_dir: RefCOCO* / gRefCOCO / PhraseCut image folder if not the default.
         splits: PhraseCut / VOC: splits to check (default: all).
         check_images: Also check that every image (and VOC label) file exists.
+        strict_polygons: PhraseCut only: the loader's ``data.phrasecut_strict_polygons``;
+            polygons of fewer than 3 points are problems when True, warnings when False.
 
     Returns:
         The report; ``report.ok`` is False when something must be fixed.
@@ -614,7 +645,7 @@ def check_dataset(
         chosen = list(phrasecut.SPLITS) if splits is None else splits
         for s in chosen:
             phrasecut.parse_splits(s)
-        _check_phrasecut(report, root, img_dir, chosen, check_images)
+        _check_phrasecut(report, root, img_dir, chosen, check_images, strict_polygons)
     else:
         chosen = list(voc.SPLITS) if splits is None else splits
         for s in chosen:
