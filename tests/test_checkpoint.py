@@ -90,7 +90,7 @@ def test_failed_save_leaves_previous_checkpoint_intact(micro_cfg, tmp_path, monk
         raise OSError("disk full")
 
     monkeypatch.setattr("tseg.checkpoint.save_file", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match=r"cannot save a checkpoint in .*\(disk full\)"):
         save_checkpoint(model, micro_cfg, tmp_path, step=2)
     assert resolve(tmp_path) == first
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]

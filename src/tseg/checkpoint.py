@@ -8,10 +8,12 @@ intact. Nothing is ever unpickled: weights are safetensors, everything else is Y
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .config import Config, ConfigError, from_dict, save_yaml
+from .config import Config, ConfigError, from_dict, parse_yaml, save_yaml
 from .errors import CheckpointError
 from .models.text_encoder import load_tokenizer
 from .models.tseg import TSEG
@@ -29,14 +31,77 @@ FORMAT_VERSION = 1
 WEIGHTS, CONFIG, TOKENIZER, META = "model.safetensors", "config.yaml", "tokenizer.json", "meta.json"
 
 
+# A temporary older than this, left by a crashed write, is removed by the next save (a younger
+# one may belong to a write still under way in another process).
+STALE_S = 60.0
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a small text file via a temporary file and a rename."""
+    """Write a small text file via a temporary file and a rename (the file and its folder are
+    synced, so after a crash the name holds the old text or the new, never an empty file)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or folder's data and metadata to disk (a folder: the names it holds)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as e:  # some file systems cannot sync a folder; the data is synced anyway
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temporaries(run_dir: Path, own: Path) -> None:
+    """Remove ``.tmp-ckpt-*`` folders and ``.latest.*`` files that a crashed earlier save left
+    in ``run_dir``: those older than this save's own temporary folder ``own`` (and than
+    ``STALE_S``, so a save under way in another process is left alone)."""
+    try:
+        mine = own.stat().st_mtime
+    except OSError:
+        return
+    cutoff = min(mine, time.time() - STALE_S)
+    for p in [*run_dir.glob(".tmp-ckpt-*"), *run_dir.glob(".latest.*")]:
+        try:
+            if p == own or p.stat().st_mtime >= cutoff:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def save_error(run_dir: Path, e: Exception) -> CheckpointError:
+    """An OSError or SafetensorError met while saving into ``run_dir`` -> one line saying what
+    is needed."""
+    code = getattr(e, "errno", None)
+    detail = getattr(e, "strerror", None) or str(e)
+    if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e):
+        need = "free disk space (the device is full)"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        need = "a folder this process can write to"
+    elif code in (errno.ENOTDIR, errno.EEXIST) or (run_dir.exists() and not run_dir.is_dir()):
+        need = "a folder, but a file of that name exists"
+    else:
+        need = "a folder it can write to"
+    return CheckpointError(
+        f"cannot save a checkpoint in '{run_dir}': it needs {need} ({detail}); "
+        "the previous checkpoint, if any, is kept"
+    )
 
 
 def save_checkpoint(
@@ -50,9 +115,27 @@ def save_checkpoint(
 ) -> Path:
     """Save ``model`` (and optional extra tensors, e.g. optimiser state) as ``run_dir/ckpt-<step>``."""
     run_dir = Path(run_dir)
+    try:
+        return _save_checkpoint(model, cfg, run_dir, step, extra, meta, keep)
+    except (OSError, SafetensorError) as e:
+        raise save_error(run_dir, e) from None
+
+
+def _save_checkpoint(
+    model: TSEG,
+    cfg: Config,
+    run_dir: Path,
+    step: int,
+    extra: dict[str, torch.Tensor] | None,
+    meta: dict[str, Any] | None,
+    keep: int,
+) -> Path:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
     final = run_dir / f"ckpt-{step:07d}"
     tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".tmp-ckpt-"))
+    _remove_stale_temporaries(run_dir, tmp)
     try:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS))
@@ -70,9 +153,15 @@ def save_checkpoint(
             **(meta or {}),
         }
         (tmp / META).write_text(json.dumps(info, indent=1), encoding="utf-8")
+        # Every byte on disk before the rename makes it visible, and the rename on disk before
+        # `latest` names it: a power cut leaves the old checkpoint or the complete new one.
+        for f in tmp.iterdir():
+            _fsync(f)
+        _fsync(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+        _fsync(run_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -144,8 +233,9 @@ def load_checkpoint(
     import yaml
 
     try:
-        cfg = from_dict(yaml.safe_load((ckpt / CONFIG).read_text(encoding="utf-8")) or {})
-    except (ConfigError, yaml.YAMLError) as e:
+        text = (ckpt / CONFIG).read_text(encoding="utf-8")
+        cfg = from_dict(parse_yaml(text, str(ckpt / CONFIG)) or {})
+    except (ConfigError, yaml.YAMLError, UnicodeDecodeError) as e:
         raise CheckpointError(f"'{ckpt / CONFIG}': {e}") from None
     model = model_from_checkpoint(cfg, ckpt, str(ckpt / WEIGHTS))
     return model.to(device).eval(), cfg, ckpt

@@ -414,12 +414,19 @@ def _field_types(obj: Any) -> dict[str, Any]:
     return typing.get_type_hints(type(obj))
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters with "...": a message quotes a value, and a
+    long list under a string key must not fill the screen."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _subject(key: str, value: Any, labels: Mapping[str, str] | None) -> str:
     """How a message names a value: ``config key 'k' = v``, or the caller's label for ``key``
     (the CLI names its flags as they were typed, e.g. ``--threshold = 1.5``)."""
     if labels and key in labels:
         return labels[key]
-    return f"config key '{key}' = {value!r}"
+    return f"config key '{key}' = {_short(value)}"
 
 
 def _coerce(key: str, value: Any, typ: Any, labels: Mapping[str, str] | None = None) -> Any:
@@ -429,10 +436,10 @@ def _coerce(key: str, value: Any, typ: Any, labels: Mapping[str, str] | None = N
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"config key '{key}': expected true/false, got {value!r}")
+        raise ConfigError(f"config key '{key}': expected true/false, got {_short(value)}")
     if typ is int:
         if isinstance(value, bool):
-            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+            raise ConfigError(f"config key '{key}': expected an integer, got {_short(value)}")
         if isinstance(value, int):
             return value
         if isinstance(value, str):
@@ -442,10 +449,10 @@ def _coerce(key: str, value: Any, typ: Any, labels: Mapping[str, str] | None = N
                 pass
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+        raise ConfigError(f"config key '{key}': expected an integer, got {_short(value)}")
     if typ is float:
         if isinstance(value, bool):
-            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+            raise ConfigError(f"config key '{key}': expected a number, got {_short(value)}")
         if isinstance(value, (int, float)):
             return float(value)
         if isinstance(value, str):
@@ -453,11 +460,11 @@ def _coerce(key: str, value: Any, typ: Any, labels: Mapping[str, str] | None = N
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        raise ConfigError(f"config key '{key}': expected a number, got {_short(value)}")
     if typ is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+        raise ConfigError(f"config key '{key}': expected a string, got {_short(value)}")
     if typ == list[float]:  # a YAML list, or "1,0.5" as typed on a command line
         items = value.split(",") if isinstance(value, str) else value
         if isinstance(items, (int, float)):
@@ -536,7 +543,9 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
         if not isinstance(k, str):
-            raise ConfigError(f"config key {k!r} under '{prefix or 'top level'}' is not a string")
+            raise ConfigError(
+                f"config key {_short(k)} under '{prefix or 'top level'}' is not a string"
+            )
         key = f"{prefix}.{k}" if prefix else k
         if isinstance(v, dict):
             out.update(_flatten(v, key))
@@ -625,7 +634,7 @@ def to_dict(cfg: Config) -> dict[str, Any]:
 def parse_override(text: str) -> tuple[str, Any]:
     """Split ``key=value``; the value is parsed as YAML scalar (so 1e-3, true, 5 work)."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r} is not of the form key=value")
+        raise ConfigError(f"override {_short(text)} is not of the form key=value")
     key, raw = text.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
@@ -636,13 +645,66 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses what a config never needs and an attacker can abuse.
+
+    Aliases (``*name``) are refused as they are met, before anything is expanded: nine nested
+    aliases of nine make 810 bytes that expand to 9^9 keys (the "billion laughs"). A key given
+    twice in one mapping is refused too (plain YAML keeps the last silently). ``name`` (the
+    file) goes into the messages; see ``parse_yaml``.
+    """
+
+    name = "<string>"
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(
+                f"config file '{self.name}' line {event.start_mark.line + 1}: uses the YAML "
+                f"alias *{event.anchor[:40]}; aliases are not accepted in config files (write the "
+                "value out)"
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class says so
+                break
+            if duplicate:
+                raise ConfigError(
+                    f"config file '{self.name}' line {key_node.start_mark.line + 1}: key "
+                    f"{_short(key)} is given twice in the same mapping"
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, name: str) -> Any:
+    """Parse ``text`` (from file ``name``) with ``ConfigLoader``: no aliases, no duplicate keys.
+
+    Raises:
+        ConfigError: an alias or a duplicate key, naming ``name`` and the line.
+        yaml.YAMLError: the text is not YAML.
+    """
+    loader = ConfigLoader(text)
+    loader.name = name
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read an experiment YAML (a mapping) with a clear error for a missing or bad file."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file '{p}' does not exist")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = parse_yaml(p.read_text(encoding="utf-8"), str(p))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file '{p}' is not valid YAML: {e}") from None
     if data is None:
@@ -670,7 +732,7 @@ def build_config(
             name = str(v)
     if name not in PRESETS:
         raise ConfigError(
-            f"config key 'model.preset' = {name!r}: choose one of {', '.join(PRESETS)}"
+            f"config key 'model.preset' = {_short(name)}: choose one of {', '.join(PRESETS)}"
         )
     cfg = Config()
     cfg.model.preset = name

@@ -210,7 +210,10 @@ def build_run(
 ) -> Run:
     """Seed, build the model (fresh, from ``train.init_from``, or the run's latest checkpoint
     with ``resume``), the optimiser and the batches, restore the optimiser and RNG state when
-    resuming, and wrap the objective in DDP under torchrun."""
+    resuming, and wrap the objective in DDP under torchrun.
+
+    A resumed run whose checkpoint is at ``train.steps`` gets ``start == train.steps`` (nothing
+    left to train); one beyond it is a TrainingError."""
     tc = cfg.train
     rank, world = distributed.rank(), distributed.world_size()
     dtype = amp_dtype(tc.amp, device)
@@ -232,8 +235,12 @@ def build_run(
         # stream per process: otherwise every rank would draw the same dropout masks.
         torch.manual_seed(tc.seed + rank)
     start = state.resume(run_dir, opt, scaler, cfg) if resume else 0
-    if start >= tc.steps:
-        raise TrainingError(f"'{run_dir}' is already at step {start} of train.steps = {tc.steps}")
+    # start == train.steps: training ended but its final evaluation did not (the run was killed
+    # before metrics.json); ``train`` runs only that.
+    if start > tc.steps:
+        raise TrainingError(
+            f"'{run_dir}' is already at step {start}, beyond train.steps = {tc.steps}"
+        )
     if tc.compile:  # in place, so state_dict keys (and checkpoints) stay unchanged
         model.image_encoder.compile()
         model.text_encoder.compile()

@@ -14,7 +14,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .. import distributed
-from ..checkpoint import store_inference
+from ..checkpoint import resolve, save_error, store_inference
 from ..config import Config, save_yaml
 from ..data import WEAK_DATASETS, build_dataset
 from ..errors import CheckpointError, TrainingError, TrainingInterrupted
@@ -75,8 +75,11 @@ def _train(
     tc = cfg.train
     world, main = distributed.world_size(), distributed.is_main()
     if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg, run_dir / "config.yaml")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_yaml(cfg, run_dir / "config.yaml")
+        except OSError as e:  # a file of that name, a read-only or full disk: say so, once
+            raise save_error(run_dir, e) from None
     run = build_run(cfg, device, run_dir, resume)
     model, history = run.model, []
     log = RunLog(run_dir, tc.tensorboard) if main else None
@@ -148,12 +151,19 @@ def _train(
                 state.save(model, cfg, run_dir, step + 1, run.opt, run.scaler)
         _restore_signal_handlers(old_handlers)
         train_time = time.time() - t0
-        ckpt = state.save(model, cfg, run_dir, tc.steps, run.opt, run.scaler)
+        if run.start == tc.steps:
+            # Resumed after the final checkpoint (killed during the final evaluation): that
+            # checkpoint is the result; only the evaluation and metrics.json are left to do.
+            ckpt = resolve(run_dir)
+        else:
+            ckpt = state.save(model, cfg, run_dir, tc.steps, run.opt, run.scaler)
         results: dict[str, Any] = {
             "train_time_s": round(train_time, 1),
             "steps": tc.steps,
             "checkpoint": str(ckpt),
         }
+        if resume:
+            results["resumed_from_step"] = run.start
         if tc.init_from:
             results["init_from"] = str(tc.init_from)
         if cfg.eval.choose_threshold and cfg.data.dataset not in WEAK_DATASETS:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
@@ -139,7 +140,19 @@ def resume(
     if "train_state" not in meta or not state_file.is_file():
         raise CheckpointError(f"checkpoint '{ckpt}' has no training state to resume from")
     train_state = meta["train_state"]
-    restore_training_state(opt, load_file(str(state_file)), train_state, distributed.rank(), scaler)
+    try:
+        tensors = load_file(str(state_file))
+    except (SafetensorError, OSError) as e:  # truncated by a full disk, or corrupt
+        raise CheckpointError(
+            f"'{state_file}' is not a readable safetensors file ({e}); resume from an earlier "
+            "checkpoint by naming it in 'latest', or start again"
+        ) from None
+    try:
+        restore_training_state(opt, tensors, train_state, distributed.rank(), scaler)
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise CheckpointError(
+            f"'{state_file}' does not match this run's optimiser ({type(e).__name__}: {e})"
+        ) from None
     if cfg is not None and distributed.is_main():
         now = layout(cfg)
         saved = {"world_size": 1, "accum_steps": 1, "batch_size": cfg.train.batch_size}
