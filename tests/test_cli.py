@@ -90,13 +90,19 @@ def test_segment_folder_glob_tta_and_crf(tmp_path, micro_overrides, capsys):
     (photos / "notes.txt").write_text("not an image")
     out = tmp_path / "out"
     assert main(["segment", str(run), str(photos), "circles", "--out", str(out), "--quiet"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a", "b"]
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "index.json"]
     out2 = tmp_path / "out2"
     pattern = str(photos / "**" / "a.png")
     assert (
         main(["segment", str(run), pattern, "circles", "--out", str(out2), "--tta", "--quiet"]) == 0
     )
-    assert sorted(p.name for p in out2.iterdir()) == ["a", "a_1"]  # same stem, two folders
+    # Same stem, two folders; index.json says which image is which.
+    assert sorted(p.name for p in out2.iterdir()) == ["a", "a_1", "index.json"]
+    index = json.loads((out2 / "index.json").read_text())["images"]
+    assert [(e["image"], e["folder"]) for e in index] == [
+        (str(photos / "a.png"), "a"),
+        (str(photos / "sub" / "a.png"), "a_1"),
+    ]
     capsys.readouterr()
     assert main(["segment", str(run), str(tmp_path / "none*.png"), "circles"]) == 2
     assert "matches no file" in capsys.readouterr().err

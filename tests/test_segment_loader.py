@@ -56,7 +56,8 @@ def test_workers_write_what_in_process_decoding_writes(run, tmp_path, capsys) ->
         assert "error: image" in cap.err and "c.png' could not be read" in cap.err
         assert "wrote 4 results" in cap.out and "1 of 5 could not be read" in cap.out
         outs[workers] = tree(out)
-    assert sorted({k.split("/")[0] for k in outs[0]}) == ["a", "b", "d", "e"]
+    # A folder per readable image, and index.json naming each input's folder.
+    assert sorted({k.split("/")[0] for k in outs[0]}) == ["a", "b", "d", "e", "index.json"]
     assert outs[0] == outs[2]  # same files, byte for byte
 
 

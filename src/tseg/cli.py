@@ -491,7 +491,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    ns, extra = parser.parse_known_args(argv)
+    if extra and ns.command == "train" and not any(a.startswith("-") for a in extra):
+        # `tseg train a=b --quiet c=d`: argparse fills the positional list once, so the
+        # overrides after an option come back unparsed; they continue the list, in order.
+        ns.args = [*ns.args, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(ns.func(ns) or 0)
     except TrainingInterrupted as e:

@@ -5,7 +5,10 @@ and ``tseg serve``, so a torch-free deployment has the same rules, messages and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +62,31 @@ def pil_to_rgb(im: Image.Image) -> np.ndarray:
     return np.array(im.convert("RGB"))
 
 
+# Pillow's own decompression-bomb limit is a module global; load_image replaces it by its
+# max_pixels while it opens and decodes a file, one call at a time.
+_PILLOW_LIMIT = threading.Lock()
+
+
+@contextmanager
+def _pillow_limit(max_pixels: int | None) -> Iterator[None]:
+    """Pillow's ``MAX_IMAGE_PIXELS`` set to ``max_pixels`` (None: no check) and its
+    ``DecompressionBombWarning`` silenced inside the block, restored after it.
+
+    tseg's ``max_pixels`` is then the only limit: Pillow would otherwise refuse anything above
+    2 x its default (about 179 megapixels) whatever ``--max-pixels`` says, and print a raw
+    warning between its warning and error sizes. Other threads that open images meanwhile see
+    the same setting, which the lock keeps from interleaving with another call's.
+    """
+    with _PILLOW_LIMIT, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        old = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
 def open_image(im: Image.Image, name: str, max_pixels: int) -> np.ndarray:
     """An opened (not yet decoded) PIL image -> uint8 RGB, refusing it above ``max_pixels``."""
     w, h = im.size
@@ -84,7 +112,12 @@ def load_image(
         if p.stat().st_size == 0:
             raise InputError(f"image '{p}' is empty (0 bytes)")
         try:
-            with Image.open(p) as im:
+            # Opening reads the header only, so Pillow's check is off for it: open_image then
+            # refuses a file above max_pixels with tseg's message (W x H) before decoding.
+            # Decoding keeps a check at max_pixels for sizes met later (e.g. a GIF's frames).
+            with _pillow_limit(None):
+                im = Image.open(p)
+            with im, _pillow_limit(max_pixels):
                 return open_image(im, str(p), max_pixels)
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
             if isinstance(e, InputError):

@@ -1,5 +1,6 @@
 """Writing segmentation results: one mask PNG per expression, an overlay and a JSON of scores;
-for zero-shot semantic segmentation a class-label PNG, its overlay and the class confidences."""
+for zero-shot semantic segmentation a class-label PNG, its overlay and the class confidences;
+and ``index.json``, which says which input image each output folder belongs to."""
 
 from __future__ import annotations
 
@@ -44,6 +45,31 @@ def write_prediction(out_dir: Path, stem: str, image: np.ndarray, preds: list[Pr
     ).save(d / "overlay.png")
     (d / "scores.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
     return d
+
+
+INDEX = "index.json"
+
+
+def write_index(
+    out: Path, paths: list[Path], stems: list[str], errors: dict[int, str] | None = None
+) -> Path:
+    """Write ``out/index.json``: every input image of the run, in order, with its output folder.
+
+    Two inputs of the same stem (``x.bmp``, ``x.tiff``) get folders ``x`` and ``x_1``; the index
+    is what tells them apart. An image that could not be read has ``"folder": null`` and its
+    ``"error"``; ``errors`` maps its index in ``paths`` to the message.
+    """
+    errors = errors or {}
+    images = []
+    for i, (path, stem) in enumerate(zip(paths, stems)):
+        if i in errors:
+            images.append({"image": str(path), "folder": None, "error": errors[i]})
+        else:
+            images.append({"image": str(path), "folder": stem})
+    out.mkdir(parents=True, exist_ok=True)
+    index = out / INDEX
+    index.write_text(json.dumps({"images": images}, indent=1), encoding="utf-8")
+    return index
 
 
 def write_zero_shot(

@@ -25,7 +25,7 @@ from ..checkpoint import load_checkpoint
 from ..data.zeroshot import flatten_class_names, load_class_names
 from ..errors import InputError
 from ..imageio import MAX_PIXELS, check_expressions, load_image
-from .output import write_prediction, write_zero_shot
+from .output import write_index, write_prediction, write_zero_shot
 from .segmenter import Segmenter
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -97,10 +97,12 @@ def segment_files(
         loader = image_loader([paths[i] for i in mine], seg.max_pixels, workers)
         bar = tqdm(loader, desc="segment", disable=single or not progress or not shard.is_main)
         written, failed = 0, 0
+        errors: list[tuple[int, str]] = []  # (index into paths, message) of unreadable files
         for k, image, error in bar:
             if error is not None:  # one unreadable file is reported and skipped
                 tqdm.write(f"error: {error}", file=sys.stderr)
                 failed += 1
+                errors.append((mine[k], error))
                 continue
             preds = seg.predict(image, exprs)
             stem = stems[mine[k]]
@@ -112,7 +114,10 @@ def segment_files(
             if single:
                 report.folder, report.scores = d, [(p.confidence, p.expression) for p in preds]
         counts = shard.gather((written, failed))
+        all_errors = dict(shard.gather_keyed([(i, (i, e)) for i, e in errors]))
         report.main = shard.is_main
+        if shard.is_main:
+            write_index(out, paths, stems, all_errors)
     report.written, report.failed = (sum(c[j] for c in counts) for j in range(2))
     return report
 
