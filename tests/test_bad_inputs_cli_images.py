@@ -123,3 +123,7 @@ def test_segment_writes_an_index_of_inputs_to_folders(tmp_path, capsys):
     for e in index:
         if e["folder"]:
             assert (out / e["folder"] / "scores.json").is_file()
+    # Nothing readable: nothing written, not even the index (no stray --out folder).
+    none = tmp_path / "none"
+    assert main(["segment", str(run), str(photos / "x.png"), "red circle", "--out", str(none)]) == 2
+    assert not none.exists()

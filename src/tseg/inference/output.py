@@ -57,7 +57,8 @@ def write_index(
 
     Two inputs of the same stem (``x.bmp``, ``x.tiff``) get folders ``x`` and ``x_1``; the index
     is what tells them apart. An image that could not be read has ``"folder": null`` and its
-    ``"error"``; ``errors`` maps its index in ``paths`` to the message.
+    ``"error"``; ``errors`` maps its index in ``paths`` to the message. ``tseg segment``
+    writes it whenever it writes a result.
     """
     errors = errors or {}
     images = []

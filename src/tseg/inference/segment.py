@@ -116,7 +116,8 @@ def segment_files(
         counts = shard.gather((written, failed))
         all_errors = dict(shard.gather_keyed([(i, (i, e)) for i, e in errors]))
         report.main = shard.is_main
-        if shard.is_main:
+        # Not when nothing was written: a run that read no image leaves no folder behind.
+        if shard.is_main and sum(c[0] for c in counts):
             write_index(out, paths, stems, all_errors)
     report.written, report.failed = (sum(c[j] for c in counts) for j in range(2))
     return report
