@@ -17,6 +17,14 @@ def test_defaults_preset_yaml_and_overrides(tmp_path):
 
 def test_paper_preset():
     cfg = build_config(None, ["model.preset=paper"])
+    # Pretrained by default, named on the Hugging Face Hub (read from its cache: docs/hub.md).
+    assert cfg.model.image.weights == "hf-hub:timm/vit_small_patch16_384.augreg_in21k_ft_in1k"
+    assert cfg.model.text.name == "pretrained"
+    assert cfg.model.text.weights == "google/bert_uncased_L-4_H-512_A-8"
+    scratch = build_config(
+        None, ["model.preset=paper", "model.image.weights=none", "model.text.name=bert"]
+    )
+    assert (scratch.model.image.weights, scratch.model.text.name) == ("none", "bert")
     assert cfg.model.image.timm_model == "vit_small_patch16_384"
     assert cfg.model.embed_dim == 1024
     assert (cfg.model.text.num_layers, cfg.model.text.hidden_size, cfg.model.text.num_heads) == (

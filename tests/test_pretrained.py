@@ -456,13 +456,20 @@ def test_bad_vit_files_raise_weights_error(tmp_path, offline):
 # --- report ------------------------------------------------------------------------------------
 
 
-def test_weights_report_lists_every_preset(tmp_path):
+def test_weights_report_lists_every_preset(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hub_constants
+
+    cache = tmp_path / "empty-hf-cache"  # the paper preset's hub names are looked up here
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
     rows = weights_report(hash_files=False)
     assert {r["preset"] for r in rows} == {"paper", "offline"}
     assert set(WEIGHT_SPECS) == {"paper", "offline", "tiny"}
     paper = [r for r in rows if r["preset"] == "paper"]
     assert paper and not any(r["present"] for r in paper)
-    assert all("model." in r["note"] for r in paper)  # says which key to set
+    assert all(str(cache) in r["note"] for r in paper)  # where it was looked for
+    assert all("hf download" in r["source"] for r in paper)  # how to get it
+    none = weights_report({"model.image.weights": "none"}, presets=["paper"], hash_files=False)
+    assert "trained from scratch" in none[0]["note"]
     vit = tmp_path / "vit.safetensors"
     vit.write_bytes(b"x")
     rows = weights_report({"model.image.weights": str(vit)}, presets=["paper"])

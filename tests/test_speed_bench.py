@@ -137,3 +137,13 @@ def test_memory_probe_entry_point_reports_a_peak(capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["peak_mb"] >= out["setup_mb"] >= out["imports_mb"] > 0
     assert speed.settings_from_dict(json.loads(json.dumps(asdict(s)))) == s
+
+
+def test_paper_rows_are_from_scratch():
+    # Timing needs random weights only: no row may name a hub file to load.
+    from tseg.config import build_config
+
+    settings = speed.Settings()
+    for overrides in [settings.tseg_overrides, *(t[0] for t in settings.train.values())]:
+        cfg = build_config(None, list(overrides))
+        assert cfg.model.image.weights in ("", "none") and cfg.model.text.name == "bert"

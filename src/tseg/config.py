@@ -295,8 +295,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.batch_size": 16,
         "train.warmup_steps": 50,
     },
-    # Section 4.2: ViT-S/16 at 384 px, BERT-Small (4 layers, hidden 512, 8 heads), D = 1024.
+    # Section 4.2: ViT-S/16 at 384 px, BERT-Small (4 layers, hidden 512, 8 heads), D = 1024,
+    # both ImageNet / BERT pretrained, named on the Hugging Face Hub (read from its cache, see
+    # docs/hub.md). From scratch: model.image.weights=none model.text.name=bert (the text sizes
+    # below are then the from-scratch BERT's).
     "paper": {
+        "model.image.weights": "hf-hub:timm/vit_small_patch16_384.augreg_in21k_ft_in1k",
+        "model.text.name": "pretrained",
+        "model.text.weights": "google/bert_uncased_L-4_H-512_A-8",
         "model.image.timm_model": "vit_small_patch16_384",
         "model.image.patch_size": 16,
         "model.image.embed_dim": 384,

