@@ -173,8 +173,13 @@ def _save_checkpoint(
 
 
 def resolve(path: str | Path) -> Path:
-    """A checkpoint folder, or a run folder whose ``latest`` file names one."""
+    """A checkpoint folder, a run folder whose ``latest`` file names one, or the name of a TSEG
+    model on the Hugging Face Hub (``org/name``, from the cache: ``tseg.hub``)."""
+    from . import hub
+
     p = Path(path)
+    if not p.exists() and hub.repo_id(path) is not None:
+        p = hub.tseg_model_folder(str(path))
     if not p.exists():
         raise CheckpointError(f"checkpoint '{p}' does not exist")
     if (p / "latest").is_file():
@@ -189,6 +194,7 @@ def resolve(path: str | Path) -> Path:
     for f in (WEIGHTS, CONFIG, TOKENIZER, META):
         if not (p / f).is_file():
             raise CheckpointError(f"checkpoint '{p}' is incomplete: '{f}' is missing")
+    hub.remember_text_config(p)  # a bundled text encoder config.json (tseg export hf)
     return p
 
 

@@ -237,6 +237,15 @@ def cmd_export(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_hf(ns: argparse.Namespace) -> int:
+    from .export.hf import export_hf
+
+    out = export_hf(ns.checkpoint, ns.out, name=ns.repo, license=ns.license)
+    print(f"wrote a Hugging Face model repo (weights, config, tokenizer, model card) to {out}")
+    print(f"publish it: hf upload {ns.repo or 'ORG/NAME'} {out} .")
+    return 0
+
+
 def cmd_serve(ns: argparse.Namespace) -> int:
     from .serve.server import serve_from_arguments  # no torch for an ONNX export folder
 
@@ -251,9 +260,9 @@ def cmd_weights(ns: argparse.Namespace) -> int:
         values=to_flat(build_config(None, ns.overrides)), hash_files=not ns.no_hash
     )
     for r in rows:
-        print(
-            f"[{r['preset']}] {r['name']} {r.get('file') or ''}: {'present' if r['present'] else 'MISSING'}"
-        )
+        where = " in the Hugging Face cache" if r.get("cache") else ""
+        state = f"present{where}" if r["present"] else f"MISSING{where and ' from the cache'}"
+        print(f"[{r['preset']}] {r['name']} {r.get('file') or ''}: {state}")
         print(f"    config key: {r['config_key']}   path: {r['path'] or '(not set)'}")
         if r.get("sha256"):
             print(f"    sha256: {r['sha256']}")
@@ -261,6 +270,10 @@ def cmd_weights(ns: argparse.Namespace) -> int:
             print(f"    get it from: {r['source']}")
         if r.get("note"):
             print(f"    note: {r['note']}")
+    if any(r.get("cache") for r in rows):
+        print(
+            "hub names are read from the Hugging Face cache (HF_HOME / HF_HUB_CACHE; docs/hub.md)"
+        )
     return 0
 
 
@@ -415,13 +428,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
     w = sub.add_parser(
-        "weights", help="list every preset's pretrained files, where they are expected, sha256"
+        "weights",
+        help="list every preset's pretrained files, whether each is present (hub names: in the "
+        "Hugging Face cache) and where, sha256",
     )
-    w.add_argument("overrides", nargs="*", help="key=value, e.g. model.image.weights=/path/vit.npz")
+    w.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value, e.g. model.image.weights=/path/vit.npz or model.text.weights=ORG/NAME",
+    )
     w.add_argument("--no-hash", action="store_true", help="skip sha256 of large files")
     w.set_defaults(func=cmd_weights)
 
-    x = sub.add_parser("export", help="export a checkpoint for deployment (ONNX)")
+    x = sub.add_parser(
+        "export", help="export a checkpoint for deployment (ONNX) or the Hugging Face Hub (hf)"
+    )
     xsub = x.add_subparsers(dest="export_format", required=True)
     xo = xsub.add_parser(
         "onnx", help="image and text encoders as ONNX graphs + tseg_onnx.json (needs [onnx])"
@@ -432,6 +453,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-check", action="store_true", help="skip comparing ONNX Runtime with torch"
     )
     xo.set_defaults(func=cmd_export)
+    xh = xsub.add_parser(
+        "hf",
+        help="a Hugging Face model repo folder: model.safetensors, config, tokenizer, model card "
+        "(push it with `hf upload`; load it with tseg segment/eval ORG/NAME)",
+    )
+    xh.add_argument("checkpoint", help="a checkpoint folder or a run folder")
+    xh.add_argument("--out", required=True, help="output folder")
+    xh.add_argument("--repo", help="the repo name ORG/NAME the model card uses")
+    xh.add_argument(
+        "--license", default="apache-2.0", help="licence id for the card (default %(default)s)"
+    )
+    xh.set_defaults(func=cmd_export_hf)
 
     from .serve.options import add_arguments as add_serve_arguments
 

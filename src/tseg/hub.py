@@ -36,14 +36,18 @@ _bundled_text_configs: dict[str, Path] = {}
 
 def repo_id(name: str | Path) -> str | None:
     """The Hub repo named by ``name`` (``hf-hub:org/name``, or ``org/name`` that is not a local
-    path), else None."""
+    path), else None.
+
+    ``org/name`` whose ``org`` is a local folder (``runs/typo``) is a path, so a mistyped run
+    folder is reported as missing at once rather than looked up on the Hub.
+    """
     text = str(name)
     if text.startswith(HUB_PREFIX):
         return text[len(HUB_PREFIX) :]
     if (
         _REPO.fullmatch(text)
         and not text.lower().endswith(_FILE_SUFFIXES)
-        and not Path(text).exists()
+        and not Path(text).parent.exists()
     ):
         return text
     return None

@@ -75,9 +75,25 @@ class Segmenter(Predicts):
         cls, path: str | Path, device: str | torch.device = "cpu", **changes: Any
     ) -> Segmenter:
         """Load a checkpoint; its ``inference`` config gives the defaults, ``changes`` override
-        them (``threshold=0.3``, ``tta=True``, ``crf=None``, ``tta=TTAConfig(scales=[1, 2])``)."""
+        them (``threshold=0.3``, ``tta=True``, ``crf=None``, ``tta=TTAConfig(scales=[1, 2])``).
+
+        ``path``: a checkpoint folder, a run folder, or a TSEG model's Hub name (``org/name``,
+        see ``from_pretrained``)."""
         model, cfg, _ = load_checkpoint(path, device)
         return cls(model, device, cfg.inference, **changes)
+
+    @classmethod
+    def from_pretrained(
+        cls, name: str | Path, device: str | torch.device = "cpu", **changes: Any
+    ) -> Segmenter:
+        """A TSEG model by its Hugging Face Hub name (``org/name``, as ``tseg export hf`` wrote
+        it) or a local folder, as transformers' ``from_pretrained``.
+
+        The repo comes through huggingface_hub's cache (``HF_HOME``/``HF_HUB_CACHE``; fetched
+        when online, the cache only with ``HF_HUB_OFFLINE=1``). Only ``model.safetensors``,
+        YAML and JSON are read: no code from the repo is run. ``changes`` as ``from_checkpoint``.
+        """
+        return cls.from_checkpoint(name, device, **changes)
 
     @property
     def tta(self) -> TTAConfig | None:
