@@ -306,3 +306,19 @@ def test_weights_command_shows_the_cache(hub, monkeypatch, capsys):
     paper = out.split("[offline]")[0]
     assert "MISSING" not in paper and paper.count("present in the Hugging Face cache") == 4
     assert f"{hub['full']}/models--tester--tiny-vit/snapshots/" in paper
+
+
+def test_none_trains_from_scratch_without_the_cache(hub, monkeypatch):
+    use_cache(monkeypatch, hub["models"])  # no encoder repo in this cache
+    cfg = build_config(
+        None, [*MICRO_MODEL, "model.image.weights=none", f"model.text.weights={BERT}"]
+    )
+    torch.manual_seed(0)
+    model = TSEG(cfg.model, cfg.data.image_size, _tokenizer())  # text.name=bert: from scratch
+    assert model.image_encoder.vit.patch_embed.proj.weight.shape[0] == 32
+
+
+def _tokenizer():
+    from tseg.models.text_encoder import train_tokenizer
+
+    return train_tokenizer(WORDS, 40)

@@ -32,7 +32,8 @@ def _vit(cfg: ImageEncoderConfig, img_size: int, load_weights: bool) -> nn.Modul
 
 
 def _efficientnet_lite0(cfg: ImageEncoderConfig, img_size: int, load_weights: bool) -> nn.Module:
-    return EfficientNetHybrid(cfg, img_size, load_weights=load_weights)
+    # "none": a random backbone, as for the ViT ("" keeps the packaged ImageNet weights).
+    return EfficientNetHybrid(cfg, img_size, load_weights=load_weights and cfg.weights != "none")
 
 
 IMAGE_ENCODERS: dict[str, Callable[[ImageEncoderConfig, int, bool], nn.Module]] = {
