@@ -76,7 +76,15 @@ def main(argv: list[str] | None = None) -> int:
         print(name, f"mIoU {100 * report['accuracy'][name]['miou']:.1f}", flush=True)
     vocab = sorted({e for i in range(50) for e in ds.expressions(i)})[:16]
     report["seconds_per_image"] = {}
-    paper_cfg = build_config(None, ["model.preset=paper", "data.train_size=50"])
+    paper_cfg = build_config(
+        None,  # random weights: the cost is the architecture's (no hub weights needed)
+        [
+            "model.preset=paper",
+            "model.image.weights=none",
+            "model.text.name=bert",
+            "data.train_size=50",
+        ],
+    )
     paper = build_model(paper_cfg, build_dataset(paper_cfg.data, "train")).eval()
     rng = np.random.default_rng(0)
     for name, m, size in (("tiny", model, ds.image(0).shape[0]), ("paper", paper, 384)):

@@ -45,6 +45,8 @@ from tseg.train import make_loader
 RESULTS = Path(__file__).parent / "results"
 PAPER_AUGMENTATION = [
     "model.preset=paper",
+    "model.image.weights=none",  # random weights: only the step's cost is measured
+    "model.text.name=bert",
     "data.scale_min=0.5",
     "data.scale_max=2.0",
     "data.hflip=true",

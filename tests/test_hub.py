@@ -236,6 +236,9 @@ def test_segment_and_eval_by_name(hub, monkeypatch, tmp_path, capsys):
     assert main(["eval", MODEL, "--split", "val", "--max-images", "2"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["val"]["pairs"] > 0 and "snapshots" in report["checkpoint"]
+    # Choosing a threshold would write into the shared cache: refused, naming what to do.
+    assert main(["eval", MODEL, "--split", "val", "--max-images", "2", "--choose-threshold"]) != 0
+    assert "copy it first" in capsys.readouterr().err
 
 
 def test_export_hf_is_a_model_repo(hub):

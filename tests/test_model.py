@@ -59,7 +59,16 @@ def test_other_resolutions_interpolate_position_embeddings(micro_cfg):
 
 
 def test_paper_preset_builds_vit_s16_and_bert_small():
-    cfg = build_config(None, ["model.preset=paper", "data.train_size=4"])
+    # The architecture only: from scratch, so no hub weights are needed.
+    cfg = build_config(
+        None,
+        [
+            "model.preset=paper",
+            "model.image.weights=none",
+            "model.text.name=bert",
+            "data.train_size=4",
+        ],
+    )
     model = build_model(cfg, build_dataset(cfg.data, "train"))
     vit = model.image_encoder.vit
     assert vit.patch_embed.patch_size == (16, 16) and vit.embed_dim == 384 and len(vit.blocks) == 12

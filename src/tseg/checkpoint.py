@@ -271,9 +271,18 @@ def store_inference(path: str | Path, cfg: Config) -> Path:
     ``inference.presence_threshold``), atomically: the weights are untouched."""
     import yaml
 
+    from . import hub
     from .config import to_dict
 
     ckpt = resolve(path)
+    cache = Path(hub.cache_dir()).resolve()
+    if cache == ckpt.resolve() or cache in ckpt.resolve().parents or hub.repo_id(path):
+        # The Hub cache's files are links into shared blobs: writing there would change what
+        # every user of that cache loads, and the next download would undo it.
+        raise CheckpointError(
+            f"'{path}' is a Hugging Face Hub model in the cache ({ckpt}); copy it first "
+            f"(cp -rL '{ckpt}' my_model) and choose the threshold on the copy"
+        )
     text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
     try:
         atomic_write_text(ckpt / CONFIG, text)
