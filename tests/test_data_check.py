@@ -188,6 +188,10 @@ def test_phrasecut_short_polygons_follow_the_loader_rule(
     loose = check_dataset("phrasecut", root, splits=["val"], strict_polygons=False)
     assert loose.ok, loose.format()
     assert any("rasterised as the official tools do" in w for w in loose.warnings)
+    assert (
+        main(["data", "check", "phrasecut", str(root), "--splits", "val", "--lenient-polygons"])
+        == 0
+    )
 
 
 def test_phrasecut_missing_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -195,6 +195,7 @@ def cmd_data_check(ns: argparse.Namespace) -> int:
         image_dir=ns.image_dir,
         splits=ns.splits,
         check_images=not ns.skip_images,
+        strict_polygons=not ns.lenient_polygons,
     )
     print(report.format())
     return 0 if report.ok else 1
@@ -495,6 +496,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--splits", nargs="+", help="PhraseCut / VOC: only these splits")
     c.add_argument(
         "--skip-images", action="store_true", help="do not check every image file exists"
+    )
+    c.add_argument(
+        "--lenient-polygons",
+        action="store_true",
+        help="PhraseCut: polygons of fewer than 3 points are a warning, as for training with "
+        "data.phrasecut_strict_polygons=false (default: a problem)",
     )
     c.set_defaults(func=cmd_data_check)
     v = dsub.add_parser(
