@@ -325,3 +325,31 @@ def _tokenizer():
     from tseg.models.text_encoder import train_tokenizer
 
     return train_tokenizer(WORDS, 40)
+
+
+def test_no_network_is_one_clear_line_at_once(monkeypatch, tmp_path):
+    """Not offline by setting, but no network: answered at once (huggingface_hub alone retries
+    a failed lookup for about 25 s), with the same line as offline."""
+    import huggingface_hub.constants as hub_constants
+
+    from tseg import hub as tseg_hub
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    tseg_hub.hub_reachable.cache_clear()
+    start = time.perf_counter()
+    with pytest.raises(WeightsError) as error:
+        tseg_hub.hub_file("nobody/bert", "config.json")
+    assert time.perf_counter() - start < 1.0
+    assert "could not be reached" in str(error.value) and "hf download nobody/bert" in str(
+        error.value
+    )
+    assert tseg_hub.hub_file("nobody/bert", "vocab.txt", optional=True) is None
+    tseg_hub.hub_reachable.cache_clear()

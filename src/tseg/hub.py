@@ -14,6 +14,7 @@ hold ``model.safetensors`` (a ``pytorch_model.bin`` is refused, never unpickled)
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -66,6 +67,27 @@ def is_offline() -> bool:
     return bool(constants.is_offline_mode())
 
 
+@functools.cache
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub's host (``HF_ENDPOINT``) resolves and accepts a connection, asked once
+    per process. Without a network huggingface_hub retries a failed lookup for about 25 s before
+    giving up; this answers in milliseconds, so a file missing from the cache is reported at
+    once online or not."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection(
+            (url.hostname or "", url.port or (443 if url.scheme == "https" else 80)), timeout
+        ):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def fetch_hint(repo: str) -> str:
     return (
         f"on a connected machine run `hf download {repo}` (older huggingface_hub: "
@@ -109,8 +131,11 @@ def hub_file(
         RepositoryNotFoundError,
     )
 
-    if optional and is_offline():
-        return cached_file(repo, filename)
+    if is_offline() or not hub_reachable():
+        found = cached_file(repo, filename)
+        if found is not None or optional:
+            return found
+        raise not_cached(repo, filename, error)
     try:
         return Path(hf_hub_download(repo, filename, cache_dir=cache_dir()))
     except LocalEntryNotFoundError:  # not cached and offline / unreachable
