@@ -19,7 +19,14 @@ from tseg.data.convert import convert
 from tseg.data.pipeline import WeakCollate
 from tseg.data.shapes import ShapesDataset
 from tseg.data.shards import ShardDataset, expand_shards
-from tseg.data.stream import ShardStream, StreamLoader, StreamPosition, WeakTransform
+from tseg.data.stream import (
+    ShardStream,
+    ShardTexts,
+    StreamBatches,
+    StreamLoader,
+    StreamPosition,
+    WeakTransform,
+)
 
 CFG = build_config(None, ["data.image_size=32"]).data
 
@@ -258,3 +265,22 @@ def test_resume_after_one_worker_has_finished(tmp_path: Path) -> None:
     resumed = StreamLoader(make(), num_workers=2, position=first.position)
     got += [b["keys"] for b in resumed.epoch()]
     assert got == expected and len(got) == 7
+
+
+def test_stream_batches_run_on_over_epochs_and_shard_texts_skip_bad_samples(
+    tmp_path: Path,
+) -> None:
+    """StreamBatches (what tseg train reads with data.stream): (epoch, collated batch) across
+    epochs, the keys aside; ShardTexts: the text of good samples in listed order, capped."""
+    samples = [{"__key__": f"g{i}", "png": png(i), "json": text([f"thing {i}"])} for i in range(3)]
+    bad = {"__key__": "bad", "png": png(), "json": b"{not json"}
+    tar = write_tar(tmp_path / "s.tar", [samples[0], bad, *samples[1:]])
+    batches = StreamBatches(StreamLoader(stream(str(tar), batch=2)))
+    with pytest.warns(UserWarning, match="skipped 1 bad"):
+        got = [next(batches) for _ in range(3)]
+    assert [e for e, _ in got] == [0, 0, 1]
+    assert all(set(b) == {"images", "texts", "targets"} for _, b in got)
+    assert batches.keys == [f"{tar}: g0", f"{tar}: g1"] and batches.position.epoch == 1
+    texts = ShardTexts([str(tar)])
+    assert len(texts) == 3 and texts.expressions(2) == ["thing 2"]
+    assert len(ShardTexts([str(tar)], limit=2)) == 2

@@ -89,6 +89,9 @@ class DataConfig:
     dataset: str = "shapes"
     root: str = ""  # dataset folder (see README: files each dataset expects)
     shards: str = ""  # webdataset: tar shards, e.g. "shards/train-{000000..000099}.tar"
+    # webdataset: stream the shards into tseg train (tseg.data.stream, docs/own_data.md), exactly
+    # resumable, instead of reading them map-style; weak training only
+    stream: bool = False
     image_dir: str = ""  # images, if not in the dataset's default place under root
     split_by: str = ""  # RefCOCO*: unc | umd | google ("" = the dataset's default)
     # PhraseCut: refuse polygons of fewer than 3 points (false: skip 0-1 point ones and draw
@@ -598,6 +601,16 @@ def validate(cfg: Config, labels: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("config keys 'data.scale_min' > 'data.scale_max'")
     if flat["model.tau_min"] > flat["model.tau_max"]:
         raise ConfigError("config keys 'model.tau_min' > 'model.tau_max'")
+    if flat["data.stream"] and flat["data.dataset"] != "webdataset":
+        raise ConfigError(
+            f"config key 'data.stream' streams WebDataset shards, but data.dataset = "
+            f"{_short(flat['data.dataset'])}; set data.dataset=webdataset data.shards=..."
+        )
+    if flat["data.stream"] and flat["train.mode"] != "weak":
+        raise ConfigError(
+            f"config key 'data.stream' trains on image-level text only (train.mode=weak), but "
+            f"train.mode = {_short(flat['train.mode'])}: shards hold no masks or boxes"
+        )
     if (
         flat["model.image.name"] == "vit"
         and flat["data.image_size"] % flat["model.image.patch_size"]

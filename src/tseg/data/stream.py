@@ -3,7 +3,9 @@
 ``ShardStream`` is a torch ``IterableDataset`` that reads tar shards through the ``webdataset``
 library, decodes each sample (``tseg.data.shards.decode_sample``), augments it as the map-style
 path does (``tseg.data.pipeline.weak_item``) and yields collated batches. ``StreamLoader`` runs it
-in a ``DataLoader`` and keeps the ``StreamPosition``. The definitions (docs/own_data.md):
+in a ``DataLoader`` and keeps the ``StreamPosition``; ``StreamBatches`` runs it on from epoch to
+epoch for ``tseg train`` (``data.stream=true``, ``tseg.train.build.make_stream``), and
+``ShardTexts`` reads the shards' text for the vocabulary. The definitions (docs/own_data.md):
 
 Who reads what. In epoch ``e`` the shard list is permuted by ``(seed, e)`` (identity with
 ``shuffle=False``); process ``rank`` of ``world_size`` takes every ``world_size``-th shard of that
@@ -44,13 +46,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from tseg.data.base import DatasetError
-from tseg.data.shards import decode_sample, expand_shards, read_shard
+from tseg.data.shards import decode_sample, expand_shards, read_shard, sample_text
 from tseg.data.weak import RecordError
 
-__all__ = ["ShardStream", "StreamLoader", "StreamPosition", "WeakTransform", "shard_order"]
+__all__ = [
+    "ShardStream",
+    "ShardTexts",
+    "StreamBatches",
+    "StreamLoader",
+    "StreamPosition",
+    "WeakTransform",
+    "shard_order",
+]
 
 _MAX_REASONS = 5
 
@@ -319,7 +330,16 @@ class StreamLoader:
             DatasetError: The epoch gave this process no good sample.
         """
         self.stream.set_position(self.position)
-        loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers)
+        # Its own generator: otherwise starting an epoch would draw the workers' base seed from
+        # torch's global RNG, and a run resumed mid-epoch (which starts its DataLoader at another
+        # moment) would see other dropout masks than one never stopped. The samples' own
+        # randomness does not come from torch (see ShardStream).
+        loader = DataLoader(
+            self.stream,
+            batch_size=None,
+            num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(self.stream.seed),
+        )
         for item in loader:
             meta = item.pop("stream")
             self.position.advance(meta)
@@ -343,3 +363,77 @@ class StreamLoader:
             )
         self.position = pos.next_epoch()
         self.stream.set_position(self.position)
+
+
+class StreamBatches:
+    """Endless ``(epoch, batch)`` over a ``StreamLoader``'s epochs: the streamed counterpart of
+    ``tseg.train.build.batches``, what ``tseg train`` reads with ``data.stream=true``.
+
+    A batch is exactly what the stream's collate made (for weak training ``WeakCollate``'s
+    dict); the ``shard: key`` names of its samples are kept aside in ``keys``. ``state_dict``
+    is the loader's position after the last batch handed out, so a checkpoint written after a
+    training step resumes exactly after it.
+    """
+
+    def __init__(self, loader: StreamLoader) -> None:
+        self.loader = loader
+        self.keys: list[str] = []  # the samples of the last batch
+        self._epoch: Iterator[dict[str, Any]] | None = None
+        self._number = loader.position.epoch
+
+    def __iter__(self) -> StreamBatches:
+        return self
+
+    def __next__(self) -> tuple[int, dict[str, Any]]:
+        while True:
+            if self._epoch is None:
+                self._number = self.loader.position.epoch
+                self._epoch = self.loader.epoch()
+            try:
+                batch = next(self._epoch)
+            except StopIteration:  # the position has moved to the next epoch
+                self._epoch = None
+                continue
+            self.keys = batch.pop("keys")
+            return self._number, batch
+
+    @property
+    def position(self) -> StreamPosition:
+        return self.loader.position
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loader's position (plain JSON), see ``StreamPosition.state_dict``."""
+        return self.loader.position.state_dict()
+
+
+class ShardTexts:
+    """The expressions of the first ``limit`` good samples of ``urls``, in listed order, read
+    on first use without decoding an image: the text a streamed run trains its from-scratch
+    vocabulary (and tf-idf ground truth) on, as ``RefDataset.expressions`` gives it otherwise.
+    Samples without usable text are skipped, as the stream skips them."""
+
+    def __init__(self, urls: Sequence[str], limit: int = 20000) -> None:
+        self.urls, self.limit = list(urls), limit
+        self._texts: list[list[str]] | None = None
+
+    def _read(self) -> list[list[str]]:
+        if self._texts is None:
+            texts: list[list[str]] = []
+            for url in self.urls:
+                for key, files in read_shard(url, []):
+                    try:
+                        texts.append(sample_text(files, f"{url}: {key}"))
+                    except RecordError:
+                        continue
+                    if len(texts) >= self.limit:
+                        break
+                if len(texts) >= self.limit:
+                    break
+            self._texts = texts
+        return self._texts
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def expressions(self, idx: int) -> list[str]:
+        return list(self._read()[idx])

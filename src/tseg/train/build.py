@@ -22,6 +22,15 @@ from ..checkpoint import WEIGHTS, model_from_checkpoint, read_meta, resolve
 from ..config import Config, TrainConfig
 from ..data import RefDataset, build_dataset
 from ..data.pipeline import EpochSampler, TrainSet, WeakCollate
+from ..data.shards import expand_shards
+from ..data.stream import (
+    ShardStream,
+    ShardTexts,
+    StreamBatches,
+    StreamLoader,
+    StreamPosition,
+    WeakTransform,
+)
 from ..errors import TrainingError
 from ..models.text_encoder import train_tokenizer, wrap_tokenizer
 from ..models.tseg import TSEG
@@ -152,6 +161,43 @@ def make_loader(
     return loader, tset, sampler
 
 
+def make_stream(
+    cfg: Config,
+    texts: ShardTexts,
+    rank: int = 0,
+    world_size: int = 1,
+    position: dict[str, Any] | None = None,
+) -> StreamBatches:
+    """The weak training batches of process ``rank`` of ``world_size`` streamed from
+    ``data.shards`` (``data.stream=true``; docs/own_data.md says who reads which shard).
+
+    Batches are what ``make_loader``'s collate makes for ``train.mode=weak`` (``WeakCollate``,
+    keeping each image's expressions for global negatives under DDP). ``position`` (a
+    ``StreamPosition.state_dict()`` from this process's checkpoint) continues a run exactly;
+    it needs the same shards, seed, batch size, processes and ``data.num_workers``.
+    """
+    if cfg.data.train_fraction != 1.0:
+        raise TrainingError(
+            "config key 'data.train_fraction' takes a prefix of a map-style training set; a "
+            "stream reads whole shards: name fewer shards in data.shards instead"
+        )
+    objective = OBJECTIVES[cfg.train.mode]  # weak: the config refuses the others
+    n = len(texts) if cfg.train.ground_truth == "tfidf" else 0  # tf-idf alone reads the corpus
+    workers = cfg.data.num_workers
+    stream = ShardStream(
+        texts.urls,
+        WeakTransform(cfg.data),
+        objective.collate(cfg, texts, n, world_size),
+        cfg.train.batch_size,
+        seed=cfg.train.seed,
+        rank=rank,
+        world_size=world_size,
+        slots=max(1, workers),
+    )
+    start = StreamPosition.from_state_dict(position) if position is not None else None
+    return StreamBatches(StreamLoader(stream, workers, start))
+
+
 def batches(
     loader: DataLoader, tset: TrainSet, sampler: EpochSampler, start_epoch: int, skip: int = 0
 ) -> Iterator[tuple[int, dict]]:
@@ -204,6 +250,12 @@ class Run:
     start: int = 0  # the first step (after a resume)
     run_dir: Path | None = None  # where checkpoints go (named in errors)
 
+    def data_state(self) -> dict[str, Any] | None:
+        """Where a streamed run's batches stand (``data.stream``), for the checkpoint; None for
+        map-style batches, whose position follows from the step."""
+        state_dict = getattr(self.stream, "state_dict", None)
+        return state_dict() if callable(state_dict) else None
+
 
 def build_run(
     cfg: Config, device: torch.device, run_dir: Path | None = None, resume: bool = False
@@ -218,7 +270,10 @@ def build_run(
     rank, world = distributed.rank(), distributed.world_size()
     dtype = amp_dtype(tc.amp, device)
     torch.manual_seed(tc.seed)
-    train_ds = build_dataset(cfg.data, "train")
+    if cfg.data.stream:  # the shards' text (for the vocabulary); the batches stream below
+        train_ds: Any = ShardTexts(expand_shards(cfg.data.shards))
+    else:
+        train_ds = build_dataset(cfg.data, "train")
     if resume:
         # The resumed model is rebuilt with the checkpoint's own tokenizer, then fully loaded.
         model = init_model_from(cfg, resolve(run_dir))
@@ -229,7 +284,8 @@ def build_run(
     model = model.to(device)
     opt = build_optimizer(model, tc)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    loader, tset, sampler = make_loader(cfg, train_ds, tc.seed, rank, world)
+    if not cfg.data.stream:
+        loader, tset, sampler = make_loader(cfg, train_ds, tc.seed, rank, world)
     if world > 1:
         # Equal initial weights everywhere (DDP also broadcasts rank 0's), then one random
         # stream per process: otherwise every rank would draw the same dropout masks.
@@ -249,11 +305,19 @@ def build_run(
         net = DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None
         )
+    if cfg.data.stream:  # from the checkpoint's stream position: exactly where it stopped
+        streamed = make_stream(
+            cfg, train_ds, rank, world, state.stream_position(run_dir) if resume else None
+        )
+        stream: Iterator[tuple[int, dict]] = streamed
+        collate_fn = streamed.loader.stream.collate
+    else:
+        per_epoch = max(1, len(loader))  # micro-batches per epoch and process
+        micro = start * tc.accum_steps  # micro-batches already consumed
+        stream = batches(loader, tset, sampler, micro // per_epoch, skip=micro % per_epoch)
+        collate_fn = loader.collate_fn
     # Global negatives: each weak batch's targets are redone over every process's texts.
-    collate = loader.collate_fn if getattr(loader.collate_fn, "keep_own", False) else None
-    per_epoch = max(1, len(loader))  # micro-batches per epoch and process
-    micro = start * tc.accum_steps  # micro-batches already consumed
-    stream = batches(loader, tset, sampler, micro // per_epoch, skip=micro % per_epoch)
+    collate = collate_fn if getattr(collate_fn, "keep_own", False) else None
     autocast = (
         partial(torch.autocast, device.type, dtype=dtype) if dtype is not None else nullcontext
     )

@@ -114,7 +114,9 @@ def _train(
             seen += out["images"]
             if out["stop"]:
                 _restore_signal_handlers(old_handlers)
-                ckpt = state.save(model, cfg, run_dir, step + 1, run.opt, run.scaler)
+                ckpt = state.save(
+                    model, cfg, run_dir, step + 1, run.opt, run.scaler, run.data_state()
+                )
                 raise TrainingInterrupted(
                     f"stopped by signal {stop.get('signal', 'on another process')} after step "
                     f"{step + 1}; saved '{ckpt}'. "
@@ -145,10 +147,10 @@ def _train(
                 history.append({"step": step + 1, **m})
                 if log is not None:
                     log.write({"step": step + 1, "val": m})
-                state.save(model, cfg, run_dir, step + 1, run.opt, run.scaler)
+                state.save(model, cfg, run_dir, step + 1, run.opt, run.scaler, run.data_state())
                 model.train()
             elif tc.save_every and (step + 1) % tc.save_every == 0 and step + 1 < tc.steps:
-                state.save(model, cfg, run_dir, step + 1, run.opt, run.scaler)
+                state.save(model, cfg, run_dir, step + 1, run.opt, run.scaler, run.data_state())
         _restore_signal_handlers(old_handlers)
         train_time = time.time() - t0
         if run.start == tc.steps:
@@ -156,7 +158,7 @@ def _train(
             # checkpoint is the result; only the evaluation and metrics.json are left to do.
             ckpt = resolve(run_dir)
         else:
-            ckpt = state.save(model, cfg, run_dir, tc.steps, run.opt, run.scaler)
+            ckpt = state.save(model, cfg, run_dir, tc.steps, run.opt, run.scaler, run.data_state())
         results: dict[str, Any] = {
             "train_time_s": round(train_time, 1),
             "steps": tc.steps,

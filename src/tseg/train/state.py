@@ -116,13 +116,20 @@ def save(
     step: int,
     opt: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None = None,
+    data: dict[str, Any] | None = None,
 ) -> Path:
-    """Every process calls this (each one's RNG state is saved); rank 0 writes the checkpoint."""
+    """Every process calls this (each one's RNG state is saved); rank 0 writes the checkpoint.
+
+    ``data`` is this process's stream position (``Run.data_state``, with ``data.stream``):
+    every rank's is saved, in rank order, as the training state's "stream" (JSON)."""
     states = distributed.all_gather_object(rng_state())
+    positions = distributed.all_gather_object(data) if data is not None else None
     if not distributed.is_main():
         return run_dir / f"ckpt-{step:07d}"
     tensors, meta = training_state(opt, states, scaler)
     meta["layout"] = layout(cfg)
+    if positions is not None:
+        meta["stream"] = positions
     return save_checkpoint(model, cfg, run_dir, step, extra=tensors, meta={"train_state": meta})
 
 
@@ -165,3 +172,29 @@ def resume(
                 stacklevel=3,
             )
     return int(meta["step"])
+
+
+def stream_position(run_dir: Path) -> dict[str, Any] | None:
+    """This process's stream position (``data.stream``) in the run's latest checkpoint, as
+    ``save`` stored it; None (with a warning) when the checkpoint has none.
+
+    Raises:
+        CheckpointError: The checkpoint was saved by another number of processes: each one's
+            position names shards of its own share, so it cannot be mapped onto another split.
+    """
+    ckpt = resolve(run_dir)
+    positions = read_meta(ckpt).get("train_state", {}).get("stream")
+    if positions is None:
+        warnings.warn(
+            f"'{ckpt}' holds no stream position (saved without data.stream): the stream starts "
+            "at the beginning of epoch 0, not an exact continuation",
+            stacklevel=3,
+        )
+        return None
+    world = distributed.world_size()
+    if len(positions) != world:
+        raise CheckpointError(
+            f"'{ckpt}' holds the stream positions of {len(positions)} process(es), but this run "
+            f"has {world}: resume a streamed run (data.stream) with the same number of processes"
+        )
+    return positions[distributed.rank()]
