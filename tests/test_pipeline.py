@@ -112,3 +112,33 @@ def test_tfidf_targets_are_soft_and_exact_matches_are_one():
     assert sim[0] == pytest.approx(1.0)
     assert 0.0 < sim[1] < 1.0  # shares "square"
     assert sim[2] == pytest.approx(0.0)
+
+
+class SomeWithoutText(NoMaskDataset):
+    """Images 1 and 3 have no expression."""
+
+    def expressions(self, idx):
+        return [] if idx in (1, 3) else self.inner.expressions(idx)
+
+
+def test_images_without_expressions_are_left_out_of_training(micro_cfg):
+    ds = build_dataset(micro_cfg.data, "train")
+    tset = TrainSet(SomeWithoutText(ds), micro_cfg.data, seed=0, with_masks=False)
+    assert tset.indices == [i for i in range(len(ds)) if i not in (1, 3)]
+    assert all(tset[i]["sampled"] for i in range(len(tset)))
+    # `shapes` with disjoint expressions has a few such images (two objects alike).
+    cfg = build_config(None, ["data.shapes_expressions=disjoint", "data.train_size=400"])
+    disjoint = build_dataset(cfg.data, "train")
+    kept = TrainSet(disjoint, cfg.data, seed=0, with_masks=False).indices
+    assert set(range(400)) - set(kept) == {i for i in range(400) if not disjoint.expressions(i)}
+
+
+def test_no_image_with_text_is_an_error(micro_cfg):
+    from tseg.data import DatasetError
+
+    class NoText(NoMaskDataset):
+        def expressions(self, idx):
+            return []
+
+    with pytest.raises(DatasetError, match="none of the .* training images has an expression"):
+        TrainSet(NoText(build_dataset(micro_cfg.data, "train")), micro_cfg.data, 0, False)
