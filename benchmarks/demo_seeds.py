@@ -3,6 +3,7 @@ wall time, commit and machine load, in benchmarks/results/demo_<preset>.json (an
 
     python benchmarks/demo_seeds.py --preset offline --seeds 0      # the README's demo figures
     python benchmarks/demo_seeds.py --preset tiny --seeds 0 1 2     # does the tiny recipe learn?
+    python benchmarks/demo_seeds.py --preset tiny --seeds 0 1 2 --jobs 3   # side by side
 
 Each seed runs as its own `tseg demo` process (the command a user types); the wall time is the
 demo's own, so run it on a quiet machine when the time matters (the load average is recorded).
@@ -16,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--preset", default="offline", help="a recipe of configs/demo")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument(
+        "--jobs", type=int, default=1, help="seeds run side by side (their wall times then share)"
+    )
     ap.add_argument("--work", default="runs/demo_seeds")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
@@ -86,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         "commit": git_commit(),
         "command": " ".join(["demo_seeds.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine(),
-        "runs": [run_seed(args.preset, s, Path(args.work)) for s in args.seeds],
     }
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:  # each seed is its own process
+        report["runs"] = list(
+            pool.map(lambda s: run_seed(args.preset, s, Path(args.work)), args.seeds)
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"demo_{args.preset}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
