@@ -355,6 +355,13 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['budget']}; commit `{report['commit'][:10]}`, {report['machine']['cpu']}, "
         f"wall time {report['wall_time_s'] / 60:.0f} min). IoU figures in %."
         + (
+            " Rows trained at commits "
+            + ", ".join(f"`{c[:10]}` ({n})" for c, n in report["row_commits"].items())
+            + " (the run was resumed across commits)."
+            if len(report.get("row_commits", {})) > 1
+            else ""
+        )
+        + (
             " **Partial report: rows not finished yet are left out.**"
             if report.get("partial")
             else ""
@@ -542,6 +549,15 @@ def main(argv: list[str] | None = None) -> int:
         for row in report.get(table, {}).values():
             row["summary"] = summarise(row["runs"])
     report["oracle"] = oracle(steps)
+    # A run resumed across commits: which commit trained how many of the rows.
+    trained = [
+        r["commit"]
+        for t in ("main", "disjoint")
+        for row in report.get(t, {}).values()
+        for r in row["runs"]
+    ]
+    trained += [r["commit"] for rows in report.get("ablations", {}).values() for r in rows.values()]
+    report["row_commits"] = {c: trained.count(c) for c in dict.fromkeys(trained)}
     if {"MPA / TSEG (weak)", "Fully supervised (Dice)"} <= set(report["main"]):
         mpa = report["main"]["MPA / TSEG (weak)"]["summary"]
         full = report["main"]["Fully supervised (Dice)"]["summary"]
