@@ -163,13 +163,16 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def row_key(cfg_dict: dict[str, Any]) -> str:
-    """The config's differences from the defaults, output folder aside: keys added to the schema
-    later (with behaviour-neutral defaults) do not make an old finished row look different."""
+    """The config's differences from the defaults, output folder and inference options aside:
+    keys added to the schema later (with behaviour-neutral defaults) do not make an old finished
+    row look different, nor does the mask threshold its training chose."""
     defaults = _flat(to_dict(build_config(None, [])))
     diff = {
         k: v
         for k, v in _flat(cfg_dict).items()
-        if k != "train.out_dir" and (k not in defaults or defaults[k] != v)
+        if k != "train.out_dir"
+        and not k.startswith("inference.")  # chosen after training (eval.choose_threshold)
+        and (k not in defaults or defaults[k] != v)
     }
     return json.dumps(diff, sort_keys=True)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tseg.config import build_config
+from tseg.config import build_config, to_dict
 from tseg.train import poly_lr, train
 
 
@@ -43,3 +43,10 @@ def test_choose_threshold_after_training_is_stored_with_the_checkpoint(micro_ove
     assert chosen["chosen_on"] == "val" and chosen["threshold"] in MASK_THRESHOLDS
     assert res["val"]["miou"] == pytest.approx(chosen["miou"], abs=1e-6)  # evaluated with it
     assert Segmenter.from_checkpoint(res["checkpoint"]).threshold == chosen["threshold"]
+
+
+def test_train_leaves_the_callers_config_as_given(micro_overrides):
+    cfg = build_config(None, [*micro_overrides, "eval.choose_threshold=true"])
+    before = to_dict(cfg)
+    train(cfg, progress=False, evaluate_splits=())
+    assert to_dict(cfg) == before  # the chosen threshold went into the checkpoint, not here

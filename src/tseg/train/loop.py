@@ -3,6 +3,7 @@ and checkpointing on the way; SIGINT / SIGTERM save a checkpoint and stop."""
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from contextlib import nullcontext
@@ -45,6 +46,7 @@ def train(
     shows progress and writes checkpoints (docs/distributed.md). Evaluation is sharded over the
     processes; every rank returns the same metrics.
     """
+    cfg = copy.deepcopy(cfg)  # the caller's config stays as given (a chosen threshold goes in)
     tc = cfg.train
     run_dir = Path(run_dir or tc.out_dir)
     if resume and not (run_dir / "latest").is_file():
