@@ -307,6 +307,9 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         ("no_target", "presence_threshold"),
     ]
     out: dict[str, Any] = {}
+    for r in runs:  # a row whose chosen threshold is 0.5 was evaluated at 0.5 once
+        if "test" in r and "miou_at_0.5" not in r["test"]:
+            r["test"]["miou_at_0.5"] = r["test"]["miou"]
     for split, k in keys:
         vals = [r[split][k] for r in runs if r.get(split, {}).get(k) is not None]
         if vals:
