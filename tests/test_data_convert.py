@@ -117,6 +117,10 @@ def test_cli_convert_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[st
     printed = capsys.readouterr().out
     pattern = str(out / "train-{000000..000002}.tar")
     assert f"data.dataset=webdataset data.shards='{pattern}'" in printed
+    assert (
+        f"or stream them: tseg train data.dataset=webdataset data.shards='{pattern}' data.stream=true"
+        in printed
+    )
     assert main(["data", "check", "webdataset", pattern]) == 0
     assert "webdataset at" in capsys.readouterr().out
     assert main(["data", "convert", "nope", str(out)]) == 2

@@ -217,10 +217,12 @@ def cmd_data_convert(ns: argparse.Namespace) -> int:
         progress=not ns.quiet,
     )
     print(f"wrote {n} images with their expressions to {ns.out} ({ns.format})")
-    print(
-        f"train on them: tseg train data.dataset={ns.format} "
-        + " ".join(f"{k}={shlex.quote(str(v))}" for k, v in keys.items())
+    train = f"tseg train data.dataset={ns.format} " + " ".join(
+        f"{k}={shlex.quote(str(v))}" for k, v in keys.items()
     )
+    print(f"train on them: {train}")
+    if ns.format == "webdataset":  # shards can also be streamed (docs/own_data.md)
+        print(f"or stream them: {train} data.stream=true")
     return 0
 
 
