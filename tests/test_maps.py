@@ -84,3 +84,19 @@ def test_confidence_is_the_sigmoid_of_the_pooled_score(micro_model, monkeypatch,
     c = model.cfg
     score = pool(s, head, lam=c.size_lambda, p=c.size_p, eps=c.gwp_eps)["scores"][0, 0].item()
     assert pred.confidence == pytest.approx(1.0 / (1.0 + math.exp(-score)), abs=1e-6)
+
+
+def test_an_image_without_expressions_gets_empty_maps(micro_cfg):
+    """Evaluation data may hold an image with no expression (shapes with disjoint expressions
+    has a few): its maps and confidences are empty, the other images' are as alone."""
+    from tseg.data import build_dataset
+    from tseg.inference import Segmenter
+    from tseg.train import build_model
+
+    ds = build_dataset(micro_cfg.data, "val")
+    seg = Segmenter(build_model(micro_cfg, build_dataset(micro_cfg.data, "train")))
+    images = [ds.image(0), ds.image(1)]
+    got = seg.maps(images, [[], ds.expressions(1)])
+    alone = seg.maps(images[1:], [ds.expressions(1)])[0]
+    assert got[0].probabilities.shape == (0, *images[0].shape[:2]) and got[0].confidences.size == 0
+    assert np.allclose(got[1].probabilities, alone.probabilities, atol=1e-6)

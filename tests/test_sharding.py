@@ -140,8 +140,8 @@ def test_sharded_segment_writes_the_files_of_one_process(run, tmp_path, capsys) 
     errs = [(logs / f"err{r}").read_text() for r in range(2)]
     assert [p.exitcode for p in ranks] == [2, 2], errs  # every rank knows a file failed
     one, two = tree(tmp_path / "one"), tree(tmp_path / "two")
-    assert sorted({k.split("/")[0] for k in two}) == ["a", "a_1", "b", "c", "d"]
-    assert two == one  # no file missing, none extra, same bytes
+    assert sorted({k.split("/")[0] for k in two}) == ["a", "a_1", "b", "c", "d", "index.json"]
+    assert two == one  # no file missing, none extra, same bytes (the index of inputs included)
     assert sum("bad.png' could not be read" in e for e in errs) == 1  # its rank reports it
     outs = [(logs / f"out{r}").read_text() for r in range(2)]
     assert "wrote 5 results" in outs[0] and "1 of 6 could not be read" in outs[0]

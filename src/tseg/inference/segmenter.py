@@ -142,6 +142,8 @@ class Segmenter(Predicts):
             self.text_encoder_calls += 1
             for e, y in zip(part, self.model.encode_text(part)):
                 self._text_cache[e] = y
+        if not expressions:  # an image with no expression (a dataset may have some)
+            return torch.empty(0, self.model.text_proj.out_features, device=self.device)
         return torch.stack([self._text_cache[e] for e in expressions])
 
     @torch.no_grad()
