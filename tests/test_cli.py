@@ -75,6 +75,16 @@ def test_errors_are_one_line_and_name_the_thing(tmp_path, micro_overrides, capsy
     assert "no expressions given" in capsys.readouterr().err
     assert main(["segment", str(run), str(good), "   "]) == 2
     assert "is empty" in capsys.readouterr().err
+    # A newline inside an expression is white space (it crashed the legend drawing); another
+    # control character is refused by name.
+    out = tmp_path / "nl"
+    assert main(["segment", str(run), str(good), "red\ncircle", "--out", str(out)]) == 0
+    scores = json.loads((out / "good" / "scores.json").read_text())
+    assert [s["expression"] for s in scores] == ["red circle"] and (
+        out / "good" / "overlay.png"
+    ).is_file()
+    assert main(["segment", str(run), str(good), "red\x00circle"]) == 2
+    assert "holds a control character" in capsys.readouterr().err
 
 
 def test_segment_folder_glob_tta_and_crf(tmp_path, micro_overrides, capsys):

@@ -6,6 +6,7 @@ and ``tseg serve``, so a torch-free deployment has the same rules, messages and 
 from __future__ import annotations
 
 import threading
+import unicodedata
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -170,18 +171,31 @@ def size_groups(
     return groups
 
 
+def clean_expression(e: object, limit: int | None = None) -> str:
+    """An expression with runs of white space (newlines, tabs) made one space; one that is not
+    text, is empty, is over ``limit`` characters or holds another control character (or a lone
+    UTF-16 surrogate) is an InputError. Emoji joiners and other format characters are kept."""
+    if not isinstance(e, str):
+        raise InputError(f"each expression must be text, got {type(e).__name__}")
+    text = " ".join(e.split())
+    if not text:
+        raise InputError(f"expression {e!r} is empty")
+    if limit is not None and len(text) > limit:
+        raise InputError(
+            f"expression '{text[:40]}...' is {len(text)} characters long; the limit is {limit}"
+        )
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+        raise InputError(f"expression {text[:40]!r} holds a control character")
+    return text
+
+
 def check_expressions(expressions: list[str] | str) -> list[str]:
-    """Stripped expressions; an empty list or an empty expression is an InputError."""
+    """The expressions, each through ``clean_expression``; an empty list is an InputError."""
     if isinstance(expressions, str):
         expressions = [expressions]
     if not expressions:
         raise InputError("no expressions given: pass at least one referring expression")
-    out = []
-    for e in expressions:
-        if not isinstance(e, str) or not e.strip():
-            raise InputError(f"expression {e!r} is empty")
-        out.append(e.strip())
-    return out
+    return [clean_expression(e) for e in expressions]
 
 
 class Predicts:

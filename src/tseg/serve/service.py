@@ -18,7 +18,6 @@ import math
 import re
 import threading
 import time
-import unicodedata
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..imageio import InputError, Prediction
+from ..imageio import InputError, Prediction, clean_expression
 from . import imaging
 from .options import ServeOptions
 
@@ -88,24 +87,6 @@ class Stats:
 def split_expressions(text: str) -> list[str]:
     """One expression per line or comma-separated; blanks dropped."""
     return [e.strip() for e in re.split(r"[\n,]", text) if e.strip()]
-
-
-def clean_expression(e: Any, limit: int) -> str:
-    """An expression with runs of white space (newlines, tabs) made one space; an empty one,
-    one over ``limit`` characters or one holding other control characters (or a lone UTF-16
-    surrogate, which JSON can carry) is an InputError."""
-    if not isinstance(e, str):
-        raise InputError(f"each expression must be text, got {type(e).__name__}")
-    text = " ".join(e.split())
-    if not text:
-        raise InputError("an expression is empty")
-    if len(text) > limit:
-        raise InputError(
-            f"expression '{text[:40]}...' is {len(text)} characters long; the limit is {limit}"
-        )
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):  # emoji joiners are fine
-        raise InputError(f"expression {text[:40]!r} holds a control character")
-    return text
 
 
 def _flag(value: Any, name: str) -> bool:
