@@ -419,7 +419,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"No-target evaluation (GRES): {NO_TARGET_ABSENT} absent expressions per image added "
             "to val and test; the presence gate's threshold is chosen on val (balanced accuracy, "
             "`tseg.eval.presence`) and applied on test. Ungated / gated, in %.",
-            ["Method", "gIoU", "cIoU", "N-acc", "T-acc", "PointM", "threshold"],
+            ["Method", "gIoU", "cIoU", "N-acc", "T-acc", "PointM", "presence threshold (val)"],
             body,
         )
     if report.get("disjoint"):
