@@ -75,3 +75,18 @@ def test_paper_preset_builds_vit_s16_and_bert_small():
     bert = model.text_encoder.bert.config
     assert (bert.num_hidden_layers, bert.hidden_size, bert.num_attention_heads) == (4, 512, 8)
     assert model.image_proj.out_features == 1024
+
+
+def test_from_scratch_vocabulary_is_deterministic():
+    """Issue 14: tokenizers' WordPiece trainer broke ties differently on each call, so two runs
+    with one seed started from different token sets. The vocabulary is now a function of the
+    corpus: the same corpus, in any order of its texts, gives the same ids."""
+    from tseg.models.text_encoder import train_tokenizer
+
+    corpus = ["red circle", "blue square", "the circle left of the red square", "circles"]
+    a = train_tokenizer(corpus, 60).get_vocab()
+    b = train_tokenizer(list(reversed(corpus)), 60).get_vocab()
+    assert a == b and len(a) == 60
+    tok = train_tokenizer(corpus, 60)
+    # A word never seen but made of the corpus's characters is spelled out, not [UNK].
+    assert tok.unk_token_id not in tok("dice trace")["input_ids"]
