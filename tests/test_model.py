@@ -86,7 +86,7 @@ def test_from_scratch_vocabulary_is_deterministic():
     corpus = ["red circle", "blue square", "the circle left of the red square", "circles"]
     a = train_tokenizer(corpus, 60).get_vocab()
     b = train_tokenizer(list(reversed(corpus)), 60).get_vocab()
-    assert a == b and len(a) == 60
+    assert a == b and len(a) <= 60
     tok = train_tokenizer(corpus, 60)
     # A word never seen but made of the corpus's characters is spelled out, not [UNK].
     assert tok.unk_token_id not in tok("dice trace")["input_ids"]
