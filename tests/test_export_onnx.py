@@ -250,3 +250,12 @@ def test_presence_gate_is_the_same_on_both_paths(exported):
     assert read_export_meta(out)["presence_threshold"] == 0.0
     with pytest.raises(InputError, match="presence_threshold = 2"):
         OrtSegmenter(out, presence_threshold=2.0)
+
+
+def test_an_image_without_expressions_on_both_paths(exported):
+    run, out = exported
+    img, ex = _shapes_inputs()[0]
+    for seg in (Segmenter.from_checkpoint(run), OrtSegmenter(out, threads=1)):
+        empty, full = seg.maps([img, img], [[], ex])
+        assert empty.probabilities.shape == (0, *img.shape[:2]) and empty.confidences.size == 0
+        assert full.probabilities.shape == (len(ex), *img.shape[:2])

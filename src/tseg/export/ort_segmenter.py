@@ -159,6 +159,8 @@ class OrtSegmenter(Predicts):
             (y,) = self.text_session.run(None, {"input_ids": ids, "attention_mask": mask})
             for e, v in zip(new, y):
                 self._text_cache[e] = v
+        if not expressions:  # an image with no expression, as Segmenter.text_embeddings
+            return np.zeros((0, int(self.meta["embed_dim"])), dtype=np.float32)
         return np.stack([self._text_cache[e] for e in expressions])
 
     def input_shape(self, h: int, w: int) -> tuple[int, int]:
