@@ -75,6 +75,9 @@ def test_checkpoint_config_with_alias_or_duplicate_is_refused(micro_cfg, tmp_pat
     (ckpt / "config.yaml").write_text(good + "train: {steps: 9}\n")
     with pytest.raises(CheckpointError, match="key 'train' is given twice"):
         load_checkpoint(ckpt)
+    (ckpt / "config.yaml").write_text("- model\n- data\n")  # a list, not a mapping
+    with pytest.raises(CheckpointError, match="config.yaml.*must be a mapping of sections"):
+        load_checkpoint(ckpt)
 
 
 def test_long_values_are_shortened_in_messages(tmp_path):

@@ -766,6 +766,8 @@ def build_config(
 
 def from_dict(data: dict[str, Any]) -> Config:
     """Rebuild a config saved with a checkpoint (every key must be known)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
     cfg = Config()
     for k, v in _flatten(data).items():
         set_key(cfg, k, v)
