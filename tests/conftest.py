@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
+import torch
 
 from tseg.config import build_config
 
@@ -39,3 +43,24 @@ def micro_overrides(tmp_path):
 @pytest.fixture
 def micro_cfg(micro_overrides):
     return build_config(None, micro_overrides)
+
+
+def torchrun_env(rank: int, world: int, port: int) -> None:
+    """Set the environment torchrun gives rank ``rank`` of ``world`` (in a forked test process)."""
+    os.environ.update(
+        WORLD_SIZE=str(world),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread for a module: on busy cores torch's threads oversubscribe them and the
+    CNN tests run several times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import MICRO
+from conftest import MICRO, torchrun_env
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
@@ -92,13 +92,7 @@ def _train(overrides, resume=False):
 
 def _rank_main(rank, world, port, out):
     """One forked process: torchrun's environment, then the training runs the tests compare."""
-    os.environ.update(
-        WORLD_SIZE=str(world),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    torchrun_env(rank, world, port)
     with pytest.MonkeyPatch.context() as mp_:
         _without_dropout(mp_)
         _train([*SGD, "train.batch_size=4", f"train.out_dir={out / 'global'}"])

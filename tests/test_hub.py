@@ -14,7 +14,6 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +34,7 @@ WORDS = ["red", "green", "blue", "circle", "square", "triangle", "star", "left",
 LFS_SUFFIXES = (".safetensors", ".bin")  # what the Hub's .gitattributes stores in LFS
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def put_in_cache(cache: Path, repo: str, folder: Path) -> Path:

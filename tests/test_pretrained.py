@@ -37,14 +37,7 @@ CAT_IDS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egypt
 COFFEE_IDS = {967, 968, 504}  # espresso, cup, coffee mug
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # On a machine whose cores are busy, torch's intra-op threads oversubscribe them and the
-    # CNN tests run several times slower; one thread keeps this file at a few seconds.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _unplug(mp: pytest.MonkeyPatch, attempts: list) -> None:

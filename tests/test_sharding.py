@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import MICRO
+from conftest import MICRO, torchrun_env
 from PIL import Image
 
 from tseg.checkpoint import save_checkpoint
@@ -88,8 +88,7 @@ def free_port() -> int:
 
 def _rank(rank: int, port: int, argv: list[str], logs: Path) -> None:
     """One forked rank with torchrun's environment; its stdout/stderr go to files."""
-    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1")
-    os.environ["MASTER_PORT"] = str(port)
+    torchrun_env(rank, 2, port)
     torch.set_num_threads(1)
     with (
         open(logs / f"out{rank}", "w") as out,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import MICRO
+from conftest import MICRO, torchrun_env
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
@@ -155,13 +154,7 @@ def _rank_main(rank: int, world: int, port: int, out: Path, shards: str) -> None
     """One forked process (torchrun's environment, gloo): two epochs of the training stream
     through build_run, then a streamed run, stopped and resumed, against one never stopped."""
     torch.set_num_threads(1)  # before any torch op: OpenMP's pool did not survive the fork
-    os.environ.update(
-        WORLD_SIZE=str(world),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    torchrun_env(rank, world, port)
     common = [*stream_overrides(shards), "train.batch_size=4", "train.threads=1"]
     device = torch.device("cpu")
     created = distributed.init(device)
