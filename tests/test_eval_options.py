@@ -132,3 +132,14 @@ def test_bad_presence_threshold_is_named(run, capsys, value) -> None:
     code = main(["eval", str(run), "--split", "test", "--presence-threshold", value])
     assert code != 0
     assert "--presence-threshold" in capsys.readouterr().err
+
+
+def test_choosing_outside_the_pairs_protocol_is_named(run, capsys) -> None:
+    """--choose-threshold / --choose-presence-threshold score (image, expression) pairs: another
+    protocol is refused in one line, and the checkpoint is left as it was."""
+    before = (next(run.glob("ckpt-*")) / "config.yaml").read_text()
+    code = main(["eval", str(run), "--protocol", "voc", "--choose-threshold", "--device", "cpu"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--choose-* options work with --protocol pairs" in err[0]
+    assert (next(run.glob("ckpt-*")) / "config.yaml").read_text() == before
