@@ -112,6 +112,7 @@ def inference_changes(ns: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
     put("threshold", ns.threshold, f"--threshold = {ns.threshold}")
     pt = ns.presence_threshold
     put("presence_threshold", pt, f"--presence-threshold = {pt}")
+    put("precision", ns.precision, f"--precision {ns.precision}")
     max_pixels = getattr(ns, "max_pixels", None)
     put("max_pixels", max_pixels, f"--max-pixels = {max_pixels}")
     class_threshold = getattr(ns, "class_threshold", None)
@@ -305,6 +306,13 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
         type=float,
         help="empty the mask of an expression whose confidence is below this, 0 = off "
         "(default: the checkpoint's inference.presence_threshold)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "int8"),
+        help="encoders in fp32, bf16 (autocast) or int8 (quantized linear layers, CPU only; "
+        "speed and agreement in benchmarks/results/precision.json) "
+        "(default: the checkpoint's inference.precision, fp32)",
     )
 
 

@@ -243,6 +243,9 @@ class InferenceConfig:
     # Presence gate: an expression whose confidence is below this gets an empty mask ("nothing
     # here"); 0 = off. ``tseg eval RUN --choose-presence-threshold`` picks it on val and stores it.
     presence_threshold: float = 0.0
+    # fp32 | bf16 (autocast on the encoders) | int8 (dynamically quantized linear layers, CPU
+    # only): tseg.inference.precision; speed and agreement with fp32 in benchmarks/precision.py.
+    precision: str = "fp32"
 
 
 @dataclass
@@ -415,6 +418,7 @@ _CHOICES: dict[str, tuple[str, ...] | Callable[[], tuple[str, ...]]] = {
     "train.optimizer": ("sgd", "adamw"),
     "train.device": ("auto", "cpu", "cuda"),
     "train.amp": ("none", "bf16", "fp16"),
+    "inference.precision": ("fp32", "bf16", "int8"),
     "train.ddp_negatives": ("global", "local"),
 }
 

@@ -35,6 +35,7 @@ from ..imageio import (
 )
 from ..models.tseg import TSEG
 from . import crf as crf_module
+from . import precision as precision_module
 
 TEXT_CHUNK = 256  # expressions per text-encoder call
 
@@ -61,10 +62,12 @@ class Segmenter(Predicts):
         labels: dict[str, str] | None = None,
         **changes: Any,
     ) -> None:
-        self.model = model.to(device).eval()
         self.device = torch.device(device)
         # ``labels`` name the changed values in error messages (the CLI's flags, as typed).
         self.options = with_inference(inference or InferenceConfig(), changes, labels)
+        # int8: a quantized copy; the caller's model (a training run's) is left as it is.
+        model = model.to(self.device).eval()
+        self.model = precision_module.prepare(model, self.precision, self.device)
         if self.crf is not None:
             crf_module.require()
         self._text_cache: dict[str, Tensor] = {}
@@ -121,6 +124,11 @@ class Segmenter(Predicts):
     def class_threshold(self) -> float:
         return self.options.class_threshold
 
+    @property
+    def precision(self) -> str:
+        """fp32, bf16 or int8 (``tseg.inference.precision``)."""
+        return self.options.precision
+
     def describe(self) -> dict[str, Any]:
         """What the results are computed with (printed by ``tseg eval``)."""
         tta, crf = self.tta, self.crf
@@ -129,6 +137,7 @@ class Segmenter(Predicts):
             "crf": {k: v for k, v in asdict(crf).items() if k != "enabled"} if crf else False,
             "threshold": self.threshold,
             "presence_threshold": self.presence_threshold,
+            "precision": self.precision,
         }
 
     # --- the one road ----------------------------------------------------------------------
@@ -140,7 +149,9 @@ class Segmenter(Predicts):
         for start in range(0, len(new), TEXT_CHUNK):
             part = new[start : start + TEXT_CHUNK]
             self.text_encoder_calls += 1
-            for e, y in zip(part, self.model.encode_text(part)):
+            with precision_module.autocast(self.precision, self.device):
+                ys = self.model.encode_text(part).float()  # [L, D]
+            for e, y in zip(part, ys):
                 self._text_cache[e] = y
         if not expressions:  # an image with no expression (a dataset may have some)
             return torch.empty(0, self.model.text_proj.out_features, device=self.device)
@@ -188,6 +199,7 @@ class Segmenter(Predicts):
             batch = torch.stack([model.preprocess(images[b]) for b in members]).to(self.device)
             rows = _run_pass(
                 model,
+                self.precision,
                 batch,
                 [self.text_embeddings(texts[b]) for b in members],
                 [images[b].shape[:2] for b in members],
@@ -214,7 +226,7 @@ class Segmenter(Predicts):
             x = model.preprocess(image, scale).to(self.device)
             # Both orientations go through the image encoder as one batch.
             batch = torch.stack([x, x.flip(-1)]) if cfg.flip else x[None]
-            rows = _run_pass(model, batch, ys, [(h, w)] * len(ys), [keep] * len(ys))
+            rows = _run_pass(model, self.precision, batch, ys, [(h, w)] * len(ys), [keep] * len(ys))
             for i, (probs, conf) in enumerate(rows):
                 conf_sum += conf
                 probs = probs.float()
@@ -226,6 +238,7 @@ class Segmenter(Predicts):
 
 def _run_pass(
     model: TSEG,
+    precision: str,
     batch: Tensor,
     ys: list[Tensor],
     sizes: list[tuple[int, int]],
@@ -234,6 +247,7 @@ def _run_pass(
     """One image-encoder pass over model inputs of one size -> per row (maps, confidences).
 
     Args:
+        precision: fp32, bf16 (the image encoder under autocast) or int8 (``model`` quantized).
         batch: [B, 3, h, w] in [0, 1], as ``model.preprocess`` makes them.
         ys: per row, its text embeddings [L_b, D].
         sizes: per row, the (H, W) to return the maps at.
@@ -242,10 +256,12 @@ def _run_pass(
     Returns:
         Per row: maps [K_b, H_b, W_b] (the head's probability maps) and confidences [L_b].
     """
-    enc = model.encode_image(batch)
+    with precision_module.autocast(precision, batch.device):
+        enc = model.encode_image(batch)
+    x = enc["x"].float()  # [B, N, D]; bf16 under autocast, the rest runs in fp32
     out = []
     for b, (y, size, k) in enumerate(zip(ys, sizes, keep)):
-        s = model.similarity(enc["x"][b : b + 1], y.to(batch.device))  # [1, N, L]
+        s = model.similarity(x[b : b + 1], y.to(batch.device))  # [1, N, L]
         conf = torch.sigmoid(model.pool(s)["scores"][0])  # [L]
         if k:
             probs = model.masks_at(s[:, :, :k], enc["grid"], tuple(size))[0]  # [K, H, W]
