@@ -49,6 +49,7 @@ def test_tta_and_crf_change_the_figures_and_are_reported(run, capsys) -> None:
         "threshold": 0.5,
         "presence_threshold": 0.0,
         "precision": "fp32",
+        "text_precision": "fp32",
     }
     tta = evaluate(capsys, str(run), "--split", "test", "--tta", "--tta-scales", "1,2")
     assert tta["inference"]["tta"] == {"scales": [1.0, 2.0], "flip": True}

@@ -98,3 +98,20 @@ def test_cli_flag_and_stored_precision(model, image, tmp_path, capsys):
     ckpt8 = save_checkpoint(model, cfg, tmp_path / "run8", 1)
     assert Segmenter.from_checkpoint(ckpt8).precision == "int8"
     assert Segmenter.from_checkpoint(ckpt8, precision="fp32").precision == "fp32"
+
+
+def test_text_precision_quantizes_the_text_tower_only(model, image):
+    seg = Segmenter(model, text_precision="int8")
+    assert (seg.precision, seg.text_precision) == ("fp32", "int8")
+
+    def kinds(m: nn.Module) -> set[str]:
+        return {
+            type(x).__module__.split(".")[1] for x in m.modules() if type(x).__name__ == "Linear"
+        }
+
+    assert kinds(seg.model.text_encoder) == kinds(nn.ModuleList([seg.model.text_proj])) == {"ao"}
+    assert kinds(seg.model.image_encoder) == kinds(nn.ModuleList([seg.model.image_proj])) == {"nn"}
+    ref, out = _maps(Segmenter(model), image), _maps(seg, image)
+    assert 0 < np.abs(out.probabilities - ref.probabilities).max() < 0.1
+    with pytest.raises(ConfigError, match="text_precision"):
+        Segmenter(model, text_precision="fp64")

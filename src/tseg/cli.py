@@ -113,6 +113,8 @@ def inference_changes(ns: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
     pt = ns.presence_threshold
     put("presence_threshold", pt, f"--presence-threshold = {pt}")
     put("precision", ns.precision, f"--precision {ns.precision}")
+    tp = ns.text_precision
+    put("text_precision", tp, f"--text-precision {tp}")
     max_pixels = getattr(ns, "max_pixels", None)
     put("max_pixels", max_pixels, f"--max-pixels = {max_pixels}")
     class_threshold = getattr(ns, "class_threshold", None)
@@ -313,6 +315,12 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
         help="encoders in fp32, bf16 (autocast) or int8 (quantized linear layers, CPU only; "
         "speed and agreement in benchmarks/results/precision.json) "
         "(default: the checkpoint's inference.precision, fp32)",
+    )
+    p.add_argument(
+        "--text-precision",
+        choices=("fp32", "bf16", "int8"),
+        help="the text encoder's precision, when it differs from --precision "
+        "(default: the checkpoint's inference.text_precision, else --precision)",
     )
 
 

@@ -151,7 +151,9 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "runs/default"
     device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # torch intra-op threads on the CPU (0 = torch's default)
+    # torch intra-op threads on the CPU; 0: the cores other processes leave idle, re-measured
+    # every few seconds (tseg.threads: a fixed team on a shared CPU ran 20x slower)
+    threads: int = 0
     init_from: str = ""  # checkpoint or run folder to start from (e.g. box pretraining); "" = fresh
     # Beyond one process (docs/distributed.md). Effective batch = batch_size x processes x
     # accum_steps; batch_size is per process.
@@ -246,6 +248,7 @@ class InferenceConfig:
     # fp32 | bf16 (autocast on the encoders) | int8 (dynamically quantized linear layers, CPU
     # only): tseg.inference.precision; speed and agreement with fp32 in benchmarks/precision.py.
     precision: str = "fp32"
+    text_precision: str = ""  # the text tower's, when it differs ("": as precision)
 
 
 @dataclass
@@ -419,6 +422,7 @@ _CHOICES: dict[str, tuple[str, ...] | Callable[[], tuple[str, ...]]] = {
     "train.device": ("auto", "cpu", "cuda"),
     "train.amp": ("none", "bf16", "fp16"),
     "inference.precision": ("fp32", "bf16", "int8"),
+    "inference.text_precision": ("", "fp32", "bf16", "int8"),
     "train.ddp_negatives": ("global", "local"),
 }
 

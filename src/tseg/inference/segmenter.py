@@ -67,7 +67,9 @@ class Segmenter(Predicts):
         self.options = with_inference(inference or InferenceConfig(), changes, labels)
         # int8: a quantized copy; the caller's model (a training run's) is left as it is.
         model = model.to(self.device).eval()
-        self.model = precision_module.prepare(model, self.precision, self.device)
+        self.model = precision_module.prepare(
+            model, self.precision, self.device, self.text_precision
+        )
         if self.crf is not None:
             crf_module.require()
         self._text_cache: dict[str, Tensor] = {}
@@ -129,6 +131,11 @@ class Segmenter(Predicts):
         """fp32, bf16 or int8 (``tseg.inference.precision``)."""
         return self.options.precision
 
+    @property
+    def text_precision(self) -> str:
+        """The text tower's precision (``inference.text_precision``, else ``precision``)."""
+        return self.options.text_precision or self.options.precision
+
     def describe(self) -> dict[str, Any]:
         """What the results are computed with (printed by ``tseg eval``)."""
         tta, crf = self.tta, self.crf
@@ -138,6 +145,7 @@ class Segmenter(Predicts):
             "threshold": self.threshold,
             "presence_threshold": self.presence_threshold,
             "precision": self.precision,
+            "text_precision": self.text_precision,
         }
 
     # --- the one road ----------------------------------------------------------------------
@@ -149,7 +157,7 @@ class Segmenter(Predicts):
         for start in range(0, len(new), TEXT_CHUNK):
             part = new[start : start + TEXT_CHUNK]
             self.text_encoder_calls += 1
-            with precision_module.autocast(self.precision, self.device):
+            with precision_module.autocast(self.text_precision, self.device):
                 ys = self.model.encode_text(part).float()  # [L, D]
             for e, y in zip(part, ys):
                 self._text_cache[e] = y

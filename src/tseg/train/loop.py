@@ -22,6 +22,7 @@ from ..errors import CheckpointError, TrainingError, TrainingInterrupted
 from ..eval.pairs import choose_mask_threshold, evaluate_pairs
 from ..inference.segmenter import Segmenter
 from ..models.tseg import TSEG
+from ..threads import ThreadGovernor
 from . import state
 from .build import Run, amp_dtype, build_run, poly_lr
 from .log import RunLog, summary_writer_class
@@ -55,13 +56,18 @@ def train(
         )
     if tc.tensorboard:
         summary_writer_class()  # fail before training, not at the first log line
+    device = distributed.pick_device(tc.device, distributed.local_rank())
+    governor = None
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    device = distributed.pick_device(tc.device, distributed.local_rank())
+    elif device.type == "cpu":
+        # Threads follow the cores other processes leave idle (tseg.threads); building the
+        # run is the first measurement interval.
+        governor = ThreadGovernor()
     amp_dtype(tc.amp, device)  # refuse an impossible precision before joining any process group
     created = distributed.init(device)
     try:
-        return _train(cfg, run_dir, device, progress, evaluate_splits, resume)
+        return _train(cfg, run_dir, device, progress, evaluate_splits, resume, governor)
     finally:
         distributed.cleanup(created)
 
@@ -73,6 +79,7 @@ def _train(
     progress: bool,
     evaluate_splits: tuple[str, ...],
     resume: bool,
+    governor: ThreadGovernor | None = None,
 ) -> dict[str, Any]:
     tc = cfg.train
     world, main = distributed.world_size(), distributed.is_main()
@@ -112,6 +119,8 @@ def _train(
     seen = 0  # images this process has trained on
     try:
         for step in bar:
+            if governor is not None:
+                governor.update(force=step == run.start)
             out = train_step(run, step, stop=bool(stop))
             seen += out["images"]
             if out["stop"]:
@@ -138,6 +147,8 @@ def _train(
                         "images": seen * world,
                         "time_s": round(elapsed, 3),
                     }
+                    if governor is not None:
+                        rec["threads"] = governor.threads
                     if out["grad_norm"] is not None:
                         rec["grad_norm"] = round(out["grad_norm"].item(), 5)
                     if run.scaler.is_enabled():
