@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 pytest.importorskip("onnxruntime", reason="needs the [onnx] extra: pip install 'tseg[onnx]'")
 pytest.importorskip("onnxscript", reason="needs the [onnx] extra: pip install 'tseg[onnx]'")
@@ -259,3 +261,111 @@ def test_an_image_without_expressions_on_both_paths(exported):
         empty, full = seg.maps([img, img], [[], ex])
         assert empty.probabilities.shape == (0, *img.shape[:2]) and empty.confidences.size == 0
         assert full.probabilities.shape == (len(ex), *img.shape[:2])
+
+
+# --- int8 (tseg export onnx --precision int8) -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported_int8(exported):
+    """The same checkpoint exported with int8 graphs, through the CLI."""
+    run, fp32 = exported
+    out = fp32.parent / "onnx_int8"
+    assert main(["export", "onnx", str(run), "--out", str(out), "--precision", "int8"]) == 0
+    return run, out
+
+
+def test_int8_export_replaces_the_graphs_and_says_so(exported, exported_int8):
+    _, fp32 = exported
+    _, out = exported_int8
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in fp32.iterdir())
+    for name in ("image_encoder.onnx", "text_encoder.onnx"):  # same names, smaller files
+        assert (out / name).stat().st_size < (fp32 / name).stat().st_size
+    meta = read_export_meta(out)
+    assert meta["precision"] == "int8" and "quantize_dynamic" in meta["quantization"]
+    fp32_meta = read_export_meta(fp32)
+    assert fp32_meta["precision"] == "fp32" and "quantization" not in fp32_meta
+    check = meta["export_check"]
+    for k in ("image", "text"):  # measured 0.99997 and 0.005 on this model
+        assert check[f"{k}_mean_cosine"] >= 0.999 and check[f"{k}_max_abs_diff"] < 0.05
+    seg = OrtSegmenter(out, threads=1)
+    assert seg.precision == "int8" and "int8" in seg.describe()
+
+
+def test_int8_predictions_stay_close_to_torch(exported_int8):
+    """Measured on this model: probabilities within 0.047, confidences within 0.025, 99.5 % of
+    mask pixels the same as torch's (fp32)."""
+    run, out = exported_int8
+    torch_seg = Segmenter.from_checkpoint(run, tta=None, crf=None)
+    ort_seg = OrtSegmenter(out, threads=1)
+    same = total = 0
+    for img, ex in _shapes_inputs():
+        for p, q in zip(torch_seg.predict(img, ex), ort_seg.predict(img, ex)):
+            assert q.probability.shape == p.probability.shape
+            assert np.abs(p.probability - q.probability).max() < 0.1
+            assert abs(p.confidence - q.confidence) < 0.05
+            same, total = same + int((p.mask == q.mask).sum()), total + p.mask.size
+    assert same / total > 0.98
+
+
+def test_int8_check_refuses_a_graph_too_far_from_torch(exported_int8, monkeypatch):
+    from tseg.checkpoint import load_checkpoint
+    from tseg.export import onnx_export
+
+    run, out = exported_int8
+    model, _, _ = load_checkpoint(run)
+    enc = model.text_encoder.tokenize(["a red circle", "squares"])
+    figures = onnx_export.check_export(model, out, enc, "int8")
+    assert figures["image_mean_cosine"] >= onnx_export.INT8_MEAN_COSINE
+    monkeypatch.setattr(onnx_export, "INT8_MEAN_COSINE", 1.0 + 1e-6)
+    with pytest.raises(ExportError, match="int8 image encoder is too far from torch: mean cos"):
+        onnx_export.check_export(model, out, enc, "int8")
+    monkeypatch.setattr(onnx_export, "INT8_MEAN_COSINE", 0.0)
+    monkeypatch.setattr(onnx_export, "INT8_MAX_ABS", 1e-9)
+    with pytest.raises(ExportError, match="image_max_abs_diff"):
+        onnx_export.check_export(model, out, enc, "int8")
+    # The fp32 check holds int8 graphs to fp32's 1e-3, which they do not meet.
+    with pytest.raises(ExportError, match="differs from torch"):
+        onnx_export.check_export(model, out, enc, "fp32")
+
+
+def test_an_export_without_precision_reads_as_fp32(exported, tmp_path):
+    import shutil
+
+    _, out = exported
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    meta = json.loads((old / META).read_text())
+    del meta["precision"]  # as written before int8 existed
+    (old / META).write_text(json.dumps(meta))
+    seg = OrtSegmenter(old, threads=1)
+    assert seg.precision == "fp32" and "fp32" in seg.describe()
+
+
+def test_unknown_export_precision_is_named(tmp_path, capsys):
+    from tseg.export.onnx_export import export_onnx
+
+    with pytest.raises(ExportError, match="precision 'fp16': choose fp32 or int8"):
+        export_onnx(tmp_path / "no_ckpt", tmp_path / "o", precision="fp16")
+    with pytest.raises(SystemExit):
+        main(["export", "onnx", str(tmp_path), "--out", str(tmp_path / "o"), "--precision", "x"])
+    assert "invalid choice: 'x'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kernel,stride,dilation", [(3, 2, 1), (5, 2, 1), (3, 1, 1), (3, 2, 2)])
+def test_export_same_padding_matches_timm_at_every_size(kernel, stride, dilation):
+    """The exported SAME convolution pads as timm's Conv2dSame for sides that do not divide by
+    the stride too (the offline demo's 4-pixel patches give such sides)."""
+    from timm.layers import Conv2dSame
+
+    from tseg.export.onnx_export import fix_same_padding
+
+    torch.manual_seed(0)
+    conv = nn.Sequential(Conv2dSame(3, 4, kernel, stride=stride, dilation=dilation))
+    fixed = copy.deepcopy(conv)
+    assert fix_same_padding(fixed) == 1
+    for h, w in ((8, 8), (9, 13), (25, 24), (7, 50), (1, 3)):
+        x = torch.randn(2, 3, h, w)
+        with torch.no_grad():
+            want, got = conv(x), fixed(x)
+        assert got.shape == want.shape and torch.allclose(got, want, atol=1e-6), (h, w)

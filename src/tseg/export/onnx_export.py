@@ -21,6 +21,7 @@ import copy
 import json
 import math
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,15 @@ from .ort_segmenter import FORMAT_VERSION, META
 IMAGE_FILE, TEXT_FILE = "image_encoder.onnx", "text_encoder.onnx"
 OPSET = 18  # Resize with antialias (timm's position-embedding resampling) needs 18
 CHECK_TOLERANCE = 1e-3  # ORT vs torch on the embeddings; a larger gap means a broken export
+# int8 graphs against torch, on the embeddings (unit vectors), as measured by the export check
+# (and on more texts): the micro test model, mean cosine 0.99997 and max |difference| 0.005;
+# the paper preset with random weights, 0.9998 and 0.004; the offline demo trained
+# (runs/demo_seeds/offline_s0), image 0.99996 and 0.003, text 0.9983 and 0.011; the offline
+# preset with a random text projection over the pretrained MiniLM, text 0.991-0.994 (single
+# texts down to 0.970) and 0.052. The bounds leave twice the worst gap seen; a broken graph is
+# far beyond them (unrelated embeddings have a cosine near 0).
+INT8_MEAN_COSINE = 0.98
+INT8_MAX_ABS = 0.1
 
 
 class ImageGraph(nn.Module):
@@ -66,26 +76,33 @@ class TextGraph(nn.Module):
         return F.normalize(self.model.text_proj(y), dim=-1)  # [L, D]
 
 
-class _FixedSamePadConv(nn.Module):
-    """A TensorFlow-"SAME" convolution with its padding fixed for inputs whose sides divide by
-    its stride. timm's ``Conv2dSame`` (like the EfficientNet port's dynamic-padding convolution)
-    computes the padding from the input size with ``math.ceil`` and ``max``; traced with symbolic
-    sizes, such a chain of layers sent torch.export into sympy for over 10 minutes. For sides divisible by the stride s the padding
-    is max(k_eff - s, 0) whatever the size, which is what eval_size's multiples of 16 give."""
+class _ExportSamePadConv(nn.Module):
+    """A TensorFlow-"SAME" convolution whose padding the exporter can follow for any input size.
+
+    timm's ``Conv2dSame`` (like the EfficientNet port's dynamic-padding convolution) computes the
+    padding from the input size with ``math.ceil`` and ``max``; traced with symbolic sizes, such a
+    chain of layers sent torch.export into sympy for over 10 minutes. The same padding written
+    with a remainder instead: for a side n, stride s and effective kernel k >= s, SAME pads
+    ``(-n) mod s + k - s`` in all (less one at the start when odd), which is what timm computes
+    (``ceil(n / s) * s - n == (-n) mod s``). A fixed ``k - s`` was right only for sides that
+    divide by the stride, and the offline demo's 4-pixel patches give sides that do not (a
+    96 x 100 input reaches the stride-16 stage through odd sides)."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
         self.conv = conv
-        pads = []
-        for k, s, d in zip(conv.weight.shape[-2:], conv.stride, conv.dilation):
-            total = max((k - 1) * d + 1 - s, 0)
-            pads.append((total // 2, total - total // 2))
-        (top, bottom), (left, right) = pads
-        self.pad = (left, right, top, bottom)
+        self.kernel = [(k - 1) * d + 1 for k, d in zip(conv.weight.shape[-2:], conv.dilation)]
+        if any(k < s for k, s in zip(self.kernel, conv.stride)):
+            raise ExportError("a SAME convolution with a kernel smaller than its stride")
 
     def forward(self, x: Tensor) -> Tensor:
         c = self.conv
-        x = F.pad(x, self.pad) if any(self.pad) else x
+        pads = []
+        for n, k, s in zip(x.shape[-2:], self.kernel, c.stride):
+            total = (s - n % s) % s + k - s if s > 1 else k - 1
+            pads.append((total // 2, total - total // 2))
+        (top, bottom), (left, right) = pads
+        x = F.pad(x, (left, right, top, bottom))
         return F.conv2d(x, c.weight, c.bias, c.stride, 0, c.dilation, c.groups)
 
 
@@ -95,7 +112,7 @@ def fix_same_padding(module: nn.Module) -> int:
     for name, child in list(module.named_children()):
         kind = type(child).__name__
         if kind in ("Conv2dSame", "Conv2dDynamicSamePadding"):
-            setattr(module, name, _FixedSamePadConv(child))
+            setattr(module, name, _ExportSamePadConv(child))
             n += 1
         elif kind in ("MaxPool2dSame", "MaxPool2dDynamicSamePadding"):
             raise ExportError("dynamic-SAME max pooling is not supported by the ONNX export")
@@ -124,16 +141,29 @@ def _export(
         )
 
 
-def export_onnx(checkpoint: str | Path, out_dir: str | Path, check: bool = True) -> dict[str, Any]:
+PRECISIONS = ("fp32", "int8")
+
+
+def export_onnx(
+    checkpoint: str | Path, out_dir: str | Path, check: bool = True, precision: str = "fp32"
+) -> dict[str, Any]:
     """Export ``checkpoint`` (a checkpoint or run folder) to ``out_dir``; returns the metadata.
 
-    With ``check``, both graphs are run on ONNX Runtime on inputs of another shape than the
-    export examples and compared with torch; a gap above 1e-3 raises ExportError.
+    ``precision="int8"`` quantizes both graphs after exporting them (``quantize_graph``): the
+    int8 graphs take the fp32 ones' file names, so every reader of an export folder runs them
+    as it is, and ``tseg_onnx.json`` says ``"precision": "int8"`` (exports without the key are
+    fp32). With ``check``, both graphs are run on ONNX Runtime on inputs of other shapes than
+    the export examples and compared with torch (``check_export``); a gap above the precision's
+    bounds raises ExportError.
     """
     import importlib.util
 
-    # The exporter needs onnx and onnxscript, the check onnxruntime: fail before the slow part.
-    for name in ("onnx", "onnxscript", *(["onnxruntime"] if check else [])):
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision {precision!r}: choose {' or '.join(PRECISIONS)}")
+    # The exporter needs onnx and onnxscript, the check and int8 onnxruntime: fail before the
+    # slow part.
+    needs_ort = check or precision == "int8"
+    for name in ("onnx", "onnxscript", *(["onnxruntime"] if needs_ort else [])):
         if importlib.util.find_spec(name) is None:
             raise ExportError(
                 f"ONNX export needs the onnx extra ({name} is missing): pip install 'tseg[onnx]'"
@@ -141,15 +171,64 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, check: bool = True)
     model, cfg, ckpt = load_checkpoint(checkpoint)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # A folder that held an export is not one while this runs: a failure leaves no metadata
+    # that would describe other graphs.
+    (out / META).unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".fp32-") as tmp:
+        # int8: the fp32 graphs go to a temporary folder, their quantized copies to ``out``.
+        where = out if precision == "fp32" else Path(tmp)
+        enc = _export_graphs(model, where)
+        if precision == "int8":
+            for name in (IMAGE_FILE, TEXT_FILE):
+                quantize_graph(where / name, out / name)
+    shutil.copyfile(ckpt / TOKENIZER, out / TOKENIZER)
+    meta = export_meta(model, cfg, ckpt, precision)
+    if check:
+        meta["export_check"] = check_export(model, out, enc, precision)
+    (out / META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return meta
+
+
+def quantize_graph(src: Path, dst: Path) -> None:
+    """``src`` -> ``dst`` with int8 MatMul weights: ONNX Runtime's dynamic quantization, weights
+    per output channel, activations quantized per tensor at run time. Only MatMul nodes with a
+    constant weight (the linear layers of both transformers and of the projections): quantizing
+    every quantizable node broke some, and int8 convolutions (ConvInteger) ran slower than fp32."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its "consider pre-processing" warning goes to the root logger
+    try:
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+        )
+    finally:
+        root.setLevel(level)
+
+
+def _export_graphs(model: TSEG, out: Path) -> dict[str, Tensor]:
+    """Both fp32 graphs into ``out``; returns the tokenized example expressions."""
     patch = model.patch_size
     size = model.input_size
 
-    # Image graph. A copy gets the fixed-padding convolutions, so the check below compares the
+    # Image graph. A copy gets the export-friendly SAME convolutions, so the check compares the
     # exported function with the untouched model.
     export_model = copy.deepcopy(model).eval()
     fix_same_padding(export_model)
-    g = math.ceil(size / patch)
-    images = torch.rand(2, 3, patch * g, patch * (g + 1))  # non-square: no 0/1 or h == w guards
+    # The example's sides are multiples of 16 (the deepest stride of both image encoders) and
+    # give neither the training grid nor a square one: a side that equals the trained grid's
+    # (the hybrid's "resample the position embedding?" test) or a square input would be
+    # specialised into the graph, which then fails on every other shape.
+    m = math.lcm(patch, 16)
+    g = math.ceil(size / m)
+    images = torch.rand(2, 3, m * (g + 1), m * (g + 2))
     dim = torch.export.Dim
     image_dynamic = {
         "images": {
@@ -169,14 +248,20 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, check: bool = True)
     ids, mask = enc["input_ids"], enc["attention_mask"]
     names = ["input_ids", "attention_mask"]
     _export(TextGraph(model), (ids, mask), out / TEXT_FILE, names, "y", text_dynamic)
-    shutil.copyfile(ckpt / TOKENIZER, out / TOKENIZER)
+    return enc
 
+
+def export_meta(model: TSEG, cfg: Any, ckpt: Path, precision: str) -> dict[str, Any]:
+    """``tseg_onnx.json``'s content (without ``export_check``)."""
+    patch = model.patch_size
+    size = model.input_size
     tok = model.text_encoder.tokenizer
     c, ic = cfg.model, cfg.inference
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "tseg_version": __version__,
         "checkpoint": str(ckpt),
+        "precision": precision,
         "image_encoder": {
             "file": IMAGE_FILE,
             "input": "images [B, 3, H, W] float32 RGB in [0, 1]; H, W multiples of patch_size",
@@ -215,43 +300,72 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, check: bool = True)
     }
     if ic.tta.enabled or ic.crf.enabled:
         meta["note"] = "the checkpoint enables TTA/CRF; the ONNX Runtime path does neither"
-    if check:
-        meta["export_check"] = check_export(model, out, enc)
-    (out / META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    if precision == "int8":
+        meta["quantization"] = (
+            "onnxruntime.quantization.quantize_dynamic: the weights of MatMul nodes int8 per "
+            "output channel, their inputs uint8 per tensor at run time; everything else fp32"
+        )
     return meta
 
 
-def check_export(model: TSEG, out: Path, enc: dict[str, Tensor]) -> dict[str, float]:
-    """Largest |ORT - torch| of both graphs on a batch of 3 images of another shape than the
-    export example and one expression; raises ExportError above ``CHECK_TOLERANCE``."""
+def check_export(
+    model: TSEG, out: Path, enc: dict[str, Tensor], precision: str = "fp32"
+) -> dict[str, float]:
+    """Both graphs on ONNX Runtime against torch: 3 images of a portrait 3:4 input size and one
+    whose sides need not divide by 16 (neither is the export example's), and both example
+    expressions. fp32: the largest |ORT - torch| of the embeddings must be at most
+    ``CHECK_TOLERANCE``; int8: the cosines of the embeddings (each patch's and each text's)
+    with torch's must average ``INT8_MEAN_COSINE`` or more and the largest |difference| stay
+    within ``INT8_MAX_ABS``. Raises ExportError otherwise; returns the figures."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     gen = torch.Generator().manual_seed(0)
-    h, w = model.input_shape(4, 3)  # a portrait 3:4 image's model input
-    images = torch.rand(3, 3, h, w, generator=gen)
+    size, patch = model.input_size, model.patch_size
+    batches = [
+        torch.rand(3, 3, *model.input_shape(4, 3), generator=gen),
+        torch.rand(1, 3, size, size + patch, generator=gen),
+    ]
+    ids, mask = enc["input_ids"], enc["attention_mask"]
     with torch.no_grad():
-        x_ref = model.encode_image(images)["x"].numpy()
-        y_ref = F.normalize(
-            model.text_proj(model.text_encoder(enc["input_ids"][:1], enc["attention_mask"][:1])),
-            dim=-1,
-        ).numpy()
+        x_ref = [model.encode_image(b)["x"].numpy() for b in batches]
+        y_ref = F.normalize(model.text_proj(model.text_encoder(ids, mask)), dim=-1).numpy()
     sess = ort.InferenceSession(str(out / IMAGE_FILE), opts, providers=["CPUExecutionProvider"])
-    (x,) = sess.run(None, {"images": images.numpy()})
+    x = [sess.run(None, {"images": b.numpy()})[0] for b in batches]
     sess = ort.InferenceSession(str(out / TEXT_FILE), opts, providers=["CPUExecutionProvider"])
-    feed = {
-        "input_ids": enc["input_ids"][:1].numpy(),
-        "attention_mask": enc["attention_mask"][:1].numpy(),
-    }
-    (y,) = sess.run(None, feed)
-    diffs = {
-        "image_max_abs_diff": float(np.abs(x - x_ref).max()),
-        "text_max_abs_diff": float(np.abs(y - y_ref).max()),
-    }
-    for k, v in diffs.items():
-        if not v <= CHECK_TOLERANCE:
-            raise ExportError(
-                f"the exported graph differs from torch: {k} = {v:.2e} > {CHECK_TOLERANCE}"
+    (y,) = sess.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+    pairs = {
+        "image": (np.concatenate([a.reshape(-1, a.shape[-1]) for a in x]),
+                  np.concatenate([a.reshape(-1, a.shape[-1]) for a in x_ref])),
+        "text": (y, y_ref),
+    }  # fmt: skip
+    figures: dict[str, float] = {}
+    for k, (got, want) in pairs.items():
+        figures[f"{k}_max_abs_diff"] = float(np.abs(got - want).max())
+        if precision == "int8":
+            cos = (got * want).sum(-1) / (
+                np.linalg.norm(got, axis=-1) * np.linalg.norm(want, axis=-1) + 1e-12
             )
-    return diffs
+            figures[f"{k}_mean_cosine"] = float(cos.mean())
+            figures[f"{k}_min_cosine"] = float(cos.min())
+    for k in pairs:
+        diff = figures[f"{k}_max_abs_diff"]
+        if precision == "fp32" and not diff <= CHECK_TOLERANCE:
+            raise ExportError(
+                f"the exported graph differs from torch: {k}_max_abs_diff = {diff:.2e} > "
+                f"{CHECK_TOLERANCE}"
+            )
+        if precision == "int8":
+            cos = figures[f"{k}_mean_cosine"]
+            if not cos >= INT8_MEAN_COSINE:
+                raise ExportError(
+                    f"the int8 {k} encoder is too far from torch: mean cosine of the "
+                    f"embeddings {cos:.4f} < {INT8_MEAN_COSINE}"
+                )
+            if not diff <= INT8_MAX_ABS:
+                raise ExportError(
+                    f"the int8 {k} encoder is too far from torch: {k}_max_abs_diff = "
+                    f"{diff:.2e} > {INT8_MAX_ABS}"
+                )
+    return figures

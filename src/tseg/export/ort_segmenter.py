@@ -99,6 +99,8 @@ class OrtSegmenter(Predicts):
 
         self.folder = Path(folder)
         self.meta = meta = read_export_meta(folder)
+        # fp32, or int8 graphs (tseg export onnx --precision int8); older exports have no key.
+        self.precision = str(meta.get("precision", "fp32"))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -129,6 +131,11 @@ class OrtSegmenter(Predicts):
         )
         self._text_cache: dict[str, np.ndarray] = {}
         self.text_encoder_calls = 0
+
+    def describe(self) -> str:
+        """One line: the export folder, its precision and the checkpoint it came from."""
+        source = self.meta.get("checkpoint", "?")
+        return f"ONNX export '{self.folder}' ({self.precision}, from {source}) on ONNX Runtime"
 
     def tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and attention mask [L, T] (int64), padded to the longest; expressions over
