@@ -1,4 +1,5 @@
-"""The CLI imports lazily: ``tseg --help`` and ``tseg data check`` never load torch.
+"""The CLI imports lazily: ``tseg --help`` and ``tseg data check`` never load torch (nor does
+``tseg segment EXPORT_DIR``: tests/test_segment_onnx.py runs it through ``run_cli``).
 
 Each command runs in a fresh interpreter (the test process has torch loaded already) and reports
 which heavy packages ``sys.modules`` holds afterwards; no timing is involved.
@@ -49,6 +50,7 @@ def test_help_imports_nothing_heavy():
     }
     for sub in ("demo", "train", "segment"):
         assert run_cli(sub, "--help")["heavy"] == [], sub
+    assert run_cli("export", "onnx", "--help")["heavy"] == []
 
 
 def test_data_check_never_imports_torch(tmp_path: Path):

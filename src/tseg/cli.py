@@ -411,7 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("segment", help="segment an image with referring expressions")
-    s.add_argument("checkpoint")
+    s.add_argument(
+        "checkpoint",
+        help="a checkpoint or run folder, or a folder from tseg export onnx (ONNX Runtime on the "
+        "CPU, no torch; no --tta, --crf or --precision)",
+    )
     s.add_argument(
         "image", help="an image, a folder of images, or a glob pattern like 'photos/*.jpg'"
     )

@@ -3,12 +3,48 @@
 ``Segmenter`` (``segmenter.py``) is the one road from images to maps; ``tta.py`` and ``crf.py``
 are its two options, ``segment.py`` the ``tseg segment`` command around it and ``output.py``
 what that command writes.
+
+The names below are loaded on first use (PEP 562), so importing ``tseg.inference.segment`` or
+``.output`` loads no torch: ``tseg segment EXPORT_DIR`` runs an ONNX export without it.
 """
 
-from ..config import CRFConfig, InferenceConfig, TTAConfig
-from ..imageio import MAX_PIXELS, InputError, Maps, Prediction, check_expressions, load_image
-from .segment import segment_files
-from .segmenter import Segmenter
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import CRFConfig, InferenceConfig, TTAConfig
+    from ..imageio import MAX_PIXELS, InputError, Maps, Prediction, check_expressions, load_image
+    from .segment import segment_files
+    from .segmenter import Segmenter
+
+_WHERE = {
+    "CRFConfig": "tseg.config",
+    "InferenceConfig": "tseg.config",
+    "TTAConfig": "tseg.config",
+    "MAX_PIXELS": "tseg.imageio",
+    "InputError": "tseg.imageio",
+    "Maps": "tseg.imageio",
+    "Prediction": "tseg.imageio",
+    "check_expressions": "tseg.imageio",
+    "load_image": "tseg.imageio",
+    "segment_files": "tseg.inference.segment",
+    "Segmenter": "tseg.inference.segmenter",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = [
     "MAX_PIXELS",

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data.zeroshot import flatten_class_names, merge_synonyms, zero_shot_labels
 from ..imageio import Prediction
 from ..viz import PALETTE, overlay
 
@@ -85,6 +84,8 @@ def write_zero_shot(
 
     ``preds`` are the predictions of ``flatten_class_names(classes)``'s names, in that order.
     """
+    from ..data.zeroshot import flatten_class_names, merge_synonyms, zero_shot_labels
+
     _, groups = flatten_class_names(classes)
     probs, conf = merge_synonyms(
         np.stack([p.probability for p in preds]), np.array([p.confidence for p in preds]), groups

@@ -2,8 +2,11 @@
 
 ``segment_files`` is the whole command: it reads the expressions (or the zero-shot class names),
 collects the image files, decodes them in worker processes ahead of the model, runs each through
-``Segmenter.predict`` and writes the results (``tseg.inference.output``). Under torchrun each
-process takes its share of the images and every image's output is written once.
+the model's ``predict`` and writes the results (``tseg.inference.output``). The model is a
+checkpoint (``Segmenter``, torch; under torchrun each process takes its share of the images and
+every image's output is written once) or a folder written by ``tseg export onnx``
+(``OrtSegmenter``, ONNX Runtime on the CPU), which writes the same files without importing torch:
+this module imports torch, the checkpoint code and tqdm only on the paths that use them.
 """
 
 from __future__ import annotations
@@ -11,24 +14,22 @@ from __future__ import annotations
 import glob
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from .. import distributed
-from ..checkpoint import load_checkpoint
-from ..data.zeroshot import flatten_class_names, load_class_names
 from ..errors import InputError
-from ..imageio import MAX_PIXELS, check_expressions, load_image
+from ..imageio import MAX_PIXELS, Predicts, check_expressions, load_image
 from .output import write_index, write_prediction, write_zero_shot
-from .segmenter import Segmenter
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+EXPORT_META = "tseg_onnx.json"  # tseg.export.ort_segmenter.META (a test holds them equal)
 
 
 @dataclass
@@ -42,6 +43,11 @@ class SegmentReport:
     # With a single image: where its results went and (confidence, expression) per expression.
     folder: Path | None = None
     scores: list[tuple[float, str]] = field(default_factory=list)
+
+
+def is_export_folder(model: str | Path) -> bool:
+    """Whether ``model`` is a folder written by ``tseg export onnx`` (as ``tseg serve`` tells)."""
+    return (Path(model) / EXPORT_META).is_file()
 
 
 def segment_files(
@@ -60,7 +66,9 @@ def segment_files(
     """Segment a file, a folder's images or a glob pattern's files; write one folder per image.
 
     Args:
-        checkpoint: a checkpoint or run folder.
+        checkpoint: a checkpoint or run folder, or a folder written by ``tseg export onnx``
+            (then ONNX Runtime runs it on the CPU, without torch; TTA, CRF, a precision and a
+            GPU are refused: ``export_options``).
         images: an image, a folder of images (sorted) or a glob pattern like 'photos/*.jpg'.
         expressions, expressions_file: the expressions, given and / or one per line of a file.
         classes: zero-shot semantic segmentation instead (section 4.6): 'cat,dog' or a YAML
@@ -68,14 +76,18 @@ def segment_files(
         out: the output folder.
         device: auto | cpu | cuda.
         workers: processes decoding images ahead of the model (None: ``default_workers()``;
-            0: in this process).
+            0: in this process). A single image is always decoded in this process.
         progress: show a progress bar over several images.
         inference: changes to the checkpoint's ``inference`` config (``threshold``,
             ``tta.enabled``, ``class_threshold``, ...), checked by the config's rules.
         labels: names of those values in error messages (the CLI's flags).
     """
+    export = is_export_folder(checkpoint)
+    changes = export_options(inference or {}, labels, device) if export else None
     class_names = read_classes(classes) if classes else None
     if class_names is not None:
+        from ..data.zeroshot import flatten_class_names
+
         exprs = check_expressions(flatten_class_names(class_names)[0])
     else:
         exprs = check_expressions(read_expressions(expressions or [], expressions_file))
@@ -84,8 +96,43 @@ def segment_files(
     if workers < 0:
         raise InputError(f"--workers = {workers} must be 0 (decode in this process) or more")
     stems = output_stems(paths)  # over all images, before sharding, so ranks agree
-    single = len(paths) == 1
-    out = Path(out)
+    job = _Job(paths, stems, exprs, class_names, Path(out), workers, progress)
+    if changes is not None:
+        return _segment_export(job, Path(checkpoint), changes)
+    return _segment_torch(job, checkpoint, device, inference, labels)
+
+
+@dataclass
+class _Job:
+    """What both paths of ``segment_files`` segment and where they write it."""
+
+    paths: list[Path]
+    stems: list[str]
+    exprs: list[str]
+    class_names: dict[str, list[str]] | None
+    out: Path
+    workers: int
+    progress: bool
+
+    @property
+    def single(self) -> bool:
+        return len(self.paths) == 1
+
+
+def _segment_torch(
+    job: _Job,
+    checkpoint: str | Path,
+    device: str,
+    inference: Mapping[str, Any] | None,
+    labels: Mapping[str, str] | None,
+) -> SegmentReport:
+    from tqdm import tqdm
+
+    from .. import distributed
+    from ..checkpoint import load_checkpoint
+    from .segmenter import Segmenter
+
+    paths = job.paths
     report = SegmentReport(images=len(paths), main=True, written=0, failed=0)
     # Under torchrun (WORLD_SIZE > 1) each rank segments its share of the images.
     with distributed.shard_from_env() as shard:
@@ -94,33 +141,135 @@ def segment_files(
         seg = Segmenter(model, where, cfg.inference, labels, **(inference or {}))
         mine = shard.take(range(len(paths)))
         # Workers decode (and check) the next images while this process runs the model.
-        loader = image_loader([paths[i] for i in mine], seg.max_pixels, workers)
-        bar = tqdm(loader, desc="segment", disable=single or not progress or not shard.is_main)
-        written, failed = 0, 0
-        errors: list[tuple[int, str]] = []  # (index into paths, message) of unreadable files
-        for k, image, error in bar:
-            if error is not None:  # one unreadable file is reported and skipped
-                tqdm.write(f"error: {error}", file=sys.stderr)
-                failed += 1
-                errors.append((mine[k], error))
-                continue
-            preds = seg.predict(image, exprs)
-            stem = stems[mine[k]]
-            if class_names is not None:
-                d = write_zero_shot(out, stem, image, preds, class_names, seg.class_threshold)
-            else:
-                d = write_prediction(out, stem, image, preds)
-            written += 1
-            if single:
-                report.folder, report.scores = d, [(p.confidence, p.expression) for p in preds]
+        loader = image_loader([paths[i] for i in mine], seg.max_pixels, job.workers)
+        bar = tqdm(
+            loader, desc="segment", disable=job.single or not job.progress or not shard.is_main
+        )
+        written, failed, errors = _segment_decoded(
+            job, seg, seg.class_threshold, ((mine[k], a, e) for k, a, e in bar), report, tqdm.write
+        )
         counts = shard.gather((written, failed))
         all_errors = dict(shard.gather_keyed([(i, (i, e)) for i, e in errors]))
         report.main = shard.is_main
         # Not when nothing was written: a run that read no image leaves no folder behind.
         if shard.is_main and sum(c[0] for c in counts):
-            write_index(out, paths, stems, all_errors)
+            write_index(job.out, paths, job.stems, all_errors)
     report.written, report.failed = (sum(c[j] for c in counts) for j in range(2))
     return report
+
+
+def _segment_decoded(
+    job: _Job,
+    seg: Predicts,
+    class_threshold: float,
+    decoded: Iterable[tuple[int, np.ndarray | None, str | None]],
+    report: SegmentReport,
+    say: Any,
+) -> tuple[int, int, list[tuple[int, str]]]:
+    """Predict and write each decoded image (index into ``job.paths``, array or None, error);
+    an unreadable file is reported through ``say`` and skipped. Returns (written, failed,
+    [(index, message)] of the unreadable files)."""
+    written, failed = 0, 0
+    errors: list[tuple[int, str]] = []
+    for i, image, error in decoded:
+        if error is not None:  # one unreadable file is reported and skipped
+            say(f"error: {error}", file=sys.stderr)
+            failed += 1
+            errors.append((i, error))
+            continue
+        preds = seg.predict(image, job.exprs)
+        stem = job.stems[i]
+        if job.class_names is not None:
+            d = write_zero_shot(job.out, stem, image, preds, job.class_names, class_threshold)
+        else:
+            d = write_prediction(job.out, stem, image, preds)
+        written += 1
+        if job.single:
+            report.folder, report.scores = d, [(p.confidence, p.expression) for p in preds]
+    return written, failed, errors
+
+
+# The inference options an ONNX export takes at run time; the rest is fixed when exporting or
+# needs torch (each refused by name in ``export_options``).
+EXPORT_CHANGES = ("threshold", "presence_threshold", "max_pixels", "class_threshold")
+
+
+def export_options(
+    changes: Mapping[str, Any], labels: Mapping[str, str] | None, device: str
+) -> dict[str, Any]:
+    """The inference changes for an ONNX export folder, checked by the config's rules; a
+    precision, TTA, CRF or a GPU is refused with one line naming the flag."""
+    labels = labels or {}
+
+    def name(key: str) -> str:
+        return labels.get(f"inference.{key}", f"inference.{key} = {changes[key]!r}")
+
+    if device not in ("auto", "cpu"):
+        raise InputError(
+            f"--device {device}: an ONNX export runs on the CPU (ONNX Runtime's CPU provider); "
+            "leave --device out, or segment with the checkpoint on the GPU"
+        )
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        raise InputError("an ONNX export is segmented in one process: run it without torchrun")
+    for key, value in changes.items():
+        if key == "precision" or key == "text_precision":
+            raise InputError(
+                f"{name(key)}: an ONNX export's precision is chosen when exporting: "
+                "tseg export onnx --precision int8"
+            )
+        if key.startswith("tta") and (key != "tta.enabled" or value):
+            raise InputError(
+                f"{name(key)}: an ONNX export runs without test-time augmentation "
+                "(segment with the checkpoint for --tta)"
+            )
+        if key.startswith("crf") and (key != "crf.enabled" or value):
+            raise InputError(
+                f"{name(key)}: an ONNX export runs without the CRF "
+                "(segment with the checkpoint for --crf)"
+            )
+        if key not in EXPORT_CHANGES and key not in ("tta.enabled", "crf.enabled"):
+            raise InputError(f"{name(key)}: not an option of an ONNX export")
+    kept = {k: v for k, v in changes.items() if k in EXPORT_CHANGES}
+    if kept:  # the config's checks and messages, as the torch path gives them
+        from ..config import InferenceConfig, with_inference
+
+        checked = with_inference(InferenceConfig(), kept, labels)
+        kept = {k: getattr(checked, k) for k in kept}
+    return kept
+
+
+def _segment_export(job: _Job, folder: Path, changes: dict[str, Any]) -> SegmentReport:
+    """``segment_files`` on ONNX Runtime: no torch, one process, the same files written."""
+    from ..export.ort_segmenter import OrtSegmenter
+
+    report = SegmentReport(images=len(job.paths), main=True, written=0, failed=0)
+    max_pixels = changes.get("max_pixels") or _export_max_pixels(folder)
+    with decoded_images(job.paths, max_pixels, job.workers) as decoded:
+        # The decoding processes (several images) start before ONNX Runtime's threads exist.
+        seg = OrtSegmenter(
+            folder,
+            threshold=changes.get("threshold"),
+            max_pixels=max_pixels,
+            presence_threshold=changes.get("presence_threshold"),
+        )
+        class_threshold = changes.get("class_threshold", seg.class_threshold)
+        say: Any = print
+        if not job.single and job.progress:
+            from tqdm import tqdm
+
+            decoded = tqdm(decoded, total=len(job.paths), desc="segment")
+            say = tqdm.write
+        written, failed, errors = _segment_decoded(job, seg, class_threshold, decoded, report, say)
+    report.written, report.failed = written, failed
+    if written:  # a run that read no image leaves no folder behind
+        write_index(job.out, job.paths, job.stems, dict(errors))
+    return report
+
+
+def _export_max_pixels(folder: Path) -> int:
+    from ..export.ort_segmenter import read_export_meta
+
+    return int(read_export_meta(folder)["max_pixels"])
 
 
 def read_expressions(expressions: list[str], file: str | None) -> list[str]:
@@ -139,6 +288,8 @@ def read_classes(spec: str) -> dict[str, list[str]]:
     p = Path(spec)
     if p.suffix.lower() in (".yaml", ".yml") or p.is_file():
         import yaml
+
+        from ..data.zeroshot import load_class_names
 
         if not p.is_file():
             raise InputError(f"classes file '{p}' does not exist")
@@ -184,11 +335,20 @@ def output_stems(paths: list[Path]) -> list[str]:
     return stems
 
 
-class ImageFiles(Dataset):
+def _decode(path: Path, max_pixels: int) -> tuple[np.ndarray | None, str | None]:
+    """One file -> (uint8 RGB [H, W, 3], None), or (None, its ``InputError`` message)."""
+    try:
+        return load_image(path, max_pixels), None
+    except InputError as e:
+        return None, str(e)
+
+
+class ImageFiles:
     """Image files decoded by DataLoader workers: item i -> (i, uint8 RGB [H, W, 3] or None, error).
 
     A file that cannot be used yields its ``InputError`` message (which names the file) instead
-    of raising, so one bad file does not stop the others.
+    of raising, so one bad file does not stop the others. (A map-style dataset for torch's
+    DataLoader, which needs only ``__len__`` and ``__getitem__``: this module imports no torch.)
     """
 
     def __init__(self, paths: list[Path], max_pixels: int = MAX_PIXELS) -> None:
@@ -198,10 +358,7 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None]:
-        try:
-            return i, load_image(self.paths[i], self.max_pixels), None
-        except InputError as e:
-            return i, None, str(e)
+        return (i, *_decode(self.paths[i], self.max_pixels))
 
 
 def _first(batch: list):
@@ -216,6 +373,8 @@ def default_workers() -> int:
 
 def image_loader(paths: list[Path], max_pixels: int = MAX_PIXELS, workers: int = 0) -> DataLoader:
     """Decode ``paths`` in order with ``workers`` (>= 0) processes (0: in this process)."""
+    from torch.utils.data import DataLoader
+
     return DataLoader(
         ImageFiles(paths, max_pixels),
         batch_size=1,
@@ -224,3 +383,45 @@ def image_loader(paths: list[Path], max_pixels: int = MAX_PIXELS, workers: int =
         num_workers=min(workers, len(paths)) if len(paths) > 1 else 0,
         collate_fn=_first,
     )
+
+
+class decoded_images:
+    """``with decoded_images(paths, max_pixels, workers) as items``: (i, array or None, error)
+    for each path in order, as ``image_loader`` gives them, without torch.
+
+    Several images and ``workers`` > 0: that many processes (a ``concurrent.futures`` pool)
+    decode up to twice as many images ahead of the consumer. Their processes are started on
+    entering, so a caller that starts threads afterwards (ONNX Runtime) forks none. One image,
+    or ``workers`` = 0: decoded in this process when asked for, with no process started.
+    """
+
+    def __init__(self, paths: list[Path], max_pixels: int, workers: int) -> None:
+        self.paths, self.max_pixels = list(paths), max_pixels
+        self.workers = min(workers, len(self.paths)) if len(self.paths) > 1 else 0
+        self.pool: Any = None
+
+    def __enter__(self) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+        if not self.workers:
+            return ((i, *_decode(p, self.max_pixels)) for i, p in enumerate(self.paths))
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # fork where there is one (Linux): a worker starts in milliseconds and the parent has
+        # no thread yet; elsewhere the platform's default.
+        method = "fork" if sys.platform.startswith("linux") else None
+        self.pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context(method))
+        ahead = 2 * self.workers
+        pending = [self.pool.submit(_decode, p, self.max_pixels) for p in self.paths[:ahead]]
+        return self._results(pending, ahead)
+
+    def _results(self, pending: list, ahead: int) -> Iterator[tuple[int, Any, Any]]:
+        for i in range(len(self.paths)):
+            array, error = pending[i].result()
+            pending[i] = None  # drop the decoded array once consumed
+            if i + ahead < len(self.paths):
+                pending.append(self.pool.submit(_decode, self.paths[i + ahead], self.max_pixels))
+            yield i, array, error
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
