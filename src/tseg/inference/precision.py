@@ -58,7 +58,7 @@ def quantize_int8(model: TSEG, parts: list[str] | tuple[str, ...] = ("image", "t
     """A copy of ``model`` whose towers named in ``parts`` ("image": the image encoder and its
     projection, "text": the text encoder and its projection) have their ``nn.Linear`` layers
     dynamically quantized to int8."""
-    from torch.ao.quantization import quantize_dynamic
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     q = copy.deepcopy(model).eval()
     with warnings.catch_warnings():
@@ -69,7 +69,10 @@ def quantize_int8(model: TSEG, parts: list[str] | tuple[str, ...] = ("image", "t
             # projection is a bare nn.Linear).
             tower = nn.ModuleDict({"encoder": getattr(q, f"{part}_encoder")})
             tower["proj"] = getattr(q, f"{part}_proj")
-            quantize_dynamic(tower, {nn.Linear}, dtype=torch.qint8, inplace=True)
+            # Per output channel: one scale per row of the weight. Per tensor, MiniLM's
+            # embeddings moved enough to cost 0.7 mIoU on shapes (benchmarks/precision.py).
+            spec = {nn.Linear: per_channel_dynamic_qconfig}
+            quantize_dynamic(tower, spec, dtype=torch.qint8, inplace=True)
             setattr(q, f"{part}_encoder", tower["encoder"])
             setattr(q, f"{part}_proj", tower["proj"])
     return q
