@@ -23,8 +23,7 @@ from tseg.cli import main  # noqa: E402
 from tseg.config import build_config  # noqa: E402
 from tseg.data import build_dataset  # noqa: E402
 from tseg.export.onnx_export import export_onnx  # noqa: E402
-from tseg.export.ort_segmenter import META  # noqa: E402
-from tseg.inference.segment import EXPORT_META, decoded_images, is_export_folder  # noqa: E402
+from tseg.inference.segment import decoded_images, is_export_folder  # noqa: E402
 from tseg.train import build_model  # noqa: E402
 
 
@@ -208,6 +207,5 @@ def test_decoded_images_in_order_with_and_without_processes(tmp_path):
 
 def test_export_folder_detection(models, tmp_path):
     run, onnx = models
-    assert EXPORT_META == META
     assert is_export_folder(onnx) and not is_export_folder(run)
     assert not is_export_folder(tmp_path / "missing") and not is_export_folder("org/name")

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError
+from ..export.ort_segmenter import META as EXPORT_META
+from ..export.ort_segmenter import OrtSegmenter, read_export_meta
 from ..imageio import MAX_PIXELS, Predicts, check_expressions, load_image
 from .output import write_index, write_prediction, write_zero_shot
 
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-EXPORT_META = "tseg_onnx.json"  # tseg.export.ort_segmenter.META (a test holds them equal)
 
 
 @dataclass
@@ -240,10 +241,8 @@ def export_options(
 
 def _segment_export(job: _Job, folder: Path, changes: dict[str, Any]) -> SegmentReport:
     """``segment_files`` on ONNX Runtime: no torch, one process, the same files written."""
-    from ..export.ort_segmenter import OrtSegmenter
-
     report = SegmentReport(images=len(job.paths), main=True, written=0, failed=0)
-    max_pixels = changes.get("max_pixels") or _export_max_pixels(folder)
+    max_pixels = changes.get("max_pixels") or int(read_export_meta(folder)["max_pixels"])
     with decoded_images(job.paths, max_pixels, job.workers) as decoded:
         # The decoding processes (several images) start before ONNX Runtime's threads exist.
         seg = OrtSegmenter(
@@ -264,12 +263,6 @@ def _segment_export(job: _Job, folder: Path, changes: dict[str, Any]) -> Segment
     if written:  # a run that read no image leaves no folder behind
         write_index(job.out, job.paths, job.stems, dict(errors))
     return report
-
-
-def _export_max_pixels(folder: Path) -> int:
-    from ..export.ort_segmenter import read_export_meta
-
-    return int(read_export_meta(folder)["max_pixels"])
 
 
 def read_expressions(expressions: list[str], file: str | None) -> list[str]:
