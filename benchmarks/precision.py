@@ -9,8 +9,8 @@ Writes benchmarks/results/precision.{json,md}. Three parts:
   change the cost), one 640 x 480 image, 2 threads: ``Segmenter.predict`` end to end at
   L = 1, 16, 64 new expressions (cold text cache) and at L = 16 with the text cache warm, for
   every precision of the torch path and, with ``--onnx``, for fp32 and int8 ONNX Runtime
-  exports; all rows timed in turn, round after round, so each ratio compares runs made under
-  the same load. Also the bare image encoder per precision.
+  exports; the torch rows timed in turn, round after round, so each ratio compares runs made
+  under the same load, then the ONNX rows likewise. Also the bare image encoder per precision.
 * Peaks: GFLOP/s (GOP/s for int8) of a 2048 x 2048 x 2048 matrix product in fp32, bf16 and int8
   (torch._int_mm, and the dynamically quantized linear the int8 path runs), each timed like the
   encoder; the encoder's share of its precision's peak.
@@ -88,18 +88,53 @@ def speed(
 ) -> dict[str, Any]:
     """End-to-end and encoder medians per precision (see the module docstring)."""
     from tseg.inference import Segmenter
-    from tseg.inference.precision import autocast
 
     corpus = phrases(max(counts))
     model, cfg = build_tseg(overrides, corpus)
     image = make_image(image_hw)
-    factories: dict[str, Callable[[], Any]] = {
+    torch_paths: dict[str, Callable[[], Any]] = {
         k: (lambda p=p, t=t: Segmenter(model, precision=p, text_precision=t))
         for k, (p, t) in TORCH_PRECISIONS.items()
     }
     tmp = tempfile.TemporaryDirectory()
+    groups = [torch_paths]
     if onnx:
-        factories.update(onnx_segmenters(model, cfg, Path(tmp.name), threads))
+        # A group of its own, timed after the torch rows: a runtime's threads spin for a while
+        # after its work, and interleaved with the other runtime's calls they slowed both
+        # (torch fp32 at L=1 380 ms after an ONNX row, 290 ms after a torch row).
+        groups.append(onnx_segmenters(model, cfg, Path(tmp.name), threads))
+    rows: dict[str, dict[str, Any]] = {}
+    for factories in groups:
+        calls = _calls(factories, model, image, corpus, counts)
+        log(f"timing {len(calls)} rows, {rounds} rounds")
+        t = time_interleaved(calls, rounds, 1, 1e9)
+        for k, v in t.items():
+            rows[k] = {"median_ms": round(1000 * v["median_s"], 1), "runs": v["runs"]}
+            log(f"  {k}: {rows[k]['median_ms']} ms")
+    x = model.preprocess(image)[None]
+    gflop = count_flops(lambda: model.encode_image(x)) / 1e9
+    tmp.cleanup()
+    return {
+        "model": "random weights: " + " ".join(overrides),
+        "image": f"{image_hw[1]} x {image_hw[0]} (model input {x.shape[-2]} x {x.shape[-1]})",
+        "counts": list(counts),
+        "rounds": rounds,
+        "encoder_gflop": round(gflop, 4),
+        "rows": rows,
+    }
+
+
+def _calls(
+    factories: dict[str, Callable[[], Any]],
+    model,
+    image: np.ndarray,
+    corpus: list[str],
+    counts: tuple[int, ...],
+) -> dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]]:
+    """Per path: predict at each L with a cold text cache (a fresh segmenter, made untimed),
+    at L = 16 with a warm one, and (torch image towers) the bare image encoder."""
+    from tseg.inference.precision import autocast
+
     calls: dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]] = {}
     for name, make in factories.items():
         box: dict[str, Any] = {}
@@ -114,31 +149,13 @@ def speed(
         calls[f"{name} warm {k}"] = (lambda warm=warm, k=k: warm.predict(image, corpus[:k]), None)
         if name in ("fp32", "bf16", "int8"):  # the image towers
             x = model.preprocess(image)[None]  # [1, 3, 384, 512]
-            enc_model = warm.model
 
-            def encoder(m=enc_model, p=name, x=x) -> None:
+            def encoder(m=warm.model, p=name, x=x) -> None:
                 with torch.inference_mode(), autocast(p, torch.device("cpu")):
                     m.encode_image(x)
 
             calls[f"{name} encoder"] = (encoder, None)
-    log(f"timing {len(calls)} rows, {rounds} rounds")
-    t = time_interleaved(calls, rounds, 1, 1e9)
-    rows = {
-        k: {"median_ms": round(1000 * v["median_s"], 1), "runs": v["runs"]} for k, v in t.items()
-    }
-    for k, v in rows.items():
-        log(f"  {k}: {v['median_ms']} ms")
-    x = model.preprocess(image)[None]
-    gflop = count_flops(lambda: model.encode_image(x)) / 1e9
-    tmp.cleanup()
-    return {
-        "model": "random weights: " + " ".join(overrides),
-        "image": f"{image_hw[1]} x {image_hw[0]} (model input {x.shape[-2]} x {x.shape[-1]})",
-        "counts": list(counts),
-        "rounds": rounds,
-        "encoder_gflop": round(gflop, 4),
-        "rows": rows,
-    }
+    return calls
 
 
 def _median_ms(fn: Callable[[], Any], runs: int) -> float:
@@ -276,8 +293,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"load average at start {m['load_average_at_start']}, at end {r['load_average_at_end']}). "
         f"`{r['command']}`.",
         "",
-        f"Speed: {s['model']}; {s['image']}; median of {s['rounds']} rounds, all rows timed in "
-        "turn. ms per image (speed-up over fp32 in brackets).",
+        f"Speed: {s['model']}; {s['image']}; median of {s['rounds']} rounds; the torch rows "
+        "timed in turn, then the ONNX Runtime rows in turn. ms per image (speed-up over torch "
+        "fp32 in brackets).",
         "",
         "| path | " + " | ".join(f"L={n} cold" for n in s["counts"]) + " | L=16 warm | encoder |",
         "|---|" + "---|" * (len(s["counts"]) + 2),
