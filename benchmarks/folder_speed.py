@@ -14,8 +14,8 @@ subprocess, one after the other, on ``--cores`` CPUs (pinned when the machine ha
   --quiet --workers W`` (images decoded in W DataLoader worker processes ahead of the model);
 * ``tseg-bf16``, ``tseg-int8``: the same with ``--precision bf16 / int8``, at the best W; skipped
   (with a note) where ``tseg segment --help`` does not list that precision;
-* ``tseg-onnx``: ``tseg segment EXPORT_FOLDER ...`` on ``tseg export onnx CKPT --out EXPORT``, at
-  the best W; skipped (with a note) where ``tseg segment`` does not accept the export folder;
+* ``tseg-onnx``, ``tseg-onnx-int8``: ``tseg segment EXPORT_FOLDER ...`` on ``tseg export onnx
+  CKPT --out EXPORT [--precision int8]``, at the best W; skipped (with a note) where ``tseg segment`` does not accept the export folder;
 * ``clipseg``: CLIPSeg at its released architecture (random weights) on its vision-once path
   (``benchmarks.speed.ClipsegVisionOnce``) at its best settings: images decoded, resized and
   normalised in DataLoader worker processes, the 16 phrases' text features computed once for the
@@ -65,7 +65,8 @@ from benchmarks.speed import (  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 TSEG_WORKER_ROWS = ("tseg-workers0", "tseg-workers1", "tseg-workers2")
 PRECISION_ROWS = {"tseg-bf16": "bf16", "tseg-int8": "int8"}
-ALL_ROWS = (*TSEG_WORKER_ROWS, *PRECISION_ROWS, "tseg-onnx", "clipseg")
+ONNX_ROWS = {"tseg-onnx": "fp32", "tseg-onnx-int8": "int8"}  # row -> export precision
+ALL_ROWS = (*TSEG_WORKER_ROWS, *PRECISION_ROWS, *ONNX_ROWS, "clipseg")
 # (width, height): photo sizes around 640 x 480, landscape and portrait.
 PHOTO_SIZES: tuple[tuple[int, int], ...] = (
     (640, 480),
@@ -108,7 +109,14 @@ def quick_settings() -> Settings:
     """12 images and fewer rows: for development on a busy machine."""
     return Settings(
         images=12,
-        rows=("tseg-workers0", "tseg-workers2", "tseg-int8", "tseg-onnx", "clipseg"),
+        rows=(
+            "tseg-workers0",
+            "tseg-workers2",
+            "tseg-int8",
+            "tseg-onnx",
+            "tseg-onnx-int8",
+            "clipseg",
+        ),
         clipseg_batches=(1, 4),
         clipseg_trial_images=8,
     )
@@ -362,10 +370,11 @@ def tseg_row(
         shutil.rmtree(out, ignore_errors=True)
 
 
-def export_onnx(s: Settings, ckpt: Path, out: Path) -> dict[str, Any]:
-    """``tseg export onnx CKPT --out OUT --no-check`` (not timed as a row)."""
+def export_onnx(s: Settings, ckpt: Path, out: Path, precision: str = "fp32") -> dict[str, Any]:
+    """``tseg export onnx CKPT --out OUT --no-check [--precision P]`` (not timed as a row)."""
+    extra = ["--precision", precision] if precision != "fp32" else []
     r = run_timed(
-        [*tseg_command(), "export", "onnx", str(ckpt), "--out", str(out), "--no-check"], s
+        [*tseg_command(), "export", "onnx", str(ckpt), "--out", str(out), "--no-check", *extra], s
     )
     if r["rc"] != 0:
         return {"ok": False, "error": last_line(r["stderr"]) or f"rc {r['rc']}"}
@@ -632,7 +641,7 @@ def run(s: Settings, command: str = "") -> dict[str, Any]:
         report["photos"] = make_photos(folder, s.images, s.sizes, s.seed)
         ckpt = make_checkpoint(s.tseg_overrides, tmp / "run")
         report["tseg_model"] = {"overrides": list(s.tseg_overrides), "weights": "random"}
-        names = {str(ckpt): "CKPT", str(folder): "FOLDER", str(tmp / "onnx"): "EXPORT",
+        names = {str(ckpt): "CKPT", str(folder): "FOLDER",
                  str(tmp / "out"): "OUT", str(Path(tseg_command()[0]).parent) + "/": ""}  # fmt: skip
         log(f"photos: {report['photos']}")
 
@@ -663,19 +672,23 @@ def run(s: Settings, command: str = "") -> dict[str, Any]:
                 rows[name]["precision"] = p
             log(f"{name}: {_fmt(rows[name])}")
 
-        if "tseg-onnx" in s.rows:
-            exp = export_onnx(s, ckpt, tmp / "onnx")
+        for name, precision in ONNX_ROWS.items():
+            if name not in s.rows:
+                continue
+            export = tmp / f"onnx-{precision}"
+            exp = export_onnx(s, ckpt, export, precision)
             if not exp["ok"]:
-                rows["tseg-onnx"] = {"status": "skipped",
-                                     "note": f"tseg export onnx failed: {exp['error']}"}  # fmt: skip
+                rows[name] = {"status": "skipped",
+                              "note": f"tseg export onnx failed: {exp['error']}"}  # fmt: skip
             else:
-                r = tseg_row(s, tmp / "onnx", folder, exprs, tmp / "out", best_w, (), names)
+                names[str(export)] = "EXPORT"
+                r = tseg_row(s, export, folder, exprs, tmp / "out", best_w, (), names)
                 if r["status"] == "error" and "one_image_wall_s" not in r and s.one_image:
                     r = {"status": "skipped", "note": "tseg segment does not accept the ONNX "
                          f"export folder (on one image: {r['error']})"}  # fmt: skip
-                r["export_s"] = exp["export_s"]
-                rows["tseg-onnx"] = r
-            log(f"tseg-onnx: {_fmt(rows['tseg-onnx'])}")
+                r["export_s"], r["precision"] = exp["export_s"], precision
+                rows[name] = r
+            log(f"{name}: {_fmt(rows[name])}")
 
         if "clipseg" in s.rows:
             cw = s.clipseg_workers if s.clipseg_workers is not None else max(1, best_w)

@@ -131,18 +131,20 @@ def _calls(
     corpus: list[str],
     counts: tuple[int, ...],
 ) -> dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]]:
-    """Per path: predict at each L with a cold text cache (a fresh segmenter, made untimed),
+    """Per path: predict at each L with a cold text cache (emptied untimed before each call),
     at L = 16 with a warm one, and (torch image towers) the bare image encoder."""
     from tseg.inference.precision import autocast
 
     calls: dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]] = {}
     for name, make in factories.items():
-        box: dict[str, Any] = {}
+        cold = make()
         for n in counts:
             texts = corpus[:n]
+            # New expressions for a segmenter in use: its text cache emptied (untimed). A new
+            # segmenter per call would re-quantize the int8 model and time it on cold weights.
             calls[f"{name} cold {n}"] = (
-                lambda texts=texts, box=box: box["seg"].predict(image, texts),
-                lambda box=box, make=make: box.__setitem__("seg", make()),
+                lambda texts=texts, seg=cold: seg.predict(image, texts),
+                cold._text_cache.clear,
             )
         warm = make()
         k = 16 if 16 in counts else max(counts)

@@ -7,6 +7,8 @@ compares them on random inputs. Only numpy is imported here, never torch.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 
@@ -63,11 +65,14 @@ def _antialias_weights(n_in: int, n_out: int) -> np.ndarray:
     return w
 
 
+@lru_cache(maxsize=64)
 def resize_weights(n_in: int, n_out: int, antialias: bool) -> np.ndarray:
-    """[n_out, n_in] float32 interpolation matrix along one axis."""
-    if antialias:
-        return _antialias_weights(n_in, n_out)
-    return _bilinear_weights(n_in, n_out)
+    """[n_out, n_in] float32 interpolation matrix along one axis (read-only; cached: the
+    antialiased one is built in a Python loop, 7 ms per 640 x 480 photo, and a folder's photos
+    mostly share their sizes)."""
+    w = _antialias_weights(n_in, n_out) if antialias else _bilinear_weights(n_in, n_out)
+    w.setflags(write=False)
+    return w
 
 
 def resize(x: np.ndarray, size: tuple[int, int], antialias: bool = False) -> np.ndarray:
