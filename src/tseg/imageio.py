@@ -223,8 +223,15 @@ class Predicts:
         arrays = [load_image(im, self.max_pixels) for im in images]
         return [
             [
-                Prediction(e, float(c), p, (p > self.threshold) & (c >= self.presence_threshold))
+                Prediction(e, float(c), p, self._mask(p, float(c)))
                 for e, c, p in zip(expressions, m.confidences, m.probabilities)
             ]
             for m in self.maps(arrays, expressions)
         ]
+
+    def _mask(self, p: np.ndarray, confidence: float) -> np.ndarray:
+        """The map cut at ``threshold``, or empty below the presence gate. (One pass over the
+        map, not two: with 64 expressions on a 640 x 480 photo the maps are 20 M pixels.)"""
+        if confidence < self.presence_threshold:
+            return np.zeros(p.shape, dtype=bool)
+        return p > self.threshold

@@ -29,14 +29,25 @@ def overlay(
 
     ``scale`` enlarges small images (nearest neighbour) so the legend text stays readable.
     """
-    base = image.astype(np.float32)
-    out = base.copy()
+    out = image.astype(np.float32)
+    h, w = out.shape[:2]
     for k, m in enumerate(masks.astype(bool)):
+        rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+        if not len(rows):
+            continue
+        # Only the mask's bounding box, one pixel wider (its outline needs the neighbours):
+        # a folder's 16 expressions on a 640 x 480 photo spent 47 ms here on whole images.
+        y0, y1 = max(rows[0] - 1, 0), min(rows[-1] + 2, h)
+        x0, x1 = max(cols[0] - 1, 0), min(cols[-1] + 2, w)
+        sub, region = m[y0:y1, x0:x1], out[y0:y1, x0:x1]  # views: writes land in ``out``
         c = np.array(colour(k), dtype=np.float32)
-        out[m] = (1 - alpha) * out[m] + alpha * c
-        # Outline: mask pixels whose right or lower neighbour is outside the mask.
-        edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
-        out[edge] = c
+        region[sub] = (1 - alpha) * region[sub] + alpha * c
+        # Outline: mask pixels with a 4-neighbour outside the mask or the image.
+        inner = np.zeros_like(sub)
+        inner[1:-1, 1:-1] = (
+            sub[1:-1, 1:-1] & sub[:-2, 1:-1] & sub[2:, 1:-1] & sub[1:-1, :-2] & sub[1:-1, 2:]
+        )
+        region[sub & ~inner] = c
     pic = Image.fromarray(out.clip(0, 255).astype(np.uint8))
     if scale > 1:
         pic = pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST)

@@ -21,6 +21,11 @@ def slug(text: str, max_len: int = 48) -> str:
     return (s or "expr")[:max_len]
 
 
+# zlib level 1: masks and overlays encode 2-3x faster than at PNG's default 6, for files a
+# little larger (a 640 x 480 mask: 2.7 instead of 1.5 KB); the pixels are the same.
+PNG_LEVEL = 1
+
+
 def write_prediction(out_dir: Path, stem: str, image: np.ndarray, preds: list[Prediction]) -> Path:
     """Write ``out_dir/<stem>/`` with mask_XX_<slug>.png, overlay.png and scores.json."""
     d = out_dir / stem
@@ -28,7 +33,7 @@ def write_prediction(out_dir: Path, stem: str, image: np.ndarray, preds: list[Pr
     records = []
     for k, p in enumerate(preds):
         name = f"mask_{k:02d}_{slug(p.expression)}.png"
-        Image.fromarray(p.mask.astype(np.uint8) * 255).save(d / name)
+        Image.fromarray(p.mask.astype(np.uint8) * 255).save(d / name, compress_level=PNG_LEVEL)
         records.append(
             {
                 "expression": p.expression,
@@ -41,7 +46,7 @@ def write_prediction(out_dir: Path, stem: str, image: np.ndarray, preds: list[Pr
     masks = np.stack([p.mask for p in preds])
     overlay(
         image, masks, [p.expression for p in preds], [p.confidence for p in preds], scale=scale
-    ).save(d / "overlay.png")
+    ).save(d / "overlay.png", compress_level=PNG_LEVEL)
     (d / "scores.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
     return d
 
