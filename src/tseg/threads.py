@@ -19,7 +19,9 @@ from pathlib import Path
 
 import torch
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# The most threads a governor uses: torch's count when tseg first loaded this module, i.e.
+# OMP_NUM_THREADS or one per core. A governor only ever lowers it.
+START_THREADS = torch.get_num_threads()
 
 
 def available_cores() -> int:
@@ -57,12 +59,13 @@ class ThreadGovernor:
     every ``interval`` seconds when ``update`` is called (between training steps).
 
     Args:
-        max_threads: the most threads to use (default: the cores this process may run on).
+        max_threads: the most threads to use (default ``START_THREADS``: OMP_NUM_THREADS, else
+            one per core).
         interval: seconds between measurements.
     """
 
     def __init__(self, max_threads: int = 0, interval: float = 5.0) -> None:
-        self.max_threads = max_threads or available_cores()
+        self.max_threads = max_threads or START_THREADS
         self.interval = interval
         self.cores = available_cores()
         self.threads = self.max_threads

@@ -131,6 +131,7 @@ def _segment_torch(
 
     from .. import distributed
     from ..checkpoint import load_checkpoint
+    from ..threads import ThreadGovernor
     from .segmenter import Segmenter
 
     paths = job.paths
@@ -138,6 +139,9 @@ def _segment_torch(
     # Under torchrun (WORLD_SIZE > 1) each rank segments its share of the images.
     with distributed.shard_from_env() as shard:
         where = distributed.pick_device(device)  # under torchrun: GPU LOCAL_RANK
+        # On the CPU, threads follow the cores other processes leave idle (tseg.threads), as
+        # in training; loading the model is the first measurement interval.
+        governor = ThreadGovernor() if where.type == "cpu" else None
         model, cfg, _ = load_checkpoint(checkpoint, where)
         seg = Segmenter(model, where, cfg.inference, labels, **(inference or {}))
         mine = shard.take(range(len(paths)))
@@ -146,8 +150,15 @@ def _segment_torch(
         bar = tqdm(
             loader, desc="segment", disable=job.single or not job.progress or not shard.is_main
         )
+
+        def decoded() -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+            for n, (k, a, e) in enumerate(bar):
+                if governor is not None:
+                    governor.update(force=n == 0)  # re-measured every few seconds
+                yield mine[k], a, e
+
         written, failed, errors = _segment_decoded(
-            job, seg, seg.class_threshold, ((mine[k], a, e) for k, a, e in bar), report, tqdm.write
+            job, seg, seg.class_threshold, decoded(), report, tqdm.write
         )
         counts = shard.gather((written, failed))
         all_errors = dict(shard.gather_keyed([(i, (i, e)) for i, e in errors]))
