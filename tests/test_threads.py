@@ -106,3 +106,11 @@ def test_segment_sizes_its_threads_too(micro_overrides, tmp_path, monkeypatch, r
     report = segment_files(ckpt, str(tmp_path / "im*.png"), ["red"], out=tmp_path / "o", workers=0)
     assert report.written == 3
     assert calls == [True, False, False]  # measured before the first image, then every 5 s
+
+
+def test_a_negative_thread_count_is_refused_by_name():
+    from tseg.config import build_config
+    from tseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.threads"):
+        build_config(None, ["train.threads=-1"])

@@ -373,6 +373,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "data.scale_min": (0.1, 10.0),
     "data.scale_max": (0.1, 10.0),
     "data.num_workers": (0, 64),
+    "train.threads": (0, 4096),
     "train.lr": (0.0, 10.0),
     "train.batch_size": (1, None),
     "train.steps": (1, None),
