@@ -69,8 +69,9 @@ def quantize_int8(model: TSEG, parts: list[str] | tuple[str, ...] = ("image", "t
             # projection is a bare nn.Linear).
             tower = nn.ModuleDict({"encoder": getattr(q, f"{part}_encoder")})
             tower["proj"] = getattr(q, f"{part}_proj")
-            # Per output channel: one scale per row of the weight. Per tensor, MiniLM's
-            # embeddings moved enough to cost 0.7 mIoU on shapes (benchmarks/precision.py).
+            # Per output channel: one scale per row of the weight. Per tensor, the offline
+            # demo lost 0.75 mIoU on 40 shapes test images against 0.42 per channel (a probe
+            # with benchmarks/precision.py's agreement part), mostly from MiniLM.
             spec = {nn.Linear: per_channel_dynamic_qconfig}
             quantize_dynamic(tower, spec, dtype=torch.qint8, inplace=True)
             setattr(q, f"{part}_encoder", tower["encoder"])
