@@ -61,8 +61,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PARTS = ("ddp", "single")
 
-# The smallest TSEG and CLIPSeg with every part (tests/conftest.py MICRO_MODEL and
-# tests/test_speed_bench.py MICRO_CLIPSEG), for the dry run.
+# The smallest TSEG with every part (tests/conftest.py MICRO_MODEL), for the dry run; its
+# CLIPSeg is speed.MICRO_CLIPSEG, which the speed tests use too.
 MICRO_TSEG = (
     "data.image_size=32",
     "model.image.embed_dim=32",
@@ -75,31 +75,6 @@ MICRO_TSEG = (
     "model.text.intermediate_size=64",
     "model.embed_dim=32",
 )
-MICRO_CLIPSEG: dict[str, Any] = {
-    "text": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-    },
-    "vision": {
-        "patch_size": 16,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 2,
-        "image_size": 64,
-    },
-    "extra": {
-        "reduce_dim": 16,
-        "extract_layers": [0, 1, 2],
-        "use_complex_transposed_convolution": True,
-        "projection_dim": 32,
-        "decoder_intermediate_size": 32,
-    },
-    "size": 64,
-}
-
 WHAT = (
     "tseg `paper` preset (random weights) on the GPU: training images/s at batch 32, 384 px, fp32 "
     "and bf16, eager and torch.compile (compile_s apart), DDP over every visible GPU; latency of "
@@ -142,14 +117,14 @@ class Settings:
 
 def settings(dry_run: bool) -> Settings:
     """The GPU run's settings, or the dry run's micro sizes (same code path, CPU, seconds)."""
-    from benchmarks.speed import CLIPSEG_RELEASED, PAPER_FROM_SCRATCH
+    from benchmarks.speed import CLIPSEG_RELEASED, MICRO_CLIPSEG, PAPER_FROM_SCRATCH
 
     if not dry_run:
         return Settings(False, PAPER_FROM_SCRATCH, dict(CLIPSEG_RELEASED))
     return Settings(
         True,
         MICRO_TSEG,
-        MICRO_CLIPSEG,
+        dict(MICRO_CLIPSEG),
         batch_size=4,
         held_batches=2,
         warmup_steps=2,

@@ -72,6 +72,33 @@ CLIPSEG_RELEASED: dict[str, Any] = {
     "size": 352,  # preprocessor_config.json: resize to 352 x 352, ImageNet mean and std
 }
 
+# A CLIPSeg with every part of the released one (patch 16, refined transposed convolution, three
+# extracted layers) at toy width: the tests' and gpu.sh --dry-run's.
+MICRO_CLIPSEG: dict[str, Any] = {
+    "text": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+    },
+    "vision": {
+        "patch_size": 16,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 2,
+        "image_size": 64,
+    },
+    "extra": {
+        "reduce_dim": 16,
+        "extract_layers": [0, 1, 2],
+        "use_complex_transposed_convolution": True,
+        "projection_dim": 32,
+        "decoder_intermediate_size": 32,
+    },
+    "size": 64,
+}
+
 
 # The paper's architecture with random weights: timing needs no pretrained file, so nothing is
 # read from the Hugging Face cache (the paper preset names hub weights by default).

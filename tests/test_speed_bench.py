@@ -14,32 +14,7 @@ from conftest import MICRO, MICRO_MODEL
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 speed = pytest.importorskip("benchmarks.speed")
 
-# A CLIPSeg with every part of the released one (patch 16, refined transposed convolution, three
-# extracted layers) at toy width.
-MICRO_CLIPSEG = {
-    "text": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-    },
-    "vision": {
-        "patch_size": 16,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 2,
-        "image_size": 64,
-    },
-    "extra": {
-        "reduce_dim": 16,
-        "extract_layers": [0, 1, 2],
-        "use_complex_transposed_convolution": True,
-        "projection_dim": 32,
-        "decoder_intermediate_size": 32,
-    },
-    "size": 64,
-}
+MICRO_CLIPSEG = speed.MICRO_CLIPSEG
 
 MICRO_TRAIN = [*MICRO, "data.train_size=16", "model.image.patch_size=8"]
 
