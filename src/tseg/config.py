@@ -119,13 +119,20 @@ class DataConfig:
     scale_min: float = 1.0  # random rescale range before a random crop back to image_size
     scale_max: float = 1.0
     num_workers: int = 0
+    # train.mode=pseudo: a folder from `tseg pseudo-label` whose masks replace the dataset's own
+    # (which the student never reads)
+    pseudo_masks: str = ""
 
 
 @dataclass
 class TrainConfig:
     """Optimisation; defaults follow section 4.2 of the paper."""
 
-    mode: str = "weak"  # weak (image-level expressions) | full (Dice on masks) | box
+    # weak (image-level expressions) | full (Dice on masks) | box | pseudo (the masks of
+    # data.pseudo_masks, their ignore pixels left out)
+    mode: str = "weak"
+    pseudo_loss: str = "dice"  # train.mode=pseudo: dice | bce | dice+bce
+    weak_weight: float = 0.0  # train.mode=pseudo: weight of the weak loss added to it; 0 = none
     ground_truth: str = "identity"  # identity | tfidf (Table 2c)
     optimizer: str = "sgd"  # sgd | adamw
     lr: float = 1e-3
@@ -233,6 +240,32 @@ class CRFConfig:
 
 
 @dataclass
+class PAMRConfig:
+    """Pixel-adaptive mask refinement (``tseg.inference.pamr``; defaults: Araslanov & Roth, 2020).
+
+    A PAMRConfig made in code is on; the ``inference.pamr`` section of a config is off unless
+    ``enabled``.
+
+    Attributes:
+        iterations: how many times each pixel takes the affinity-weighted mean of its neighbours.
+        dilations: the 3 x 3 neighbourhood's dilations, in pixels (of the refined size).
+        max_side: images whose shorter side is larger are refined at this size (0 = never).
+        enabled: refine the maps.
+    """
+
+    iterations: int = 10
+    # SPA used 1-24 px; on 96 px shapes images 1-8 px made better pseudo masks (val mIoU 64.7 vs
+    # 50.3 at the same chosen-threshold protocol; docs/self_training.md)
+    dilations: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
+    max_side: int = 384
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        self.dilations = _coerce("inference.pamr.dilations", self.dilations, list[float])
+        check(self, "inference.pamr")
+
+
+@dataclass
 class InferenceConfig:
     """Inference defaults stored with every checkpoint; each can be overridden per call
     (``Segmenter(..., threshold=0.3)``, ``tseg segment --threshold 0.3``)."""
@@ -240,6 +273,7 @@ class InferenceConfig:
     threshold: float = 0.5  # foreground threshold on the probability maps
     tta: TTAConfig = field(default_factory=lambda: TTAConfig(enabled=False))
     crf: CRFConfig = field(default_factory=lambda: CRFConfig(enabled=False))
+    pamr: PAMRConfig = field(default_factory=lambda: PAMRConfig(enabled=False))
     class_threshold: float = 0.5  # zero-shot: drop classes whose confidence is below this
     max_pixels: int = 100_000_000  # refuse larger images before decoding
     # Presence gate: an expression whose confidence is below this gets an empty mask ("nothing
@@ -252,6 +286,34 @@ class InferenceConfig:
 
 
 @dataclass
+class PseudoConfig:
+    """Pseudo masks from a weakly trained model (``tseg pseudo-label``, ``tseg.selftrain``).
+
+    Every training image's expressions go through the teacher's ``Segmenter.maps``, refined by
+    ``refine``; a pair is kept when the teacher's confidence is at least ``min_confidence`` and
+    its mask is not empty; a kept pair's pixels are foreground at or above ``threshold``,
+    background below ``(1 - ignore_band) x threshold`` and *ignore* in between (the student's
+    loss leaves them out). docs/self_training.md says how each rule was chosen.
+    """
+
+    refine: str = "pamr"  # none | crf | pamr (inference.crf / inference.pamr parameters)
+    tta: bool = False  # the teacher's maps with test-time augmentation (inference.tta)
+    # Foreground threshold on the refined maps; 0: chosen on the val split for this refinement
+    # (as eval.choose_threshold does for raw maps), else the teacher's inference.threshold.
+    threshold: float = 0.0
+    # pixels in [(1 - band) x threshold, threshold) are ignored; 0 = none
+    ignore_band: float = 0.2
+    min_confidence: float = 0.5  # pairs the teacher is less sure of are left out; 0 = keep all
+    shard_size: int = 500  # images per shard file (each written whole, or not at all)
+    max_images: int = 0  # label only the first N training images; 0 = all
+    # tseg self-train: rounds of (pseudo masks -> student), the student's steps (0: train.steps)
+    # and where it starts: "teacher" (the previous stage's weights) or "fresh" (as the teacher did)
+    rounds: int = 1
+    student_steps: int = 0
+    student_init: str = "teacher"
+
+
+@dataclass
 class Config:
     """A whole experiment."""
 
@@ -260,6 +322,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    pseudo: PseudoConfig = field(default_factory=PseudoConfig)
 
 
 #: The experiment files and the demo / benchmark recipes: the repository's ``configs/``, which the
@@ -386,6 +449,16 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "inference.crf.iterations": (0, 1000),
     "inference.max_pixels": (1, None),
     "inference.presence_threshold": (0.0, 1.0),
+    "inference.pamr.iterations": (0, 100),
+    "inference.pamr.max_side": (0, 4096),
+    "pseudo.threshold": (0.0, 1.0),
+    "pseudo.ignore_band": (0.0, 1.0),
+    "pseudo.min_confidence": (0.0, 1.0),
+    "pseudo.shard_size": (1, 1_000_000),
+    "pseudo.max_images": (0, None),
+    "pseudo.rounds": (1, 100),
+    "pseudo.student_steps": (0, None),
+    "train.weak_weight": (0.0, 100.0),
 }
 # Checks that are not a range: key -> (test, what the message says).
 _TESTS: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -394,6 +467,10 @@ _TESTS: dict[str, tuple[Callable[[Any], bool], str]] = {
         "every scale must be positive (and there must be at least one)",
     ),
     "inference.crf.clip": (lambda v: 0.0 < v < 0.5, "must be in (0, 0.5)"),
+    "inference.pamr.dilations": (
+        lambda v: 0 < len(v) <= 16 and all(x.is_integer() and 1 <= x <= 256 for x in v),
+        "every dilation must be a whole number of pixels from 1 to 256 (at least one)",
+    ),
 }
 
 
@@ -425,6 +502,9 @@ _CHOICES: dict[str, tuple[str, ...] | Callable[[], tuple[str, ...]]] = {
     "inference.precision": ("fp32", "bf16", "int8"),
     "inference.text_precision": ("", "fp32", "bf16", "int8"),
     "train.ddp_negatives": ("global", "local"),
+    "train.pseudo_loss": ("dice", "bce", "dice+bce"),
+    "pseudo.refine": ("none", "crf", "pamr"),
+    "pseudo.student_init": ("teacher", "fresh"),
 }
 
 
@@ -522,7 +602,7 @@ def _current_key(key: str, value: Any) -> str | None:
     (``inference.tta=true``, the earlier flat form) switches it on or off."""
     if key in _DROPPED:
         return None
-    if key in ("inference.tta", "inference.crf") and not isinstance(value, dict):
+    if key in ("inference.tta", "inference.crf", "inference.pamr") and not isinstance(value, dict):
         return f"{key}.enabled"
     return _RENAMED.get(key, key)
 
@@ -615,6 +695,11 @@ def validate(cfg: Config, labels: Mapping[str, str] | None = None) -> Config:
             f"config key 'data.stream' streams WebDataset shards, but data.dataset = "
             f"{_short(flat['data.dataset'])}; set data.dataset=webdataset data.shards=..."
         )
+    if flat["train.mode"] == "pseudo" and not flat["data.pseudo_masks"]:
+        raise ConfigError(
+            "config key 'train.mode' = 'pseudo' trains on pseudo masks, but 'data.pseudo_masks' "
+            "is empty: set it to a folder written by tseg pseudo-label"
+        )
     if flat["data.stream"] and flat["train.mode"] != "weak":
         raise ConfigError(
             f"config key 'data.stream' trains on image-level text only (train.mode=weak), but "
@@ -635,12 +720,13 @@ def with_inference(
     ic: InferenceConfig, changes: Mapping[str, Any], labels: Mapping[str, str] | None = None
 ) -> InferenceConfig:
     """A copy of ``ic`` with ``changes`` (keys under ``inference``: ``threshold``,
-    ``tta.scales``, ...) applied and checked. ``tta`` and ``crf`` also take a TTAConfig /
-    CRFConfig (used as given), a bool (on or off with the configured parameters) or None (off).
+    ``tta.scales``, ...) applied and checked. ``tta``, ``crf`` and ``pamr`` also take a
+    TTAConfig / CRFConfig / PAMRConfig (used as given), a bool (on or off with the configured
+    parameters) or None (off).
     """
     out = copy.deepcopy(ic)
     for key, value in changes.items():
-        if key in ("tta", "crf") and (value is None or dataclasses.is_dataclass(value)):
+        if key in ("tta", "crf", "pamr") and (value is None or dataclasses.is_dataclass(value)):
             setattr(out, key, copy.deepcopy(value) if value is not None else getattr(out, key))
             if value is None:
                 getattr(out, key).enabled = False
