@@ -206,14 +206,21 @@ class DataConfig:
     scale_min: float = rule(1.0, Range(0.1, 10.0))
     scale_max: float = rule(1.0, Range(0.1, 10.0))
     num_workers: int = rule(0, Range(0, 64))
+    # train.mode=pseudo: a folder from `tseg pseudo-label` whose masks replace the dataset's own
+    # (which the student never reads)
+    pseudo_masks: str = rule("", TEXT)
 
 
 @dataclass
 class TrainConfig:
     """Optimisation; defaults follow section 4.2 of the paper."""
 
-    # weak (image-level expressions) | full (Dice on masks) | box
+    # weak (image-level expressions) | full (Dice on masks) | box | pseudo (the masks of
+    # data.pseudo_masks, their ignore pixels left out)
     mode: str = rule("weak", OneOf(_registry("tseg.train.objectives", "OBJECTIVES")))
+    # train.mode=pseudo: the student's loss, and the weight of the weak loss added to it
+    pseudo_loss: str = rule("dice", OneOf(("dice", "bce", "dice+bce")))
+    weak_weight: float = rule(0.0, Range(0.0, 100.0))
     ground_truth: str = rule("identity", OneOf(("identity", "tfidf")))  # Table 2c
     optimizer: str = rule("sgd", OneOf(("sgd", "adamw")))
     lr: float = rule(1e-3, Range(0.0, 10.0))
@@ -344,6 +351,38 @@ class ThresholdsConfig:
 
 
 @dataclass
+class PAMRConfig:
+    """Pixel-adaptive mask refinement (``tseg.inference.pamr``; defaults: Araslanov & Roth, 2020).
+
+    A PAMRConfig made in code is on; the ``inference.pamr`` section of a config is off unless
+    ``enabled``.
+
+    Attributes:
+        iterations: how many times each pixel takes the affinity-weighted mean of its neighbours.
+        dilations: the 3 x 3 neighbourhood's dilations, in pixels (of the refined size).
+        max_side: images whose shorter side is larger are refined at this size (0 = never).
+        enabled: refine the maps.
+    """
+
+    iterations: int = rule(10, Range(0, 100))
+    # SPA used 1-24 px; on 96 px shapes images 1-8 px made better pseudo masks (val mIoU 64.7 vs
+    # 50.3 at the same chosen-threshold protocol; docs/self_training.md)
+    dilations: list[float] = rule(
+        [1.0, 2.0, 4.0, 8.0],
+        Test(
+            lambda v: 0 < len(v) <= 16 and all(x.is_integer() and 1 <= x <= 256 for x in v),
+            "every dilation must be a whole number of pixels from 1 to 256 (at least one)",
+        ),
+    )
+    max_side: int = rule(384, Range(0, 4096))
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        self.dilations = _coerce("inference.pamr.dilations", self.dilations, list[float])
+        check(self, "inference.pamr")
+
+
+@dataclass
 class InferenceConfig:
     """Inference defaults stored with every checkpoint; each can be overridden per call
     (``Segmenter(..., threshold=0.3)``, ``tseg segment --threshold 0.3``)."""
@@ -353,6 +392,7 @@ class InferenceConfig:
     thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
     tta: TTAConfig = field(default_factory=lambda: TTAConfig(enabled=False))
     crf: CRFConfig = field(default_factory=lambda: CRFConfig(enabled=False))
+    pamr: PAMRConfig = field(default_factory=lambda: PAMRConfig(enabled=False))
     # zero-shot: drop classes whose confidence is below this
     class_threshold: float = rule(0.5, Range(0.0, 1.01))
     max_pixels: int = rule(100_000_000, Range(1, 10**12))  # refuse larger images before decoding
@@ -383,6 +423,36 @@ class InferenceConfig:
 
 
 @dataclass
+class PseudoConfig:
+    """Pseudo masks from a weakly trained model (``tseg pseudo-label``, ``tseg.selftrain``).
+
+    Every training image's expressions go through the teacher's ``Segmenter.maps``, refined by
+    ``refine``; a pair is kept when the teacher's confidence is at least ``min_confidence`` and
+    its mask is not empty; a kept pair's pixels are foreground at or above ``threshold``,
+    background below ``(1 - ignore_band) x threshold`` and *ignore* in between (the student's
+    loss leaves them out). docs/self_training.md says how each rule was chosen.
+    """
+
+    # none | crf | pamr (inference.crf / inference.pamr parameters)
+    refine: str = rule("pamr", OneOf(("none", "crf", "pamr")))
+    tta: bool = False  # the teacher's maps with test-time augmentation (inference.tta)
+    # Foreground threshold on the refined maps; 0: chosen on the val split for this refinement
+    # (as eval.choose_threshold does for raw maps), else the teacher's inference.threshold.
+    threshold: float = rule(0.0, UNIT)
+    # pixels in [(1 - band) x threshold, threshold) are ignored; 0 = none
+    ignore_band: float = rule(0.2, UNIT)
+    # pairs the teacher is less sure of are left out; 0 = keep all
+    min_confidence: float = rule(0.5, UNIT)
+    shard_size: int = rule(500, Range(1, 1_000_000))  # images per shard file (written whole)
+    max_images: int = rule(0, Range(0, MANY))  # label only the first N training images; 0 = all
+    # tseg self-train: rounds of (pseudo masks -> student), the student's steps (0: train.steps)
+    # and where it starts: "teacher" (the previous stage's weights) or "fresh" (as the teacher did)
+    rounds: int = rule(1, Range(1, 100))
+    student_steps: int = rule(0, Range(0, MANY))
+    student_init: str = rule("teacher", OneOf(("teacher", "fresh")))
+
+
+@dataclass
 class Config:
     """A whole experiment."""
 
@@ -391,6 +461,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    pseudo: PseudoConfig = field(default_factory=PseudoConfig)
 
 
 #: The experiment files and the demo / benchmark recipes: the repository's ``configs/``, which the
@@ -532,6 +603,9 @@ _BETWEEN: tuple[Between, ...] = (
     Between((f"{_TXT}.name", f"{_TXT}.hidden_size", f"{_TXT}.num_heads"),
             lambda name, width, heads: name != "bert" or width % heads == 0,
             "config key 'model.text.num_heads' = {2} must divide 'model.text.hidden_size' = {1}"),
+    Between(("train.mode", "data.pseudo_masks"), lambda mode, masks: mode != "pseudo" or masks,
+            "config key 'train.mode' = 'pseudo' trains on pseudo masks, but 'data.pseudo_masks' "
+            "is empty: set it to a folder written by tseg pseudo-label"),
 )  # fmt: skip
 
 
@@ -629,7 +703,7 @@ def _current_key(key: str, value: Any) -> str | None:
     (``inference.tta=true``, the earlier flat form) switches it on or off."""
     if key in _DROPPED:
         return None
-    if key in ("inference.tta", "inference.crf") and not isinstance(value, dict):
+    if key in ("inference.tta", "inference.crf", "inference.pamr") and not isinstance(value, dict):
         return f"{key}.enabled"
     return _RENAMED.get(key, key)
 
@@ -713,12 +787,13 @@ def with_inference(
     ic: InferenceConfig, changes: Mapping[str, Any], labels: Mapping[str, str] | None = None
 ) -> InferenceConfig:
     """A copy of ``ic`` with ``changes`` (keys under ``inference``: ``threshold``,
-    ``tta.scales``, ...) applied and checked. ``tta`` and ``crf`` also take a TTAConfig /
-    CRFConfig (used as given), a bool (on or off with the configured parameters) or None (off).
+    ``tta.scales``, ...) applied and checked. ``tta``, ``crf`` and ``pamr`` also take a
+    TTAConfig / CRFConfig / PAMRConfig (used as given), a bool (on or off with the configured
+    parameters) or None (off).
     """
     out = copy.deepcopy(ic)
     for key, value in changes.items():
-        if key in ("tta", "crf") and (value is None or dataclasses.is_dataclass(value)):
+        if key in ("tta", "crf", "pamr") and (value is None or dataclasses.is_dataclass(value)):
             setattr(out, key, copy.deepcopy(value) if value is not None else getattr(out, key))
             if value is None:
                 getattr(out, key).enabled = False

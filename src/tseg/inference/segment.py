@@ -239,7 +239,12 @@ def export_options(
                 f"{name(key)}: an ONNX export runs without the CRF "
                 "(segment with the checkpoint for --crf)"
             )
-        if key not in EXPORT_CHANGES and key not in ("tta.enabled", "crf.enabled"):
+        if key.startswith("pamr") and (key != "pamr.enabled" or value):
+            raise InputError(
+                f"{name(key)}: an ONNX export runs without PAMR "
+                "(segment with the checkpoint for --pamr)"
+            )
+        if key not in EXPORT_CHANGES and key not in ("tta.enabled", "crf.enabled", "pamr.enabled"):
             raise InputError(f"{name(key)}: not an option of an ONNX export")
     kept = {k: v for k, v in changes.items() if k in EXPORT_CHANGES}
     if kept:  # the config's checks and messages, as the torch path gives them
