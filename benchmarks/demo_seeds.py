@@ -69,11 +69,7 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in report["runs"]:
-        stages = [("student, ", r)]
-        if "teacher" in r:
-            stages = [("teacher, ", r["teacher"]), *stages]
-        else:
-            stages = [("", r)]
+        stages = [("teacher, ", r["teacher"]), ("student, ", r)] if "teacher" in r else [("", r)]
         for who, m in stages:
             v, t = m["val"], m["test"]
             lines.append(

@@ -148,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
             stdout=subprocess.DEVNULL,
         )
     fm = json.loads((full / "metrics.json").read_text(encoding="utf-8"))
-    report["full"] = {k: fm[k] for k in ("val", "test", "threshold", "train_time_s")}
+    report["full"] = {k: fm[k] for k in ("val", "threshold", "train_time_s")}
+    report["full"]["test"] = evaluate_pairs(
+        Segmenter.from_checkpoint(full), build_dataset(cfg.data, "test")
+    )
     # Refinements compared on the same images, with the thresholds the pseudo-labelling chose
     # for PAMR; the CRF's and the raw maps' chosen on val the same way.
     from tseg.eval.pairs import choose_mask_threshold

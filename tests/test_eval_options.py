@@ -46,6 +46,7 @@ def test_tta_and_crf_change_the_figures_and_are_reported(run, capsys) -> None:
     assert plain["inference"] == {
         "tta": False,
         "crf": False,
+        "pamr": False,
         "threshold": 0.5,
         "presence_threshold": 0.0,
         "precision": "fp32",

@@ -286,8 +286,10 @@ def test_int8_export_replaces_the_graphs_and_says_so(exported, exported_int8):
     fp32_meta = read_export_meta(fp32)
     assert fp32_meta["precision"] == "fp32" and "quantization" not in fp32_meta
     check = meta["export_check"]
-    for k in ("image", "text"):  # measured 0.99997 and 0.005 on this model
-        assert check[f"{k}_mean_cosine"] >= 0.999 and check[f"{k}_max_abs_diff"] < 0.05
+    # Measured on this model (onnxruntime 1.32): image 1.00000 and 1.1e-3, text 0.99900 and
+    # 3.9e-2; with the projections quantized too, image 0.995 and 0.19.
+    assert check["image_mean_cosine"] >= 0.9999 and check["image_max_abs_diff"] < 0.01
+    assert check["text_mean_cosine"] >= 0.998 and check["text_max_abs_diff"] < 0.06
     seg = OrtSegmenter(out, threads=1)
     assert seg.precision == "int8" and "int8" in seg.describe()
 
