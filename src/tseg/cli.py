@@ -375,7 +375,13 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
         help="pixel-adaptive mask refinement on the image's colours, in torch (default: "
         "inference.pamr)",
     )
-    p.add_argument("--threshold", type=float, help="foreground threshold (default 0.5)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="foreground threshold on the maps (default: the checkpoint's threshold for the "
+        "options used: inference.threshold for one plain pass, inference.thresholds.tta / "
+        ".pamr / .crf with --tta / --pamr / --crf; 0.5 until chosen)",
+    )
     p.add_argument(
         "--presence-threshold",
         type=float,
@@ -430,8 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--choose-threshold",
         action="store_true",
-        help="choose inference.threshold (the mask threshold) on the first --split by mIoU, "
-        "store it in the checkpoint and evaluate with it",
+        help="choose the mask threshold for the options given (plain, --tta, --pamr or --crf) "
+        "on the first --split by mIoU, store it in the checkpoint (inference.threshold or "
+        "inference.thresholds.<setting>) and evaluate with it",
     )
     e.add_argument(
         "--choose-presence-threshold",

@@ -68,6 +68,8 @@ class Segmenter(Predicts):
         self.device = torch.device(device)
         # ``labels`` name the changed values in error messages (the CLI's flags, as typed).
         self.options = with_inference(inference or InferenceConfig(), changes, labels)
+        # A threshold given here holds for any options; otherwise the one stored for them.
+        self._threshold_given = "threshold" in changes
         # int8: a quantized copy; the caller's model (a training run's) is left as it is.
         model = model.to(self.device).eval()
         self.model = precision_module.prepare(
@@ -119,8 +121,17 @@ class Segmenter(Predicts):
         return self.options.pamr if self.options.pamr.enabled else None
 
     @property
+    def setting(self) -> str:
+        """plain, tta, pamr or crf: which stored mask threshold these options use."""
+        return self.options.setting
+
+    @property
     def threshold(self) -> float:
-        return self.options.threshold
+        """The mask threshold: the one given, else the checkpoint's for ``setting``
+        (``inference.threshold`` for one plain pass, ``inference.thresholds.<setting>``)."""
+        if self._threshold_given:
+            return self.options.threshold
+        return self.options.threshold_for(self.setting)
 
     @property
     def max_pixels(self) -> int:
