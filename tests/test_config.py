@@ -119,3 +119,20 @@ def test_every_rule_between_keys_names_existing_keys_and_every_number_has_a_rule
 def test_issue_26_keys_have_rules(override, message):
     with pytest.raises(ConfigError, match=message):
         build_config(None, [override])
+
+
+def test_a_fuzz_of_every_key_ends_in_config_errors_only() -> None:
+    """Every config key given 14 kinds of bad value (1,666 inputs at the time of writing):
+    accepted or one ConfigError naming the key, never another exception."""
+    from tseg.config import ConfigError, to_flat
+
+    values = ["-1", "0", "1e30", "-1e30", "x", "nan", "inf", "''", "[]", "[1,x]", "true", "1.5"]
+    values += ["{a: 1}", "999999999999999999999"]
+    keys = list(to_flat(build_config(None, [])))
+    assert len(keys) > 100
+    for key in keys:
+        for value in values:
+            try:
+                build_config(None, [f"{key}={value}"])
+            except ConfigError as e:
+                assert key in str(e) or key.split(".")[-1] in str(e), (key, value, str(e))

@@ -371,3 +371,19 @@ def test_export_same_padding_matches_timm_at_every_size(kernel, stride, dilation
         with torch.no_grad():
             want, got = conv(x), fixed(x)
         assert got.shape == want.shape and torch.allclose(got, want, atol=1e-6), (h, w)
+
+
+def test_a_truncated_graph_is_named(exported, tmp_path, capsys):
+    import shutil
+
+    _, out = exported
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    graph = broken / "image_encoder.onnx"
+    graph.write_bytes(graph.read_bytes()[:1000])  # a download cut short
+    with pytest.raises(InputError, match="image_encoder.onnx' cannot be loaded"):
+        OrtSegmenter(broken, threads=1)
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+    assert main(["segment", str(broken), str(image), "circle", "--out", str(tmp_path / "o")]) == 2
+    assert "cannot be loaded" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shlex
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -315,7 +316,7 @@ def cmd_export_hf(ns: argparse.Namespace) -> int:
 
     out = export_hf(ns.checkpoint, ns.out, name=ns.repo, license=ns.license)
     print(f"wrote a Hugging Face model repo (weights, config, tokenizer, model card) to {out}")
-    print(f"publish it: hf upload {ns.repo or 'ORG/NAME'} {out} .")
+    print(f"publish it: hf upload {shlex.quote(ns.repo or 'ORG/NAME')} {shlex.quote(str(out))} .")
     return 0
 
 
@@ -504,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument(
         "--classes",
-        help="zero-shot semantic segmentation: 'cat,dog' or a YAML file class -> [names] (section 4.6)",
+        help="zero-shot semantic segmentation: 'cat,dog', a YAML file class -> [names], or "
+        "'voc' (the packaged VOC classes and synonyms; section 4.6)",
     )
     s.add_argument(
         "--class-threshold", type=float, help="drop classes below this confidence (default 0.5)"
@@ -724,6 +726,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except TsegError as e:  # expected failures: one line that names the thing
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path the user gave: an --out that is a file, no permission, ...
+        if e.filename is None:
+            raise
+        where = f"'{e.filename}'" + (f" -> '{e.filename2}'" if e.filename2 else "")
+        print(f"error: {where}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
