@@ -22,10 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,16 +30,20 @@ from typing import Any, NamedTuple
 
 import torch
 
-from tseg.config import build_config, recipe_overrides, to_dict
-from tseg.data import build_dataset
-from tseg.distributed import pick_device
-from tseg.eval import evaluate_pairs
-from tseg.eval.oracle import grid_oracle
-from tseg.eval.pairs import evaluate_no_target
-from tseg.inference import Segmenter
-from tseg.train import train
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python benchmarks/accuracy.py`
+    sys.path.insert(0, str(ROOT))
 
-RESULTS = Path(__file__).parent / "results"
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.report import RESULTS, write_report  # noqa: E402
+from tseg.config import build_config, recipe_overrides, to_dict  # noqa: E402
+from tseg.data import build_dataset  # noqa: E402
+from tseg.distributed import pick_device  # noqa: E402
+from tseg.eval import evaluate_pairs  # noqa: E402
+from tseg.eval.oracle import grid_oracle  # noqa: E402
+from tseg.eval.pairs import evaluate_no_target  # noqa: E402
+from tseg.inference import Segmenter  # noqa: E402
+from tseg.train import train  # noqa: E402
 
 # One budget for every row, per model preset.
 # - offline (default): ImageNet EfficientNet-Lite0 + MiniLM from PyPI packages, 96 px: the paper's
@@ -116,34 +117,9 @@ def ablation_rows() -> dict[str, dict[str, list[str]]]:
     return {"size_penalty": size, "embed_dim": dim, "ground_truth": gt, "train_fraction": frac}
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-    }
+    """provenance.machine with this process's torch threads (every row trains in it)."""
+    return provenance.machine(torch_threads=torch.get_num_threads())
 
 
 # Finished rows, keyed by their resolved config (output folder aside): a row that repeats another
@@ -216,7 +192,7 @@ def run_one(
         "seed": seed,
         "overrides": overrides,
         "train_time_s": res["train_time_s"],
-        "commit": git_commit(),
+        "commit": provenance.git_state()["commit"],
     }
     test = build_dataset(cfg.data, "test")
     row["threshold"] = res.get("threshold", {"threshold": ckpt_cfg.inference.threshold})
@@ -513,11 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         "preset": args.preset,
         "seeds": seeds,
         "budget": " ".join([*BASE, f"train.steps={steps}"]),
-        "commit": git_commit(),
-        "machine": machine(),
-        "command": " ".join(
-            [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
-        ),
+        **provenance.start(provenance.command_line(__file__, argv), machine()),
         "main": {},
     }
     jobs = plan(args.quick, seeds, args.preset, work)
@@ -578,8 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         report["rows_wall_time_s"] = round(max(r["finished_at"] for r in rows) - first, 1)
         report["rows_cpu_serial_s"] = round(sum(r["wall_time_s"] for r in rows), 1)
     report["wall_time_s"] = report.get("rows_wall_time_s", round(time.time() - t0, 1))
-    (out / f"accuracy{suffix}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-    (out / f"accuracy{suffix}.md").write_text(markdown(report), encoding="utf-8")
+    provenance.finish(report)
+    write_report(out / f"accuracy{suffix}.json", report, markdown(report))
     print(markdown(report))
     return 0
 

@@ -21,8 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import RESULTS, git_commit, machine  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python benchmarks/demo_seeds.py`
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.report import RESULTS, write_report  # noqa: E402
 
 SPLITS = ("val", "test")
 FIGURES = ("miou", "oiou", "prec@0.5", "prec@0.7", "prec@0.9", "pointm", "pairs")
@@ -32,7 +36,7 @@ def run_seed(preset: str, seed: int, work: Path) -> dict[str, Any]:
     out = work / f"{preset}_s{seed}"
     cmd = ["tseg", "demo", "--preset", preset, "--seed", str(seed), "--out", str(out), "--quiet"]
     exe = Path(sys.executable).parent / "tseg"
-    load = list(os.getloadavg())
+    load = provenance.load_average()
     t = time.time()
     subprocess.run([str(exe), *cmd[1:]], check=True)
     wall = time.time() - t
@@ -44,8 +48,8 @@ def run_seed(preset: str, seed: int, work: Path) -> dict[str, Any]:
         "demo_wall_time_s": metrics.get("wall_time_s"),
         "train_time_s": metrics.get("train_time_s"),
         "steps": metrics.get("steps"),
-        "load_average_before": [round(v, 2) for v in load],
-        "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "load_average_before": load,
+        "load_average_after": provenance.load_average(),
     }
     if "threshold" in metrics:
         row["threshold"] = metrics["threshold"]["threshold"]
@@ -95,18 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     report: dict[str, Any] = {
         "preset": args.preset,
-        "commit": git_commit(),
-        "command": " ".join(["demo_seeds.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": machine(),
+        **provenance.start(
+            provenance.command_line(__file__, argv),
+            provenance.machine(omp_num_threads=os.environ.get("OMP_NUM_THREADS")),
+        ),
     }
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:  # each seed is its own process
         report["runs"] = list(
             pool.map(lambda s: run_seed(args.preset, s, Path(args.work)), args.seeds)
         )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"demo_{args.preset}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-    (out / f"demo_{args.preset}.md").write_text(markdown(report), encoding="utf-8")
+    provenance.finish(report)
+    write_report(Path(args.out) / f"demo_{args.preset}.json", report, markdown(report))
     print(markdown(report))
     return 0
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,13 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python benchmarks/export_speed.py`
+    sys.path.insert(0, str(ROOT))
 
-def _status_mb(key: str) -> float:
-    """VmRSS / VmHWM of this process from /proc, in MB (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.processes import status_mb  # noqa: E402
+from benchmarks.lib.report import RESULTS, write_report  # noqa: E402
+from benchmarks.lib.timing import median_s  # noqa: E402
 
 
 def worker(backend: str, model: str, inputs: str, out: str, threads: int, repeats: int) -> None:
@@ -51,20 +50,14 @@ def worker(backend: str, model: str, inputs: str, out: str, threads: int, repeat
         torch.set_num_threads(threads)
         seg = Segmenter.from_checkpoint(model, tta=None, crf=None)
     load_s = time.perf_counter() - t
-    rss_loaded = _status_mb("VmRSS")
+    rss_loaded = status_mb("VmRSS")
     data = np.load(inputs, allow_pickle=False)
     vocab = [str(v) for v in data["vocab"]]
     image = data["timing_image"]
     timing = {}
     for n in (1, 16):
-        exprs = vocab[:n]
-        seg.predict(image, exprs)  # warm-up; fills the text cache
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            seg.predict(image, exprs)
-            times.append(time.perf_counter() - t)
-        timing[str(n)] = round(statistics.median(times), 5)
+        # A warm-up call first: it fills the text cache.
+        timing[str(n)] = round(median_s(lambda n=n: seg.predict(image, vocab[:n]), repeats), 5)
     probs, conf = [], []
     for k in range(int(data["n_parity"])):
         preds = seg.predict(data[f"image_{k}"], vocab)
@@ -75,7 +68,7 @@ def worker(backend: str, model: str, inputs: str, out: str, threads: int, repeat
         "backend": backend,
         "load_s": round(load_s, 2),
         "rss_after_load_mb": rss_loaded,
-        "peak_rss_mb": _status_mb("VmHWM"),
+        "peak_rss_mb": status_mb("VmHWM"),
         "seconds_per_image": timing,
         "torch_imported": "torch" in sys.modules,
     }
@@ -114,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--images", type=int, default=30, help="test images for the parity check")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "export_speed.json"))
+    ap.add_argument("--out", default=str(RESULTS / "export_speed.json"))
     ap.add_argument("--worker", choices=["torch", "onnx"], help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--inputs", help=argparse.SUPPRESS)
@@ -131,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     from tseg.checkpoint import load_checkpoint
 
     _, cfg, ckpt = load_checkpoint(args.checkpoint)
-    load_before = os.getloadavg()
+    record = provenance.start(provenance.command_line(__file__, argv))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         onnx_dir = args.onnx
@@ -174,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         }
     import onnxruntime
 
+    provenance.finish(record)
     report = {
+        **record,
         "checkpoint": str(ckpt),
         "onnx": args.onnx or "(exported to a temporary folder)",
         "export_seconds": export_s,
@@ -184,17 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         "parity": parity,
         "runs": runs,
         "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "load_average_before": [round(v, 2) for v in load_before],
-            "load_average_after": [round(v, 2) for v in os.getloadavg()],
-            "note": "shared machine, busy with other jobs during the run: timings are noisy",
-        },
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    out = write_report(Path(args.out), report)
     print(json.dumps(parity))
     print(f"wrote {out}")
     return 0

@@ -17,7 +17,7 @@ subprocess, one after the other, on ``--cores`` CPUs (pinned when the machine ha
 * ``tseg-onnx``, ``tseg-onnx-int8``: ``tseg segment EXPORT_FOLDER ...`` on ``tseg export onnx
   CKPT --out EXPORT [--precision int8]``, at the best W; skipped (with a note) where ``tseg segment`` does not accept the export folder;
 * ``clipseg``: CLIPSeg at its released architecture (random weights) on its vision-once path
-  (``benchmarks.speed.ClipsegVisionOnce``) at its best settings: images decoded, resized and
+  (``benchmarks.lib.clipseg.ClipsegVisionOnce``) at its best settings: images decoded, resized and
   normalised in DataLoader worker processes, the 16 phrases' text features computed once for the
   whole folder, images batched (``--clipseg-batches``, each tried on the first
   ``--clipseg-trial-images`` images, the best one timed on the folder), and every image's results
@@ -32,6 +32,10 @@ the rate; it warms the file cache and checks the command), whose wall time is re
 ``one_image_wall_s``.
 
 Writes benchmarks/results/folder_speed.json and folder_speed.md (or ``--out``).
+
+Over 400 lines because its rows are whole commands with their inputs: the photos, the tseg
+commands and exports, and the CLIPSeg path written out as tseg writes its results (which tseg
+does not have); what it shares with the other benchmarks is in benchmarks/lib.
 """
 
 from __future__ import annotations
@@ -56,13 +60,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python benchmarks/folder_speed.py`
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.speed import (  # noqa: E402
-    CLIPSEG_RELEASED,
-    PAPER_FROM_SCRATCH,
-    phrases,
-)
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.clipseg import CLIPSEG_RELEASED  # noqa: E402
+from benchmarks.lib.processes import cpus_used, pinned_cpus, run_pinned, tseg_command  # noqa: E402
+from benchmarks.lib.report import RESULTS, log, write_report  # noqa: E402
+from benchmarks.lib.tseg_model import PAPER_FROM_SCRATCH, build_tseg, phrases  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 TSEG_WORKER_ROWS = ("tseg-workers0", "tseg-workers1", "tseg-workers2")
 PRECISION_ROWS = {"tseg-bf16": "bf16", "tseg-int8": "int8"}
 ONNX_ROWS = {"tseg-onnx": "fp32", "tseg-onnx-int8": "int8"}  # row -> export precision
@@ -120,10 +123,6 @@ def quick_settings() -> Settings:
         clipseg_batches=(1, 4),
         clipseg_trial_images=8,
     )
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,8 +201,7 @@ def make_photos(
 
 
 def make_checkpoint(overrides: tuple[str, ...], run_dir: Path) -> Path:
-    """A checkpoint of ``overrides``'s architecture with random weights (as speed.py builds it)."""
-    from benchmarks.speed import build_tseg
+    """A checkpoint of ``overrides``'s architecture with random weights (``build_tseg``)."""
     from tseg.checkpoint import save_checkpoint
 
     model, cfg = build_tseg(tuple(overrides), phrases(64))
@@ -215,46 +213,19 @@ def make_checkpoint(overrides: tuple[str, ...], run_dir: Path) -> Path:
 # Running a command alone
 
 
-def tseg_command() -> list[str]:
-    """The installed ``tseg`` entry point next to this Python, else ``python -m tseg.cli``."""
-    exe = Path(sys.executable).parent / "tseg"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "tseg.cli"]
-
-
-def pinned_cpus(cores: int) -> list[int] | None:
-    """The first ``cores`` CPUs this process may use, or None where there are no more than that
-    (or the platform cannot pin)."""
-    if not hasattr(os, "sched_getaffinity") or cores < 1:
-        return None
-    cpus = sorted(os.sched_getaffinity(0))
-    return cpus[:cores] if len(cpus) > cores else None
-
-
 def child_env(threads: int) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
 def run_timed(cmd: list[str], s: Settings) -> dict[str, Any]:
     """Run ``cmd`` alone on the settings' CPUs and threads: rc, wall time, launch epoch."""
-    cpus = pinned_cpus(s.cores)
-    preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-    launch = time.time()
-    t = time.perf_counter()
-    try:
-        done = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            env=child_env(s.threads),
-            preexec_fn=preexec,  # pins the CPUs only
-            timeout=s.timeout_s,
-        )
-    except subprocess.TimeoutExpired:
-        return {"rc": None, "wall_s": time.perf_counter() - t, "launch": launch,
+    done, launch, wall = run_pinned(cmd, s.cores, s.timeout_s, child_env(s.threads))
+    if done is None:
+        return {"rc": None, "wall_s": wall, "launch": launch,
                 "stdout": "", "stderr": f"timed out after {s.timeout_s:.0f} s"}  # fmt: skip
     return {
         "rc": done.returncode,
-        "wall_s": time.perf_counter() - t,
+        "wall_s": wall,
         "launch": launch,
         "stdout": done.stdout,
         "stderr": done.stderr,
@@ -417,7 +388,7 @@ def clipseg_run(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from torch.utils.data import DataLoader
 
-    from benchmarks.speed import (
+    from benchmarks.lib.clipseg import (
         ClipsegVisionOnce,
         build_clipseg,
         clip_tokenizer,
@@ -586,50 +557,23 @@ def _fmt(row: dict[str, Any]) -> str:
 
 
 def machine(s: Settings) -> dict[str, Any]:
-    import torch
-
-    from benchmarks.speed import machine as speed_machine
-
-    m = speed_machine(s.threads)
-    m.pop("load_average_at_start", None)
-    cpus = pinned_cpus(s.cores)
-    m["cpus_used"] = cpus if cpus is not None else sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None  # fmt: skip
-    m["pinned"] = cpus is not None
-    m["torch_threads_per_row"] = s.threads
-    m["torch"] = torch.__version__
-    with contextlib.suppress(ImportError):
-        import onnxruntime
-
-        m["onnxruntime"] = onnxruntime.__version__
-    return m
+    """provenance.machine plus the CPUs and torch threads of every row."""
+    return provenance.machine(
+        threads=s.threads,
+        cpus_used=cpus_used(s.cores),
+        pinned=pinned_cpus(s.cores) is not None,
+        torch_threads_per_row=s.threads,
+    )
 
 
-def commit() -> str:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=ROOT,
-        )
-        return done.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def run(s: Settings, command: str = "") -> dict[str, Any]:
+def run(s: Settings, command: str | None = None) -> dict[str, Any]:
     """Measure the selected rows; returns the report written to folder_speed.json."""
     start = time.perf_counter()
-    load_before = [round(v, 2) for v in os.getloadavg()]
     exprs = phrases(s.expressions)
     report: dict[str, Any] = {
+        **provenance.start(command, machine(s)),
         "what": f"images/s of segmenting a folder of {s.images} photos with {s.expressions} "
         f"expressions each, results written per image; each row a separate process, alone",
-        "command": command,
-        "commit": commit(),
-        "machine": machine(s),
-        "load_average_before": load_before,
         "settings": asdict(s),
         "expressions": exprs,
         "rows": {},
@@ -696,9 +640,8 @@ def run(s: Settings, command: str = "") -> dict[str, Any]:
             report["best"]["clipseg_batch"] = rows["clipseg"].get("batch")
             log(f"clipseg: {_fmt(rows['clipseg'])}")
 
-    report["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     report["wall_time_s"] = round(time.perf_counter() - start, 1)
-    return report
+    return provenance.finish(report)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -716,7 +659,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"{ph['mean_megapixels']:.2f} MP, {ph['portrait']} portrait) with {len(r['expressions'])} "
         f"expressions, results written per image (mask PNGs, overlay, scores.json); "
         f"{m['torch_threads_per_row']} threads on {len(m['cpus_used'] or [])} of {m['cores']} "
-        f"cores of {m['cpu']}; commit `{r['commit']}`; load average before "
+        f"cores of {m['cpu']}; commit `{r['commit'][:7]}`; load average before "
         f"{r['load_average_before'][0]}, after {r['load_average_after'][0]}. Each row is one "
         "process timed alone; start-up: time to the first result (the first batch's) less its "
         "time at the steady rate. Random weights (they do not change the cost).",
@@ -798,12 +741,8 @@ def main(argv: list[str] | None = None) -> int:
             ap.error("--clipseg-batches must be >= 1")
         changes["clipseg_batches"] = tuple(args.clipseg_batches)
     s = replace(s, **changes)
-    command = " ".join([Path(sys.executable).name, "benchmarks/folder_speed.py", *(argv if argv is not None else sys.argv[1:])])  # fmt: skip
-    report = run(s, command)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
+    report = run(s, provenance.command_line(__file__, argv))
+    write_report(Path(args.out), report, markdown(report))
     print(markdown(report))
     return 0
 

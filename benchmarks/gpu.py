@@ -12,10 +12,11 @@ gpu.sh runs three parts of this file, each under a time limit, and then merges t
 
 What is measured (GPU mode; every model has random weights, which do not change the cost):
 
-- Training steps of the `paper` preset from scratch (ViT-S/16 at 384 px, BERT-Small; speed.py's
-  PAPER_FROM_SCRATCH) at batch 32 through ``tseg.train.build_run`` and ``train_step`` (SGD, the
-  preset's optimiser): fp32 and bf16 autocast (``train.amp``), each eager and with
-  ``train.compile=true`` (torch.compile of both encoders). The batches are real `shapes` batches
+- Training steps of the `paper` preset from scratch (ViT-S/16 at 384 px, BERT-Small;
+  benchmarks/lib/tseg_model.py's PAPER_FROM_SCRATCH) at batch 32 through
+  ``tseg.train.build_run`` and ``train_step`` (SGD, the preset's optimiser): fp32 and bf16
+  autocast (``train.amp``), each eager and with ``train.compile=true`` (torch.compile of both
+  encoders). The batches are real `shapes` batches
   from the run's own loader and collate, rendered once at 384 px, kept on the GPU and cycled:
   rendering 384 px images on the CPU is far slower than the GPU's step, so the figure is the
   model's step (forward, backward, optimiser, the loss's all-reduce), not the data path. Images/s
@@ -26,43 +27,47 @@ What is measured (GPU mode; every model has random weights, which do not change 
 - Inference latency of one 640 x 480 decoded image to masks at image resolution, at L = 1, 4, 16
   and 64 expressions: TSEG's ``Segmenter`` on the GPU with a cold text cache (every call encodes
   its L strings) and a warm one; CLIPSeg at its released architecture run as documented (the
-  image once per phrase) and "vision once" (speed.py's ``ClipsegDocumented`` and
+  image once per phrase) and "vision once" (benchmarks/lib/clipseg.py's ``ClipsegDocumented`` and
   ``ClipsegVisionOnce``, the processor's tensors moved to the GPU). Both models end with their
   maps on the host, so every row includes the copy back.
 - Peak GPU memory (``torch.cuda.max_memory_allocated``, reset before each row) of every row.
 
 Timings: ``torch.cuda.synchronize`` before and after each timed call, medians of several calls
-after warm-up (speed.py's ``time_call``), each row capped in time. The dry run swaps torch.compile
-for eager (compiling on a busy CPU takes minutes; the JSON says so), runs DDP as two gloo
-processes on the CPU and reports the process's peak resident memory in place of GPU memory.
+after warm-up (benchmarks/lib/timing.py's ``time_call``), each row capped in time. The dry run
+swaps torch.compile for eager (compiling on a busy CPU takes minutes; the JSON says so), runs
+DDP as two gloo processes on the CPU and reports the process's peak resident memory in place of
+GPU memory.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import itertools
 import json
-import os
 import resource
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # torch is imported where it is used: ``merge`` runs without it
-    import torch
-
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+if str(ROOT) not in sys.path:  # run as `python benchmarks/gpu.py`
+    sys.path.insert(0, str(ROOT))
+
+# Plain-Python modules: ``merge`` runs without torch, which is imported where it is used.
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.report import RESULTS, log, write_json  # noqa: E402
+from benchmarks.lib.timing import time_call, timing_row  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
 PARTS = ("ddp", "single")
 
 # The smallest TSEG with every part (tests/conftest.py MICRO_MODEL), for the dry run; its
-# CLIPSeg is speed.MICRO_CLIPSEG, which the speed tests use too.
+# CLIPSeg is benchmarks.lib.clipseg.MICRO_CLIPSEG, which the speed tests use too.
 MICRO_TSEG = (
     "data.image_size=32",
     "model.image.embed_dim=32",
@@ -117,7 +122,8 @@ class Settings:
 
 def settings(dry_run: bool) -> Settings:
     """The GPU run's settings, or the dry run's micro sizes (same code path, CPU, seconds)."""
-    from benchmarks.speed import CLIPSEG_RELEASED, MICRO_CLIPSEG, PAPER_FROM_SCRATCH
+    from benchmarks.lib.clipseg import CLIPSEG_RELEASED, MICRO_CLIPSEG
+    from benchmarks.lib.tseg_model import PAPER_FROM_SCRATCH
 
     if not dry_run:
         return Settings(False, PAPER_FROM_SCRATCH, dict(CLIPSEG_RELEASED))
@@ -201,10 +207,8 @@ def timed_row(
     device: torch.device,
     setup: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
-    """speed.time_call on ``fn`` with the device synchronised before (untimed) and after each
-    call, plus the row's peak memory."""
-    from benchmarks import speed
-
+    """time_call on ``fn`` with the device synchronised before (untimed) and after each call,
+    plus the row's peak memory."""
     sync = synchronizer(device)
 
     def prepare() -> None:
@@ -217,8 +221,8 @@ def timed_row(
         sync()
 
     reset_peak(device)
-    t = speed.time_call(call, s.repeats, s.warmup, s.max_row_s, setup=prepare)
-    return {**speed._row(t), "peak_memory_mb": peak_memory_mb(device)}
+    t = time_call(call, s.repeats, s.warmup, s.max_row_s, setup=prepare)
+    return {**timing_row(t), "peak_memory_mb": peak_memory_mb(device)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,7 +267,6 @@ def train_row(
     apart, and the peak memory of the row (model, optimiser state, activations).
 
     ``max_s=inf`` with ``steps`` makes every DDP rank time the same number of steps."""
-    from benchmarks import speed
     from tseg.config import build_config
     from tseg.train import build_run, train_step
 
@@ -283,7 +286,7 @@ def train_row(
         t0 = time.perf_counter()
         step()
         warm.append(time.perf_counter() - t0)
-    t = speed.time_call(step, steps, 0, max_s, setup=sync)
+    t = time_call(step, steps, 0, max_s, setup=sync)
     median = t["median_s"]
     return {
         "images_per_s": round(s.batch_size / median, 2),
@@ -306,8 +309,8 @@ def train_row(
 
 
 class OnDevice:
-    """A CLIPSeg processor whose tensors land on ``device``: speed.py's runners call it and feed
-    its output to the model as it is."""
+    """A CLIPSeg processor whose tensors land on ``device``: the runners of benchmarks.lib.clipseg
+    call it and feed its output to the model as it is."""
 
     def __init__(self, processor: Any, device: torch.device) -> None:
         self.processor, self.device = processor, device
@@ -319,38 +322,13 @@ class OnDevice:
         return getattr(self.processor, name)
 
 
-@contextlib.contextmanager
-def clipseg_maps_to_host() -> Iterator[None]:
-    """speed.logits_to_masks upsamples where the logits are, then calls ``.numpy()``, which a
-    CUDA tensor refuses. While CLIPSeg is timed here it is the same upsampling and threshold
-    with the probabilities copied to the host first, as TSEG's Segmenter copies its maps."""
-    import torch
-    import torch.nn.functional as F
-
-    from benchmarks import speed
-
-    def on_host(logits: torch.Tensor, hw: tuple[int, int]) -> tuple[Any, Any]:
-        probs = F.interpolate(
-            torch.sigmoid(logits.float())[:, None], size=hw, mode="bilinear", align_corners=False
-        )[:, 0]
-        probs = probs.cpu().numpy()
-        return probs, probs > 0.5
-
-    original = speed.logits_to_masks
-    speed.logits_to_masks = on_host
-    try:
-        yield
-    finally:
-        speed.logits_to_masks = original
-
-
 def tseg_rows(s: Settings, device: torch.device, image: Any, corpus: list[str]) -> dict:
     """TSEG's Segmenter at every L, with a cold text cache (a new Segmenter before each call,
     untimed) and a warm one."""
-    from benchmarks import speed
+    from benchmarks.lib import tseg_model
     from tseg.inference import Segmenter
 
-    model, _ = speed.build_tseg(s.tseg_overrides, corpus)
+    model, _ = tseg_model.build_tseg(s.tseg_overrides, corpus)
     cold: dict[str, Any] = {}
     warm: dict[str, Any] = {}
     for n in s.counts:
@@ -363,7 +341,7 @@ def tseg_rows(s: Settings, device: torch.device, image: Any, corpus: list[str]) 
         )
         seg = Segmenter(model, device)
         warm[str(n)] = timed_row(lambda texts=texts, seg=seg: seg.predict(image, texts), s, device)
-        speed.log(
+        log(
             f"TSEG L={n}: {1000 * cold[str(n)]['median_s']:.1f} ms "
             f"(text cache warm {1000 * warm[str(n)]['median_s']:.1f} ms)"
         )
@@ -371,36 +349,36 @@ def tseg_rows(s: Settings, device: torch.device, image: Any, corpus: list[str]) 
 
 
 def clipseg_rows(s: Settings, device: torch.device, image: Any, corpus: list[str]) -> dict:
-    """CLIPSeg as documented and with the vision tower once, at every L, on ``device``."""
-    from benchmarks import speed
+    """CLIPSeg as documented and with the vision tower once, at every L, on ``device``; the
+    maps are upsampled there and copied to the host, as TSEG's are."""
+    from benchmarks.lib import clipseg
 
-    clip = speed.build_clipseg(s.clipseg).to(device)
+    clip = clipseg.build_clipseg(s.clipseg).to(device)
     proc = OnDevice(
-        speed.clipseg_processor(speed.clip_tokenizer(corpus), s.clipseg["size"]), device
+        clipseg.clipseg_processor(clipseg.clip_tokenizer(corpus), s.clipseg["size"]), device
     )
     runners = {
-        "clipseg_documented": speed.ClipsegDocumented(clip, proc),
-        "clipseg_vision_once": speed.ClipsegVisionOnce(clip, proc),
+        "clipseg_documented": clipseg.ClipsegDocumented(clip, proc),
+        "clipseg_vision_once": clipseg.ClipsegVisionOnce(clip, proc),
     }
     rows: dict[str, dict[str, Any]] = {k: {} for k in runners}
-    with clipseg_maps_to_host():
-        for n in s.counts:
-            for name, runner in runners.items():
-                texts = corpus[:n]
-                rows[name][str(n)] = timed_row(
-                    lambda runner=runner, texts=texts: runner([image], texts), s, device
-                )
-                speed.log(f"{name} L={n}: {1000 * rows[name][str(n)]['median_s']:.1f} ms")
+    for n in s.counts:
+        for name, runner in runners.items():
+            texts = corpus[:n]
+            rows[name][str(n)] = timed_row(
+                lambda runner=runner, texts=texts: runner([image], texts), s, device
+            )
+            log(f"{name} L={n}: {1000 * rows[name][str(n)]['median_s']:.1f} ms")
     return rows
 
 
 def inference(s: Settings, device: torch.device) -> dict[str, Any]:
     """Latency of one decoded image to masks at L = s.counts: TSEG against CLIPSeg, and the
     ratios CLIPSeg / TSEG (cold text cache)."""
-    from benchmarks import speed
+    from benchmarks.lib import tseg_model
 
-    corpus = speed.phrases(max(64, *s.counts))
-    image = speed.make_image(s.image_hw)
+    corpus = tseg_model.phrases(max(64, *s.counts))
+    image = tseg_model.make_image(s.image_hw)
     rows = tseg_rows(s, device, image, corpus)
     free(device)
     rows.update(clipseg_rows(s, device, image, corpus))
@@ -425,38 +403,24 @@ def inference(s: Settings, device: torch.device) -> dict[str, Any]:
 # The parts gpu.sh runs
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` whole or not at all (a part killed by its time limit keeps its last file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
-    tmp.replace(path)
-
-
 def machine(device: torch.device) -> dict[str, Any]:
-    """speed.py's machine description plus the GPUs, CUDA and matmul precision."""
-    import timm
+    """provenance.machine plus the torch threads, GPUs, CUDA and matmul precision."""
     import torch
 
-    from benchmarks import speed
-
-    out = speed.machine(torch.get_num_threads())
-    out.update(
+    return provenance.machine(
+        threads=torch.get_num_threads(),
         device=str(device),
         gpus=[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         cuda=torch.version.cuda,
         cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        timm=timm.__version__,
         float32_matmul_precision=torch.get_float32_matmul_precision(),
     )
-    return out
 
 
 def single_part(s: Settings, out: Path, deadline: float) -> None:
     """One device: the four training rows and the inference rows, ``out`` rewritten after each;
     a compiled row starts only with ``compile_min_left_s`` left before ``deadline``."""
     import torch
-
-    from benchmarks import speed
 
     if s.threads:
         torch.set_num_threads(s.threads)
@@ -473,7 +437,7 @@ def single_part(s: Settings, out: Path, deadline: float) -> None:
         amp, compiled = TRAIN_ROWS[name]
         report["training"][name] = train_row(s, device, amp, compiled, s.steps, s.max_train_s)
         free(device)
-        speed.log(f"train {name}: {report['training'][name]['images_per_s']} images/s")
+        log(f"train {name}: {report['training'][name]['images_per_s']} images/s")
         write_json(out, report)
     report["inference"] = inference(s, device)
     write_json(out, report)
@@ -493,7 +457,7 @@ def single_part(s: Settings, out: Path, deadline: float) -> None:
                 "dry run: torch.compile replaced by eager on the CPU (compile_s: its warm-up)"
             )
         report["training"][name] = row
-        speed.log(f"train {name}: {row['images_per_s']} images/s, compile {row.get('compile_s')} s")
+        log(f"train {name}: {row['images_per_s']} images/s, compile {row.get('compile_s')} s")
         write_json(out, report)
 
 
@@ -502,7 +466,6 @@ def ddp_part(s: Settings, out: Path) -> None:
     number of steps; rank 0 writes images/s over all ranks, from the slowest rank's median."""
     import torch
 
-    from benchmarks import speed
     from tseg import distributed
 
     if s.threads:
@@ -533,32 +496,19 @@ def ddp_part(s: Settings, out: Path) -> None:
     }
     if world == 1:
         report["note"] = "one process: build_run wraps the model in DDP only when world_size > 1"
-    speed.log(f"DDP x{world}: {total} images/s")
+    log(f"DDP x{world}: {total} images/s")
     write_json(out, report)
 
 
-def git_commit() -> str:
-    """$TSEG_COMMIT, else the checkout's HEAD (with "+dirty" when files differ), else unknown."""
-    if os.environ.get("TSEG_COMMIT"):
-        return os.environ["TSEG_COMMIT"]
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
-
-
-def merge(parts: Path, command: str, exit_codes: dict[str, int], dry_run: bool) -> dict:
-    """The report from the parts' files: every figure, what is missing and why."""
+def merge(
+    parts: Path,
+    command: str,
+    exit_codes: dict[str, int],
+    dry_run: bool,
+    load_before: list[float] | None = None,
+) -> dict:
+    """The report from the parts' files: every figure, what is missing and why; the provenance
+    of the whole run (``load_before``: gpu.sh's load average before its first part)."""
     found = {
         p: json.loads((parts / f"{p}.json").read_text())
         for p in PARTS
@@ -578,12 +528,13 @@ def merge(parts: Path, command: str, exit_codes: dict[str, int], dry_run: bool) 
     )
     if "inference" not in single:
         missing.append("inference")
-    return {
+    report = {
         "what": WHAT,
         "dry_run": dry_run,
-        "commit": git_commit(),
-        "command": command,
+        **provenance.git_state(),
+        "command": command or None,
         "machine": single.get("machine"),
+        "load_average_before": load_before,
         "settings": single.get("settings"),
         "memory": single.get("memory"),
         "data": "shapes batches from the run's own loader, rendered once, held on the device "
@@ -594,6 +545,11 @@ def merge(parts: Path, command: str, exit_codes: dict[str, int], dry_run: bool) 
         "missing": missing,
         "parts": {p: {"exit_code": exit_codes.get(p), "file": p in found} for p in PARTS},
     }
+    why = {
+        "machine": "the single part wrote no file",
+        "load_average_before": "gpu.sh passed no --load-before",
+    }
+    return provenance.finish(report, why)
 
 
 def summary(r: dict[str, Any]) -> str:
@@ -628,6 +584,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parts", help="merge: the folder of the parts' JSON files")
     ap.add_argument("--command", default="", help="merge: the command line, for the record")
     ap.add_argument(
+        "--load-before", default="", help="merge: the load average before the first part"
+    )
+    ap.add_argument(
         "--exit-code", action="append", default=[], help="merge: PART=CODE, from gpu.sh"
     )
     args = ap.parse_args(argv)
@@ -636,13 +595,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run and out.resolve() == (RESULTS / "gpu.json").resolve():
             ap.error("a dry run does not write benchmarks/results/gpu.json; choose another --out")
         codes = {k: int(v) for k, v in (x.split("=", 1) for x in args.exit_code)}
-        report = merge(Path(args.parts), args.command, codes, args.dry_run)
-        out.parent.mkdir(parents=True, exist_ok=True)
+        load = [float(v) for v in args.load_before.split()] or None
+        report = merge(Path(args.parts), args.command, codes, args.dry_run, load)
         write_json(out, report)
         print(summary(report))
         print(f"wrote {out}")
         return 0
-    sys.path.insert(0, str(ROOT))
     s = settings(args.dry_run)
     if args.part == "single":
         single_part(s, out, start + args.deadline_s)

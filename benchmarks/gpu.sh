@@ -20,7 +20,8 @@
 #
 # Python: $PYTHON, else .venv/bin/python, else python3. If it cannot `import tseg` (a fresh
 # checkout), `pip install -e .` is tried, and if that fails too (no network), src/ goes on
-# PYTHONPATH. The commit recorded is $TSEG_COMMIT, else `git rev-parse HEAD` (+dirty).
+# PYTHONPATH. The commit recorded is $TSEG_COMMIT, else `git rev-parse HEAD` (dirty: whether
+# tracked files differ), with the command, the machine and the load average before and after.
 set -euo pipefail
 
 usage() { echo "usage: bash benchmarks/gpu.sh [--dry-run] [--out PATH]" >&2; exit 2; }
@@ -53,6 +54,7 @@ if ! "$PYTHON" -c "import tseg" 2>/dev/null; then
     || export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || true)
 PARTS_DIR=$(mktemp -d)
 trap 'rm -rf "$PARTS_DIR"' EXIT
 if [ "$DRY" = 1 ]; then
@@ -83,6 +85,7 @@ timeout --kill-after=10 "$LEFT" "$PYTHON" benchmarks/gpu.py single \
   --out "$PARTS_DIR/single.json" --deadline-s "$((LEFT - 5))" "${FLAGS[@]}" || SINGLE_RC=$?
 
 "$PYTHON" benchmarks/gpu.py merge --parts "$PARTS_DIR" --out "$OUT" --command "$COMMAND" \
+  --load-before "$LOAD_BEFORE" \
   --exit-code "ddp=$DDP_RC" --exit-code "single=$SINGLE_RC" "${FLAGS[@]}"
 echo "gpu.sh: ${SECONDS} s"
 [ "$DDP_RC" = 0 ] && [ "$SINGLE_RC" = 0 ]

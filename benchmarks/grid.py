@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -30,9 +29,12 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import RESULTS, git_commit, machine  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python benchmarks/grid.py`
+    sys.path.insert(0, str(ROOT))
 
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.report import RESULTS, write_report  # noqa: E402
 from tseg.config import build_config, recipe_path  # noqa: E402
 from tseg.data import build_dataset  # noqa: E402
 from tseg.eval.oracle import grid_oracle  # noqa: E402
@@ -100,12 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default="runs/bench_grid")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
-        "commit": git_commit(),
-        "command": " ".join(["grid.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {**machine(), "load_average_at_start": list(os.getloadavg())},
+        **provenance.start(
+            provenance.command_line(__file__, argv),
+            provenance.machine(torch_threads=torch.get_num_threads()),
+        ),
         "settings": vars(args),
         "rows": {},
     }
@@ -120,19 +121,19 @@ def main(argv: list[str] | None = None) -> int:
             )
         report["rows"][name] = row
         print(name, json.dumps(row), flush=True)
-    report["machine"]["load_average_at_end"] = list(os.getloadavg())
-    (out / "grid.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-    (out / "grid.md").write_text(markdown(report), encoding="utf-8")
+    provenance.finish(report)
+    write_report(Path(args.out) / "grid.json", report, markdown(report))
     print(markdown(report))
     return 0
 
 
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
+    load = report["load_average_before"]
     lines = [
         f"Candidate grids for the demo recipe (offline preset, MPA, batch 16, "
         f"{report['settings']['threads']} threads; commit `{report['commit'][:10]}`, {m['cpu']}, load average at start "
-        f"{m['load_average_at_start'][0]:.2f}). Oracle: `shapes` test, ground truth through the "
+        f"{load[0]:.2f}). Oracle: `shapes` test, ground truth through the "
         "grid.",
         "",
         "| candidate | oracle mIoU | oracle P@0.9 | training images/s (backbone frozen) | "

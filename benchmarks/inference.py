@@ -11,8 +11,6 @@ change the cost). Writes benchmarks/results/inference.json.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -20,13 +18,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tseg.checkpoint import load_checkpoint
-from tseg.config import CRFConfig, TTAConfig, build_config
-from tseg.data import build_dataset
-from tseg.eval.metrics import SegmentationMeter
-from tseg.inference import Segmenter
-from tseg.inference.crf import crf_available
-from tseg.train import build_model
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python benchmarks/inference.py`
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.report import RESULTS, write_report  # noqa: E402
+from benchmarks.lib.timing import median_s  # noqa: E402
+from benchmarks.lib.tseg_model import PAPER_FROM_SCRATCH  # noqa: E402
+from tseg.checkpoint import load_checkpoint  # noqa: E402
+from tseg.config import CRFConfig, TTAConfig, build_config  # noqa: E402
+from tseg.data import build_dataset  # noqa: E402
+from tseg.eval.metrics import SegmentationMeter  # noqa: E402
+from tseg.inference import Segmenter  # noqa: E402
+from tseg.inference.crf import crf_available  # noqa: E402
+from tseg.train import build_model  # noqa: E402
 
 
 def accuracy(seg: Segmenter, ds, n: int) -> dict[str, float]:
@@ -39,13 +45,8 @@ def accuracy(seg: Segmenter, ds, n: int) -> dict[str, float]:
 
 
 def time_per_image(seg: Segmenter, image: np.ndarray, exprs: list[str], repeats: int) -> float:
-    seg.predict(image, exprs)  # warm-up; fills the text cache
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        seg.predict(image, exprs)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    """Median seconds of ``seg.predict`` after a warm-up call that fills the text cache."""
+    return median_s(lambda: seg.predict(image, exprs), repeats)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,11 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("checkpoint")
     ap.add_argument("--images", type=int, default=100, help="test images for the accuracy rows")
     ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "inference.json"))
+    ap.add_argument("--out", default=str(RESULTS / "inference.json"))
     args = ap.parse_args(argv)
     model, cfg, ckpt = load_checkpoint(args.checkpoint)
     ds = build_dataset(cfg.data, "test")
     report: dict = {
+        **provenance.start(provenance.command_line(__file__, argv)),
         "checkpoint": str(ckpt),
         "images": args.images,
         "threads": torch.get_num_threads(),
@@ -78,12 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     report["seconds_per_image"] = {}
     paper_cfg = build_config(
         None,  # random weights: the cost is the architecture's (no hub weights needed)
-        [
-            "model.preset=paper",
-            "model.image.weights=none",
-            "model.text.name=bert",
-            "data.train_size=50",
-        ],
+        [*PAPER_FROM_SCRATCH, "data.train_size=50"],
     )
     paper = build_model(paper_cfg, build_dataset(paper_cfg.data, "train")).eval()
     rng = np.random.default_rng(0)
@@ -94,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             s = time_per_image(seg, image, vocab[:n], args.repeats)
             report["seconds_per_image"][f"{name}_L{n}"] = round(s, 5)
             print(f"{name} L={n}: {1000 * s:.1f} ms/image", flush=True)
-    Path(args.out).write_text(json.dumps(report, indent=1), encoding="utf-8")
+    write_report(Path(args.out), provenance.finish(report))
     return 0
 
 

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pickle
-import platform
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,11 +25,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tseg.config import build_config
-from tseg.data import build_dataset
-from tseg.train import make_loader
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python benchmarks/loader_speed.py`
+    sys.path.insert(0, str(ROOT))
 
-RESULTS = Path(__file__).parent / "results"
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.report import RESULTS, write_report  # noqa: E402
+from tseg.config import build_config  # noqa: E402
+from tseg.data import build_dataset  # noqa: E402
+from tseg.train import make_loader  # noqa: E402
+
 H, W = 480, 640
 WORDS = ["man", "woman", "dog", "car", "tree", "chair", "red", "blue", "left", "right", "big"]
 
@@ -157,22 +160,17 @@ def measure(dataset: str, root: Path, epochs: int, workers: int) -> dict[str, An
     }
 
 
-def commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--images", type=int, default=64)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--workers", type=int, default=0)
-    ns = p.parse_args()
+    p.add_argument("--out", type=Path, default=RESULTS / "loader_speed.json")
+    ns = p.parse_args(argv)
+    record = provenance.start(
+        provenance.command_line(__file__, argv),
+        provenance.machine(torch_threads=torch.get_num_threads()),
+    )
     rng = np.random.default_rng(0)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -184,19 +182,14 @@ def main() -> None:
             results[name] = measure(name, root, ns.epochs, ns.workers)
             print(f"{name}: {results[name]}")
     out = {
+        **provenance.finish(record),
         "what": "weak training loader (TrainSet + WeakCollate), paper augmentation: 384 px, "
         "scale 0.5-2, hflip; 480x640 JPEGs",
         "num_workers": ns.workers,
         "epochs": ns.epochs,
         "results": results,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.platform(),
-        "commit": commit(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "loader_speed.json").write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {RESULTS / 'loader_speed.json'}")
+    print(f"wrote {write_report(ns.out, out)}")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -34,15 +32,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.loader_speed import commit, photo_like, phrase
-from tseg.config import build_config
-from tseg.data import build_dataset
-from tseg.data.convert import convert
-from tseg.data.pipeline import WeakCollate
-from tseg.data.stream import ShardStream, StreamLoader, WeakTransform
-from tseg.train import make_loader
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python benchmarks/own_data_speed.py`
+    sys.path.insert(0, str(ROOT))
 
-RESULTS = Path(__file__).parent / "results"
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.report import RESULTS, write_report  # noqa: E402
+from benchmarks.loader_speed import photo_like, phrase  # noqa: E402
+from tseg.config import build_config  # noqa: E402
+from tseg.data import build_dataset  # noqa: E402
+from tseg.data.convert import convert  # noqa: E402
+from tseg.data.pipeline import WeakCollate  # noqa: E402
+from tseg.data.stream import ShardStream, StreamLoader, WeakTransform  # noqa: E402
+from tseg.train import make_loader  # noqa: E402
+
 PAPER_AUGMENTATION = [
     "model.preset=paper",
     "model.image.weights=none",  # random weights: only the step's cost is measured
@@ -152,7 +155,7 @@ def gpu_step() -> dict[str, Any] | None:
     return step_time(["model.preset=paper"], torch.device("cuda"))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--images", type=int, default=256)
     p.add_argument("--epochs", type=int, default=2)
@@ -160,8 +163,11 @@ def main() -> None:
     p.add_argument("--shard-size", type=int, default=32)
     p.add_argument("--gpu-step", action="store_true", help="also time a paper-preset GPU step")
     p.add_argument("--out", type=Path, default=RESULTS / "own_data_speed.json")
-    ns = p.parse_args()
-    load_before = os.getloadavg()
+    ns = p.parse_args(argv)
+    record = provenance.start(
+        provenance.command_line(__file__, argv),
+        provenance.machine(torch_threads=torch.get_num_threads()),
+    )
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_folder(Path(tmp) / "folder", ns.images, np.random.default_rng(0))
@@ -176,25 +182,18 @@ def main() -> None:
                               ("webdataset", lambda w: measure_stream(shards, w, ns.epochs))):  # fmt: skip
                 results[f"{name}/workers={workers}"] = row = run(workers)
                 print(f"{name} workers={workers}: {row}")
+    gpu = gpu_step() if ns.gpu_step else None
     out = {
+        **provenance.finish(record),
         "what": "images per second of weak training batches (32) from own-data formats, paper augmentation "
         "(384 px, scale 0.5-2, hflip), 480x640 JPEGs",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "commit": commit(),
         "images": ns.images,
         "epochs": ns.epochs,
         "shard_size": ns.shard_size,
         "results": results,
-        "gpu_step": gpu_step() if ns.gpu_step else None,
-        "load_average_before": [round(v, 2) for v in load_before],
-        "load_average_after": [round(v, 2) for v in os.getloadavg()],
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "machine": platform.platform(),
+        "gpu_step": gpu,
     }
-    ns.out.parent.mkdir(parents=True, exist_ok=True)
-    ns.out.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {ns.out}")
+    print(f"wrote {write_report(ns.out, out)}")
 
 
 if __name__ == "__main__":

@@ -22,13 +22,8 @@ Writes benchmarks/results/precision.{json,md}. Three parts:
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,19 +31,20 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.speed import (  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python benchmarks/precision.py`
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.report import RESULTS, log, write_report  # noqa: E402
+from benchmarks.lib.timing import count_flops, median_s, time_interleaved  # noqa: E402
+from benchmarks.lib.tseg_model import (  # noqa: E402
     PAPER_FROM_SCRATCH,
     build_tseg,
-    count_flops,
-    log,
-    machine,
     make_image,
     phrases,
-    time_interleaved,
 )
 
-RESULTS = Path(__file__).resolve().parent / "results"
 # Row name -> (inference.precision, inference.text_precision) of the torch path.
 TORCH_PRECISIONS = {
     "fp32": ("fp32", ""),
@@ -160,16 +156,6 @@ def _calls(
     return calls
 
 
-def _median_ms(fn: Callable[[], Any], runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
-
-
 def peaks(n: int = 2048, runs: int = 7) -> dict[str, Any]:
     """GFLOP/s (GOP/s) of an n x n x n product in fp32, bf16 and int8 on these threads."""
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
@@ -184,12 +170,13 @@ def peaks(n: int = 2048, runs: int = 7) -> dict[str, Any]:
     ab, bb = a.bfloat16(), b.bfloat16()
     ops = 2 * n**3 / 1e9
     with torch.inference_mode():
-        ms = {
-            "fp32 matmul": _median_ms(lambda: a @ b, runs),
-            "bf16 matmul": _median_ms(lambda: ab @ bb, runs),
-            "int8 matmul (torch._int_mm)": _median_ms(lambda: torch._int_mm(ai, bi), runs),
-            "int8 dynamic linear (quantized::linear_dynamic)": _median_ms(lambda: lin(a), runs),
+        s = {
+            "fp32 matmul": median_s(lambda: a @ b, runs),
+            "bf16 matmul": median_s(lambda: ab @ bb, runs),
+            "int8 matmul (torch._int_mm)": median_s(lambda: torch._int_mm(ai, bi), runs),
+            "int8 dynamic linear (quantized::linear_dynamic)": median_s(lambda: lin(a), runs),
         }
+    ms = {k: 1000 * v for k, v in s.items()}
     return {k: {"ms": round(v, 2), "gflop_per_s": round(ops / v * 1000, 1)} for k, v in ms.items()}
 
 
@@ -291,8 +278,8 @@ def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def markdown(r: dict[str, Any]) -> str:
     s, m = r["speed"], r["machine"]
     lines = [
-        f"Precision on the CPU ({m['cpu']}, {m['threads']} threads; commit `{r['commit']}`; "
-        f"load average at start {m['load_average_at_start']}, at end {r['load_average_at_end']}). "
+        f"Precision on the CPU ({m['cpu']}, {m['threads']} threads; commit `{r['commit'][:10]}`; "
+        f"load average at start {r['load_average_before']}, at end {r['load_average_after']}). "
         f"`{r['command']}`.",
         "",
         f"Speed: {s['model']}; {s['image']}; median of {s['rounds']} rounds; the torch rows "
@@ -366,25 +353,16 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick:
         a.rounds, a.max_images = 2, a.max_images or 40
     torch.set_num_threads(a.threads)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    r: dict[str, Any] = {
-        "commit": commit,
-        "command": "python benchmarks/precision.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine(a.threads),
-    }
+    r: dict[str, Any] = provenance.start(
+        provenance.command_line(__file__, argv), provenance.machine(threads=a.threads)
+    )
     r["speed"] = speed(a.threads, (1, 16, 64), a.rounds, a.onnx)
     r["peaks"] = peaks()
     if a.checkpoint:
         r["agreement"] = agreement(a.checkpoint, a.max_images, a.onnx)
-    r["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    provenance.finish(r)
     r["targets"] = targets(r)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(r, indent=1) + "\n", encoding="utf-8")
-    out.with_suffix(".md").write_text(markdown(r), encoding="utf-8")
+    write_report(Path(a.out), r, markdown(r))
     print(markdown(r))
     return 0
 

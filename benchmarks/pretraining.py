@@ -22,7 +22,6 @@ Writes benchmarks/results/pretraining.json and pretraining.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,20 +30,22 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from tseg.checkpoint import load_checkpoint
-from tseg.config import build_config, recipe_overrides, to_dict
-from tseg.data import build_dataset
-from tseg.data.shapes import COLOURS, PARAPHRASES, SHAPES
-from tseg.distributed import pick_device
-from tseg.eval import evaluate_pairs
-from tseg.inference import Segmenter
-from tseg.models.encoders import build_text_encoder
-from tseg.train import train
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python benchmarks/pretraining.py`
+    sys.path.insert(0, str(ROOT))
 
-sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import git_commit, machine  # noqa: E402
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.report import RESULTS, write_report  # noqa: E402
+from tseg.checkpoint import load_checkpoint  # noqa: E402
+from tseg.config import build_config, recipe_overrides, to_dict  # noqa: E402
+from tseg.data import build_dataset  # noqa: E402
+from tseg.data.shapes import COLOURS, PARAPHRASES, SHAPES  # noqa: E402
+from tseg.distributed import pick_device  # noqa: E402
+from tseg.eval import evaluate_pairs  # noqa: E402
+from tseg.inference import Segmenter  # noqa: E402
+from tseg.models.encoders import build_text_encoder  # noqa: E402
+from tseg.train import train  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 ROWS: dict[str, list[str]] = {
     "tiny (from scratch)": recipe_overrides("demo/tiny"),
     "offline (pretrained, MiniLM frozen)": recipe_overrides("demo/offline"),
@@ -156,14 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(RESULTS), help="where pretraining.json/.md go")
     args = ap.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     report: dict[str, Any] = {
         "budget_s": args.budget_s,
-        "commit": git_commit(),
-        "machine": machine(),
-        "command": " ".join(
-            [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
+        **provenance.start(
+            provenance.command_line(__file__, argv),
+            provenance.machine(torch_threads=torch.get_num_threads()),
         ),
         "synonym_retrieval": synonym_retrieval(),
         "rows": {},
@@ -171,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     for i, (name, ov) in enumerate(ROWS.items()):
         report["rows"][name] = run_row(name, ov, args.budget_s, work / f"row{i}")
     report["wall_time_s"] = round(time.time() - t0, 1)
-    (out / "pretraining.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-    (out / "pretraining.md").write_text(markdown(report), encoding="utf-8")
+    provenance.finish(report)
+    write_report(out / "pretraining.json", report, markdown(report))
     print(markdown(report))
     return 0
 

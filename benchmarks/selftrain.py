@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -28,10 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import RESULTS, git_commit, machine  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python benchmarks/selftrain.py`
+    sys.path.insert(0, str(ROOT))
 
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.report import RESULTS, write_json, write_report  # noqa: E402
 from tseg.config import build_config, recipe_path  # noqa: E402
 from tseg.data import build_dataset  # noqa: E402
 from tseg.eval import evaluate_pairs  # noqa: E402
@@ -111,17 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     demo, work = Path(args.demo), Path(args.work)
-    load_before = [round(v, 2) for v in os.getloadavg()]
     t0 = time.time()
     metrics = json.loads((demo / "metrics.json").read_text(encoding="utf-8"))
     cfg = build_config(recipe_path("demo/offline"))
     n_images, steps = cfg.pseudo.max_images, cfg.pseudo.student_steps
     train_ds = build_dataset(cfg.data, "train")
     report: dict[str, Any] = {
-        "commit": git_commit(),
-        "command": " ".join(["selftrain.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": machine(),
-        "load_average_before": load_before,
+        **provenance.start(
+            provenance.command_line(__file__, argv),
+            provenance.machine(torch_threads=torch.get_num_threads()),
+        ),
         "budget": f"teacher {cfg.train.steps} steps (weak, 4,000 images); student {steps} steps "
         f"on the pseudo masks of the first {n_images} training images, from the teacher",
         "teacher": metrics["teacher"],
@@ -208,11 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     for t in report["targets"].values():
         g = t["goal"].split()[1]
         t["met"] = bool(t["value"] >= float(g))
-    report["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     report["wall_time_s"] = round(time.time() - t0, 1)
+    provenance.finish(report)
     out = Path(args.out)
-    (out / "selftrain.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-    (out / "selftrain.md").write_text(markdown(report), encoding="utf-8")
+    write_report(out / "selftrain.json", report, markdown(report))
     acc_path = out / "accuracy.json"
     acc = json.loads(acc_path.read_text(encoding="utf-8"))
     acc["main"]["MPA + self-training (PAMR), student budget"] = {
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         "commit": report["commit"],
         "source": "benchmarks/results/selftrain.json",
     }
-    acc_path.write_text(json.dumps(acc, indent=1), encoding="utf-8")
+    write_json(acc_path, acc)
     print(markdown(report))
     return 0
 

@@ -27,7 +27,6 @@ import http.client
 import io
 import json
 import os
-import platform
 import queue
 import shlex
 import statistics
@@ -40,6 +39,14 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python benchmarks/serve_load.py`
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.processes import status_mb  # noqa: E402
+from benchmarks.lib.report import RESULTS, write_report  # noqa: E402
 
 TARGET_BIG_RSS_MB = 1500  # issue 19: 4 concurrent 25-megapixel uploads
 COLOURS = {"red": (220, 40, 40), "blue": (40, 70, 220), "green": (40, 170, 60), "yellow": (235, 200, 30)}  # fmt: skip
@@ -88,13 +95,6 @@ def multipart(image: bytes, name: str, expressions: list[str]) -> tuple[bytes, s
 # ---- the server process ------------------------------------------------------------------
 
 
-def status_mb(pid: int, key: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
-
-
 class PeakRSS:
     """The server's peak resident memory over a block: VmHWM after a reset, or sampled."""
 
@@ -116,7 +116,7 @@ class PeakRSS:
     def _sample(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(OSError, ValueError):
-                self.sampled = max(self.sampled, status_mb(self.pid, "VmRSS"))
+                self.sampled = max(self.sampled, status_mb("VmRSS", self.pid))
             self._stop.wait(0.01)
 
     def __exit__(self, *exc: object) -> None:
@@ -124,7 +124,7 @@ class PeakRSS:
         self._thread.join()
         self.peak_mb = self.sampled
         if self.method.startswith("VmHWM"):
-            self.peak_mb = max(self.sampled, status_mb(self.pid, "VmHWM"))
+            self.peak_mb = max(self.sampled, status_mb("VmHWM", self.pid))
 
 
 def start_server(model: str, serve_args: list[str]) -> tuple[subprocess.Popen, str, list[str]]:
@@ -217,31 +217,6 @@ def run_level(url: str, clients: int, requests: int, body: bytes, ctype: str, de
     }
 
 
-def git_commit() -> dict[str, Any]:
-    here = Path(__file__).parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=here).stdout.strip()  # fmt: skip
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True, cwd=here).stdout.strip())  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": "unknown", "dirty": None}
-    return {"commit": sha, "dirty": dirty}
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version()}  # fmt: skip
-
-
-def loadavg() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -252,16 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--big", type=int, default=4, help="concurrent 25-megapixel uploads (0: skip)")
     ap.add_argument("--deadline", type=float, default=600, help="seconds per level at most")
     ap.add_argument("--serve-args", default="", help='extra `tseg serve` flags, e.g. "--workers 1"')
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "serve_load.json"))
+    ap.add_argument("--out", default=str(RESULTS / "serve_load.json"))
     args = ap.parse_args(argv)
 
     import starlette
     import uvicorn
 
     report: dict[str, Any] = {
-        **git_commit(),
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "machine": {**machine(), "load_average_at_start": loadavg()},
+        **provenance.start(provenance.command_line(__file__, argv)),
         "versions": {"uvicorn": uvicorn.__version__, "starlette": starlette.__version__},
     }
     proc, url, cmd = start_server(args.model, shlex.split(args.serve_args))
@@ -270,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         report["server"] = {
             "command": shlex.join(cmd),
             "health": health,
-            "rss_after_start_mb": status_mb(proc.pid, "VmRSS"),
+            "rss_after_start_mb": status_mb("VmRSS", proc.pid),
         }
         small = scene(640, 480, 0, "JPEG")
         body, ctype = multipart(small, "scene.jpg", EXPRESSIONS[:4])
@@ -278,18 +251,18 @@ def main(argv: list[str] | None = None) -> int:
                              "mask_format": "png", "encoding": "multipart/form-data"}  # fmt: skip
         levels = []
         for c in args.clients:
-            before = loadavg()
+            before = provenance.load_average()
             with PeakRSS(proc.pid) as rss:
                 row = run_level(url, c, args.requests, body, ctype, args.deadline)
             row.update(peak_rss_mb=rss.peak_mb, rss_method=rss.method,
-                       load_average_before=before, load_average_after=loadavg())  # fmt: skip
+                       load_average_before=before, load_average_after=provenance.load_average())  # fmt: skip
             levels.append(row)
             print(json.dumps(row), flush=True)
         report["levels"] = levels
         if args.big:
             big = scene(5000, 5000, 1, "PNG")
             body, ctype = multipart(big, "big.png", EXPRESSIONS)
-            before = loadavg()
+            before = provenance.load_average()
             with PeakRSS(proc.pid) as rss:
                 row = run_level(url, args.big, args.big, body, ctype, args.deadline)
             report["big_uploads"] = {
@@ -303,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                 "target_mb": TARGET_BIG_RSS_MB,
                 "within_target": rss.peak_mb <= TARGET_BIG_RSS_MB,
                 "load_average_before": before,
-                "load_average_after": loadavg(),
+                "load_average_after": provenance.load_average(),
             }
             print(json.dumps(report["big_uploads"]), flush=True)
         report["server"]["health_after"] = get_json(url, "/health")
@@ -313,10 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
-    report["machine"]["load_average_at_end"] = loadavg()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    out = write_report(Path(args.out), provenance.finish(report))
     print(f"wrote {out}")
     return 0
 

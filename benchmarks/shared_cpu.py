@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+if str(ROOT) not in sys.path:  # run as `python benchmarks/shared_cpu.py`
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.report import RESULTS, write_report  # noqa: E402
+
 POLICIES: dict[str, tuple[list[str], dict[str, str]]] = {
     "2 threads": (["train.threads=2"], {}),
     "2 threads, OMP_WAIT_POLICY=PASSIVE": (["train.threads=2"], {"OMP_WAIT_POLICY": "PASSIVE"}),
@@ -116,8 +120,8 @@ def run_one(
 def markdown(r: dict[str, Any]) -> str:
     m, comps = r["machine"], r["competitors"]
     lines = [
-        f"Training on a shared CPU ({m['cpu']}, {m['cores']} cores; commit `{r['commit']}`; load "
-        f"average before {m['load_average_before']}, after {r['load_average_after']}). "
+        f"Training on a shared CPU ({m['cpu']}, {m['cores']} cores; commit `{r['commit'][:10]}`; "
+        f"load average before {r['load_average_before']}, after {r['load_average_after']}). "
         f"`{r['command']}`: the demo recipe, {r['steps']} steps, median seconds per step after "
         f"{r['skip']}; beside one busy process: `python` a pure-Python loop, `torch` a "
         "single-threaded torch matmul loop.",
@@ -160,22 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.quick:
         a.steps, a.skip, a.cap = 12, 3, 60.0
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    cpu = platform.processor()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
     r: dict[str, Any] = {
-        "commit": commit,
-        "command": "python benchmarks/shared_cpu.py " + " ".join(argv or sys.argv[1:]),
-        "machine": {
-            "cpu": cpu,
-            "cores": os.cpu_count(),
-            "load_average_before": [round(v, 2) for v in os.getloadavg()],
-        },
+        **provenance.start(provenance.command_line(__file__, argv)),
         "steps": a.steps,
         "skip": a.skip,
         "cap_s": a.cap,
@@ -195,16 +185,13 @@ def main(argv: list[str] | None = None) -> int:
                 c: round(row[c]["seconds_per_step"] / alone, 3) for c in a.competitors
             }
             r["policies"][name] = row
-    r["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+    provenance.finish(r)
     d = r["policies"].get("tseg default")
     r["targets"] = {
         c: {"value": v, "goal": "<= 2.5", "met": v <= 2.5}
         for c, v in (d["slowdown"] if d else {}).items()
     }
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(r, indent=1) + "\n", encoding="utf-8")
-    out.with_suffix(".md").write_text(markdown(r), encoding="utf-8")
+    write_report(Path(a.out), r, markdown(r))
     print(markdown(r))
     return 0
 

@@ -31,15 +31,17 @@ No model hub is used: CLIPSeg's tokenizer is transformers' `CLIPTokenizer` (CLIP
 pre-tokeniser and byte-level BPE) with a vocabulary trained here on the benchmark's phrases, since
 CLIP's 49k-word vocabulary file is not on this machine; each word of these phrases is one token,
 as in CLIP's vocabulary. Writes benchmarks/results/speed.json and speed.md.
+
+What other benchmarks share (CLIPSeg, the inputs, the timing, provenance) is in benchmarks/lib;
+this file is the one measurement whose parts share its Settings and report, which is why it is
+over 400 lines: the rows, the memory probes in fresh processes, the targets and the tables.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -52,57 +54,32 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python benchmarks/speed.py`
+    sys.path.insert(0, str(ROOT))
 
-# The released checkpoint's architecture (transformers' conversion script for CLIPSeg:
-# CLIPSegTextConfig() defaults, CLIPSegVisionConfig(patch_size=16), reduce_dim 64 for "rd64",
-# the complex transposed convolution for "refined"). CLIPSegConfig() alone has patch size 32.
-CLIPSEG_RELEASED: dict[str, Any] = {
-    "text": {},  # hidden 512, 12 layers, 8 heads, intermediate 2048, 77 positions
-    "vision": {"patch_size": 16},  # hidden 768, 12 layers, 12 heads, intermediate 3072
-    "extra": {
-        "reduce_dim": 64,
-        "extract_layers": [3, 6, 9],
-        "use_complex_transposed_convolution": True,
-        "projection_dim": 512,
-    },
-    "size": 352,  # preprocessor_config.json: resize to 352 x 352, ImageNet mean and std
-}
-
-# A CLIPSeg with every part of the released one (patch 16, refined transposed convolution, three
-# extracted layers) at toy width: the tests' and gpu.sh --dry-run's.
-MICRO_CLIPSEG: dict[str, Any] = {
-    "text": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-    },
-    "vision": {
-        "patch_size": 16,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 2,
-        "image_size": 64,
-    },
-    "extra": {
-        "reduce_dim": 16,
-        "extract_layers": [0, 1, 2],
-        "use_complex_transposed_convolution": True,
-        "projection_dim": 32,
-        "decoder_intermediate_size": 32,
-    },
-    "size": 64,
-}
-
-
-# The paper's architecture with random weights: timing needs no pretrained file, so nothing is
-# read from the Hugging Face cache (the paper preset names hub weights by default).
-PAPER_FROM_SCRATCH = ("model.preset=paper", "model.image.weights=none", "model.text.name=bert")
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.clipseg import (  # noqa: E402
+    CLIPSEG_RELEASED,
+    ClipsegDocumented,
+    ClipsegVisionOnce,
+    build_clipseg,
+    clip_tokenizer,
+    clipseg_processor,
+)
+from benchmarks.lib.report import RESULTS, log, write_report  # noqa: E402
+from benchmarks.lib.timing import count_flops, time_call, time_interleaved  # noqa: E402
+from benchmarks.lib.timing import timing_row as _row  # noqa: E402
+from benchmarks.lib.train_step import train_throughput  # noqa: E402
+from benchmarks.lib.tseg_model import (  # noqa: E402
+    PAPER_FROM_SCRATCH,
+    build_tseg,
+    make_image,
+    phrases,
+    tseg_input,
+)
 
 
 @dataclass
@@ -142,140 +119,12 @@ def quick_settings() -> Settings:
     return s
 
 
-# ---------------------------------------------------------------------------------------------
-# Inputs
-
-
-def phrases(n: int) -> list[str]:
-    """n distinct referring expressions of realistic length (3 to 7 words)."""
-    colours = ["red", "blue", "green", "white", "black", "yellow", "brown", "grey"]
-    things = ["car", "dog", "cup", "man", "chair", "bus", "umbrella", "horse"]
-    tails = ["", " on the left", " next to the table", " in the back"]
-    out = [
-        f"the {c} {t}{tails[(i + j) % len(tails)]}"
-        for i, t in enumerate(things)
-        for j, c in enumerate(colours)
-    ]
-    if n > len(out):
-        raise ValueError(f"at most {len(out)} distinct phrases, asked for {n}")
-    return out[:n]
-
-
-def make_image(hw: tuple[int, int], seed: int = 0) -> np.ndarray:
-    """A decoded uint8 RGB image [H, W, 3]: smooth colour gradients plus noise."""
-    h, w = hw
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = np.stack([xx / w, yy / h, (xx + yy) / (h + w)], axis=-1) * 200
-    return (base + rng.random((h, w, 3)) * 55).astype(np.uint8)
-
-
-# ---------------------------------------------------------------------------------------------
-# Timing
-
-
-def time_call(
-    fn: Callable[[], Any],
-    repeats: int,
-    warmup: int,
-    max_s: float,
-    setup: Callable[[], Any] | None = None,
-    expected_s: float | None = None,
-) -> dict[str, Any]:
-    """Median wall time of ``fn`` after ``warmup`` calls; ``setup`` runs untimed before each call.
-
-    A call expected to take over half of ``max_s`` gets no warm-up (its one-time costs are small
-    against it) and as many timed runs as fit in ``max_s``, at least one.
-    """
-    if expected_s is not None and expected_s > max_s / 2:
-        warmup = 0
-    for _ in range(warmup):
-        if setup:
-            setup()
-        fn()
-    times: list[float] = []
-    while len(times) < repeats:
-        if setup:
-            setup()
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-        if sum(times) + statistics.median(times) > max_s:
-            break
-    return {
-        "median_s": statistics.median(times),
-        "min_s": min(times),
-        "runs": len(times),
-        "warmup": warmup,
-    }
-
-
-def time_interleaved(
-    calls: dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]],
-    repeats: int,
-    warmup: int,
-    max_s: float,
-) -> dict[str, dict[str, Any]]:
-    """``time_call`` for several (call, untimed setup) pairs timed in turn, round after round, so
-    a change in the machine's load touches all of them alike. Stops after ``repeats`` rounds or
-    before a round would take the total over ``max_s`` (at least one round)."""
-    for _ in range(warmup):
-        for fn, setup in calls.values():
-            if setup:
-                setup()
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    spent = 0.0
-    for r in range(repeats):
-        for k, (fn, setup) in calls.items():
-            if setup:
-                setup()
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-            spent += times[k][-1]
-        if spent / (r + 1) * (r + 2) > max_s:
-            break
-    return {
-        k: {
-            "median_s": statistics.median(v),
-            "min_s": min(v),
-            "runs": len(v),
-            "warmup": warmup,
-        }
-        for k, v in times.items()
-    }
-
-
 def extrapolate(rows: dict[int, dict[str, Any]], n: int) -> float | None:
     """Expected time at L=n from the largest measured L (linear in L: for CLIPSeg's rows)."""
     if not rows:
         return None
     k = max(rows)
     return rows[k]["median_s"] * n / k
-
-
-# ---------------------------------------------------------------------------------------------
-# TSEG
-
-
-def build_tseg(overrides: tuple[str, ...], corpus: list[str]):  # -> (TSEG, Config)
-    """A randomly initialised TSEG; its WordPiece vocabulary is trained on ``corpus``."""
-    from tseg.config import build_config
-    from tseg.models.text_encoder import train_tokenizer
-    from tseg.models.tseg import TSEG
-
-    cfg = build_config(None, list(overrides))
-    tokenizer = train_tokenizer(corpus, cfg.model.text.vocab_size)
-    torch.manual_seed(0)
-    model = TSEG(cfg.model, cfg.data.image_size, tokenizer, load_weights=False).eval()
-    return model, cfg
-
-
-def tseg_input(model, image: np.ndarray) -> Tensor:
-    """The image as Segmenter feeds it to the image encoder: [1, 3, h, w], normalised."""
-    x = model.preprocess(image)[None]
-    return (x - model.pixel_mean) / model.pixel_std
 
 
 def stage_breakdown(model, image: np.ndarray, texts: list[str], runs: int) -> dict[str, float]:
@@ -318,274 +167,6 @@ def stage_breakdown(model, image: np.ndarray, texts: list[str], runs: int) -> di
 
 
 # ---------------------------------------------------------------------------------------------
-# CLIPSeg
-
-
-def build_clipseg(spec: dict[str, Any]):  # -> CLIPSegForImageSegmentation
-    from transformers import (
-        CLIPSegConfig,
-        CLIPSegForImageSegmentation,
-        CLIPSegTextConfig,
-        CLIPSegVisionConfig,
-    )
-
-    cfg = CLIPSegConfig(
-        text_config=CLIPSegTextConfig(**spec["text"]).to_dict(),
-        vision_config=CLIPSegVisionConfig(**spec["vision"]).to_dict(),
-        **spec["extra"],
-    )
-    torch.manual_seed(0)
-    return CLIPSegForImageSegmentation(cfg).eval()
-
-
-def clip_tokenizer(corpus: list[str]):  # -> transformers.CLIPTokenizer
-    """transformers' CLIPTokenizer (CLIP's normaliser, pre-tokeniser, byte-level BPE with </w>)
-    with a vocabulary trained on ``corpus``: CLIP's own vocab.json/merges.txt are not here."""
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import CLIPTokenizer
-
-    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>", continuing_subword_prefix=""))
-    bpe.normalizer = normalizers.Sequence(
-        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
-    )
-    bpe.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(
-                Regex(r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"),
-                behavior="removed",
-                invert=True,
-            ),
-            pre_tokenizers.ByteLevel(add_prefix_space=False),
-        ]
-    )
-    trainer = trainers.BpeTrainer(
-        vocab_size=5000,
-        special_tokens=["<|startoftext|>", "<|endoftext|>"],
-        end_of_word_suffix="</w>",
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(corpus, trainer)
-    model = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m.split()) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    return CLIPTokenizer(vocab=model["vocab"], merges=merges)
-
-
-def clipseg_processor(tokenizer, size: int):  # -> CLIPSegProcessor
-    """The released preprocessor: resize to size x size (bilinear), ImageNet mean and std."""
-    from transformers import CLIPSegProcessor, ViTImageProcessor
-
-    image_processor = ViTImageProcessor(
-        do_resize=True,
-        size={"height": size, "width": size},
-        resample=2,  # PIL bilinear, as in the released preprocessor_config.json
-        do_rescale=True,
-        do_normalize=True,
-        image_mean=[0.485, 0.456, 0.406],
-        image_std=[0.229, 0.224, 0.225],
-    )
-    return CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)
-
-
-def logits_to_masks(logits: Tensor, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """[L, s, s] logits -> probabilities float32 [L, H, W] and masks at image resolution."""
-    probs = F.interpolate(
-        torch.sigmoid(logits.float())[:, None], size=hw, mode="bilinear", align_corners=False
-    )[:, 0].numpy()
-    return probs, probs > 0.5
-
-
-class ClipsegDocumented:
-    """CLIPSeg as its documentation runs it: the image repeated once per phrase."""
-
-    def __init__(self, model, processor) -> None:
-        self.model, self.processor = model, processor
-
-    def __call__(self, images: list[np.ndarray], texts: list[str]) -> list[np.ndarray]:
-        # A batch of images: every (image, phrase) pair is one row of the batch.
-        inputs = self.processor(
-            text=texts * len(images),
-            images=[im for im in images for _ in texts],
-            padding=True,
-            return_tensors="pt",
-        )
-        with torch.inference_mode():
-            logits = self.model(**inputs).logits.view(-1, *inputs["pixel_values"].shape[-2:])
-        L = len(texts)
-        return [
-            logits_to_masks(logits[i * L : (i + 1) * L], im.shape[:2])[1]
-            for i, im in enumerate(images)
-        ]
-
-
-class ClipsegVisionOnce:
-    """CLIPSeg's vision tower once per image, up to its last extracted layer, then the decoder
-    per phrase on the precomputed activations and the phrases' conditional embeddings."""
-
-    def __init__(self, model, processor) -> None:
-        self.model, self.processor = model, processor
-
-    @torch.inference_mode()
-    def activations(self, pixel_values: Tensor) -> list[Tensor]:
-        """[B, 3, s, s] -> the hidden states after each layer in extract_layers, [B, 1 + N, C] each
-        (the same tensors as ``hidden_states[i + 1]`` of the full vision forward)."""
-        vision = self.model.clip.vision_model
-        layers = list(self.model.extract_layers)
-        h = vision.pre_layrnorm(vision.embeddings(pixel_values, interpolate_pos_encoding=True))
-        out = []
-        for i, layer in enumerate(vision.encoder.layers[: max(layers) + 1]):
-            h = layer(h, None)
-            if i in layers:
-                out.append(h)
-        return out
-
-    @torch.inference_mode()
-    def logits(self, pixel_values: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """[B, 3, s, s] images and L phrases -> [B * L, s, s] logits (image-major)."""
-        b, L = pixel_values.shape[0], input_ids.shape[0]
-        acts = [a.repeat_interleave(L, dim=0) for a in self.activations(pixel_values)]
-        cond = self.model.clip.get_text_features(input_ids, attention_mask=attention_mask)
-        cond = cond.pooler_output.repeat(b, 1)  # [B * L, projection_dim]
-        out = self.model.decoder(tuple(acts), cond).logits
-        return out.view(b * L, *pixel_values.shape[-2:])
-
-    def __call__(self, images: list[np.ndarray], texts: list[str]) -> list[np.ndarray]:
-        inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
-        logits = self.logits(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"])
-        L = len(texts)
-        return [
-            logits_to_masks(logits[i * L : (i + 1) * L], im.shape[:2])[1]
-            for i, im in enumerate(images)
-        ]
-
-
-# ---------------------------------------------------------------------------------------------
-# Training steps
-
-
-@dataclass
-class _Clock:
-    """Encoder forward time and backward intervals of one step, from hooks."""
-
-    forward: float = 0.0
-    t0: float = 0.0  # when the running encoder's forward began
-    starts: dict[str, float] = field(default_factory=dict)
-    ends: dict[str, float] = field(default_factory=dict)
-
-    def backward_time(self) -> float:
-        """Length of the union of the encoders' backward intervals."""
-        spans = sorted((self.starts[k], self.ends[k]) for k in self.starts if k in self.ends)
-        total, cur_s, cur_e = 0.0, None, None
-        for s, e in spans:
-            if cur_e is None or s > cur_e:
-                total += 0.0 if cur_e is None else cur_e - cur_s
-                cur_s, cur_e = s, e
-            else:
-                cur_e = max(cur_e, e)
-        return total + (0.0 if cur_e is None else cur_e - cur_s)
-
-
-def _instrument(model, clock: _Clock) -> list:
-    """Hooks on the two encoders: forward time (pre/post module hooks); backward from the moment
-    the gradient of the encoder's output exists to the last gradient of its parameters."""
-    handles = []
-    for name, module in (("image", model.image_encoder), ("text", model.text_encoder)):
-
-        def pre(_m: Any, _a: Any, name: str = name) -> None:
-            clock.starts.pop(name, None)
-            clock.ends.pop(name, None)
-            clock.t0 = time.perf_counter()
-
-        def post(_m: Any, _a: Any, out: Any, name: str = name) -> None:
-            clock.forward += time.perf_counter() - clock.t0
-            t = out["patch_tokens"] if isinstance(out, dict) else out
-            if t.requires_grad:
-
-                def grad_ready(_g: Tensor, name: str = name) -> None:
-                    clock.starts[name] = time.perf_counter()
-
-                t.register_hook(grad_ready)
-
-        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
-        for p in module.parameters():
-            if p.requires_grad:
-
-                def done(_p: Tensor, name: str = name) -> None:
-                    clock.ends[name] = time.perf_counter()
-
-                handles.append(p.register_post_accumulate_grad_hook(done))
-    return handles
-
-
-def train_throughput(
-    overrides: tuple[str, ...], batch_size: int, steps: int, warmup: int
-) -> dict[str, Any]:
-    """Images/s of training steps and where the time goes: ``tseg.train.train_step`` itself on
-    a run made by ``build_run``, its phases timed by the step and the encoders by hooks."""
-    from tseg.config import build_config
-    from tseg.train import build_run, train_step
-
-    cfg = build_config(
-        None,
-        [*overrides, f"train.batch_size={batch_size}", "train.steps=100000"],
-    )
-    run = build_run(cfg, torch.device("cpu"))
-    clock = _Clock()
-    handles = _instrument(run.model, clock)
-    rows = []
-    try:
-        for step in range(warmup + steps):
-            clock.forward = 0.0
-            phases: dict[str, float] = {}
-            t0 = time.perf_counter()
-            out = train_step(run, step, timings=phases)  # data, forward, backward, optimizer
-            total = time.perf_counter() - t0
-            if step >= warmup:
-                rows.append(
-                    {
-                        "step": total,
-                        "data": phases["data"],
-                        "forward": phases["forward"],
-                        "encoders_forward": clock.forward,
-                        "backward": phases["backward"],
-                        "encoders_backward": clock.backward_time(),
-                        # What the phases leave (the schedule, zero_grad): counted with the update.
-                        "optimizer": total
-                        - phases["data"]
-                        - phases["forward"]
-                        - phases["backward"],
-                        "images": out["images"],
-                    }
-                )
-    finally:
-        for h in handles:
-            h.remove()
-    tot = {k: sum(r[k] for r in rows) for k in rows[0]}
-    enc = tot["encoders_forward"] + tot["encoders_backward"]
-    breakdown = {
-        "data_loading_and_collation": tot["data"],
-        "encoders_forward": tot["encoders_forward"],
-        "encoders_backward": tot["encoders_backward"],
-        "rest_of_forward_and_backward": tot["forward"]
-        + tot["backward"]
-        - tot["encoders_forward"]
-        - tot["encoders_backward"],
-        "optimizer_step": tot["optimizer"],
-    }
-    return {
-        "images_per_s": tot["images"] / tot["step"],
-        "step_s_median": statistics.median(r["step"] for r in rows),
-        "batch_size": batch_size,
-        "steps": len(rows),
-        "warmup_steps": warmup,
-        "image_size": cfg.data.image_size,
-        "optimizer": cfg.train.optimizer,
-        "share_outside_encoders": 1.0 - enc / tot["step"],
-        "share": {k: v / tot["step"] for k, v in breakdown.items()},
-    }
-
-
-# ---------------------------------------------------------------------------------------------
 # The machine's limit
 
 
@@ -609,18 +190,6 @@ def encoder_vs_matmul(encoder: Callable[[], Any], n: int, rounds: int) -> dict[s
         "encoder_best_s": min(enc),
         "matmul_best_s": min(mm),
     }
-
-
-def count_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs of ``fn`` by FlopCounterMode. Attention runs through the math kernel while
-    counting, since the counter has no formula for the CPU's fused attention kernel."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), counter:
-        fn()
-    return counter.get_total_flops()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -724,39 +293,9 @@ def settings_from_dict(d: dict[str, Any]) -> Settings:
     return s
 
 
-# ---------------------------------------------------------------------------------------------
-# The run
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def machine(threads: int) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    import transformers
-
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "threads": threads,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
-    }
-
-
-def _row(t: dict[str, Any], images: int = 1) -> dict[str, Any]:
-    return {
-        **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in t.items()},
-        "images_per_s": round(images / t["median_s"], 4),
-    }
+    """provenance.machine with the torch threads every row ran on."""
+    return provenance.machine(threads=threads)
 
 
 def measure_tseg(s: Settings, model, image: np.ndarray, corpus: list[str]) -> dict[str, Any]:
@@ -893,8 +432,9 @@ def measure_clipseg(s: Settings, image: np.ndarray, corpus: list[str]) -> dict[s
     }
 
 
-def run(settings: Settings) -> dict[str, Any]:
-    """Measure everything; returns the report written to speed.json."""
+def run(settings: Settings, command: str | None = None) -> dict[str, Any]:
+    """Measure everything; returns the report written to speed.json (``command``: the command
+    line, for the record)."""
     from tseg.inference import Segmenter
 
     s = settings
@@ -903,8 +443,8 @@ def run(settings: Settings) -> dict[str, Any]:
     corpus = phrases(64)
     image = make_image(s.image_hw)
     report: dict[str, Any] = {
+        **provenance.start(command, machine(s.threads)),
         "settings": asdict(s),
-        "machine": machine(s.threads),
         "image": {"height": s.image_hw[0], "width": s.image_hw[1]},
         "phrases": corpus[: max(s.counts)],
     }
@@ -984,7 +524,7 @@ def run(settings: Settings) -> dict[str, Any]:
             log(f"memory {label}: {report['memory'][label]}")
     report["targets"] = targets(report)
     report["wall_time_s"] = round(time.perf_counter() - start, 1)
-    return report
+    return provenance.finish(report)
 
 
 def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -1056,7 +596,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"decoded image to masks at image resolution; median of up to {s['repeats']} runs after "
         f"warm-up; random weights (they do not change the cost). Peak RSS: each configuration in a "
         f"fresh process, VmHWM from after model construction, in MB (in brackets: above the ~0.8 GB that importing torch and transformers takes). Load average at start: "
-        f"{m['load_average_at_start']}.",
+        f"{r['load_average_before']}.",
         "",
         "| L expressions | " + " | ".join(str(n) for n in s["counts"]) + " |",
         "|---|" + "---|" * len(s["counts"]),
@@ -1179,11 +719,8 @@ def main(argv: list[str] | None = None) -> int:
         s = replace(s, threads=args.threads)
     if args.no_memory:
         s = replace(s, memory=False)
-    report = run(s)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1), encoding="utf-8")
-    out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
+    report = run(s, provenance.command_line(__file__, argv))
+    write_report(Path(args.out), report, markdown(report))
     print(markdown(report))
     return 0
 

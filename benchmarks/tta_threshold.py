@@ -15,16 +15,18 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import RESULTS, git_commit, machine  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python benchmarks/tta_threshold.py`
+    sys.path.insert(0, str(ROOT))
 
+from benchmarks.lib import provenance  # noqa: E402
+from benchmarks.lib.report import RESULTS, write_report  # noqa: E402
 from tseg.cli import main  # noqa: E402
 
 
@@ -68,20 +70,15 @@ def main_(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-images", type=int, default=100)
     ap.add_argument("--out", type=Path, default=RESULTS / "tta_threshold.json")
     ns = ap.parse_args(argv)
-    load = list(os.getloadavg())
+    import torch
+
+    command = provenance.command_line(__file__, argv)
+    record = provenance.start(command, provenance.machine(torch_threads=torch.get_num_threads()))
     rows = [measure(c, ns.max_images) for c in ns.checkpoints]
-    record = {
-        "command": "python benchmarks/tta_threshold.py "
-        + " ".join(map(str, ns.checkpoints))
-        + f" --max-images {ns.max_images}",
-        "commit": git_commit(),
-        "machine": machine(),
-        "load_average_before": [round(v, 2) for v in load],
-        "load_average_after": [round(v, 2) for v in os.getloadavg()],
-        "images": f"the first {ns.max_images} of val (choice) and of test",
-        "rows": rows,
-    }
-    ns.out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    provenance.finish(record)
+    record["images"] = f"the first {ns.max_images} of val (choice) and of test"
+    record["rows"] = rows
+    write_report(ns.out, record)
     for r in rows:
         print(r["checkpoint"], "plain", r["plain"], "tta", r["tta"]["miou"], "chosen",
               r["tta_chosen_on_val"])  # fmt: skip

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import accuracy  # noqa: E402
+from benchmarks import accuracy
 
 
 def test_identical_rows_train_once(tmp_path):

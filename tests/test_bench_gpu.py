@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from benchmarks import gpu
+from benchmarks.lib import provenance
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-gpu = pytest.importorskip("benchmarks.gpu")
 
 SCRIPT = ROOT / "benchmarks" / "gpu.sh"
 COMMITTED = ROOT / "benchmarks" / "results" / "gpu.json"
@@ -52,7 +53,8 @@ def test_dry_run_records_the_run(dry_run):
     r, done, out = dry_run
     assert r["dry_run"] is True and r["missing"] == [] and r["skipped"] == {}
     assert r["command"] == f"bash benchmarks/gpu.sh --dry-run --out {out}"
-    assert r["commit"] and r["commit"] != "unknown"
+    assert provenance.check(r) == [], provenance.check(r)
+    assert r["commit"] and isinstance(r["dirty"], bool) and len(r["load_average_before"]) == 3
     assert r["machine"]["torch"] and r["machine"]["device"] == "cpu"
     assert isinstance(r["machine"]["gpus"], list)
     assert r["parts"] == {

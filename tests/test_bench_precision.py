@@ -1,13 +1,8 @@
 """benchmarks/precision.py on a micro model: every row, the peaks, agreement and the report."""
 
-import sys
-from pathlib import Path
-
-import pytest
 from conftest import MICRO_MODEL
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-precision = pytest.importorskip("benchmarks.precision")
+from benchmarks import precision
 
 
 def test_speed_peaks_agreement_and_report(micro_overrides, tmp_path):
@@ -34,8 +29,9 @@ def test_speed_peaks_agreement_and_report(micro_overrides, tmp_path):
     r = {
         "commit": "x",
         "command": "c",
-        "machine": {"cpu": "cpu", "threads": 1, "load_average_at_start": [0, 0, 0]},
-        "load_average_at_end": [0, 0, 0],
+        "machine": {"cpu": "cpu", "threads": 1},
+        "load_average_before": [0, 0, 0],
+        "load_average_after": [0, 0, 0],
         "speed": s,
         "peaks": p,
         "agreement": a,

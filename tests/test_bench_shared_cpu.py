@@ -2,13 +2,10 @@
 whole trainings, timed only by the benchmark)."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-shared = pytest.importorskip("benchmarks.shared_cpu")
+from benchmarks import shared_cpu as shared
 
 
 def test_step_seconds_and_report(tmp_path):
@@ -28,7 +25,8 @@ def test_step_seconds_and_report(tmp_path):
     r = {
         "commit": "x",
         "command": "c",
-        "machine": {"cpu": "cpu", "cores": 2, "load_average_before": [0, 0, 0]},
+        "machine": {"cpu": "cpu", "cores": 2},
+        "load_average_before": [0, 0, 0],
         "load_average_after": [0, 0, 0],
         "steps": 6,
         "skip": 2,

@@ -2,24 +2,22 @@
 path against the documented one, and the training-step timers."""
 
 import json
-import sys
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import MICRO, MICRO_MODEL
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-speed = pytest.importorskip("benchmarks.speed")
-
-MICRO_CLIPSEG = speed.MICRO_CLIPSEG
+from benchmarks import speed
+from benchmarks.lib import clipseg, provenance, timing
+from benchmarks.lib.clipseg import MICRO_CLIPSEG
+from benchmarks.lib.tseg_model import make_image, phrases
 
 MICRO_TRAIN = [*MICRO, "data.train_size=16", "model.image.patch_size=8"]
 
 
-def micro_settings() -> "speed.Settings":
+def micro_settings() -> speed.Settings:
     return speed.Settings(
         threads=1,
         repeats=1,
@@ -39,7 +37,8 @@ def micro_settings() -> "speed.Settings":
 
 
 def test_report_has_every_section_and_target(tmp_path):
-    report = speed.run(micro_settings())
+    report = speed.run(micro_settings(), "python benchmarks/speed.py --micro")
+    assert provenance.check(report) == []
     for key in (
         "machine",
         "single_image",
@@ -74,24 +73,24 @@ def test_report_has_every_section_and_target(tmp_path):
 
 def test_vision_once_gives_the_documented_logits():
     spec = MICRO_CLIPSEG
-    model = speed.build_clipseg(spec)
-    texts = speed.phrases(3)
-    proc = speed.clipseg_processor(speed.clip_tokenizer(speed.phrases(64)), spec["size"])
-    image = speed.make_image((40, 56))
+    model = clipseg.build_clipseg(spec)
+    texts = phrases(3)
+    proc = clipseg.clipseg_processor(clipseg.clip_tokenizer(phrases(64)), spec["size"])
+    image = make_image((40, 56))
     inputs = proc(text=texts, images=[image] * 3, padding=True, return_tensors="pt")
     with torch.inference_mode():
         want = model(**inputs).logits
-    once = speed.ClipsegVisionOnce(model, proc)
+    once = clipseg.ClipsegVisionOnce(model, proc)
     got = once.logits(inputs["pixel_values"][:1], inputs["input_ids"], inputs["attention_mask"])
     assert got.shape == want.shape == (3, 64, 64)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     masks = once([image, image], texts)
     assert len(masks) == 2 and masks[0].shape == (3, 40, 56) and masks[0].dtype == bool
-    assert np.array_equal(masks[0], speed.ClipsegDocumented(model, proc)([image], texts)[0])
+    assert np.array_equal(masks[0], clipseg.ClipsegDocumented(model, proc)([image], texts)[0])
 
 
 def test_clip_tokenizer_gives_one_token_per_word():
-    tok = speed.clip_tokenizer(speed.phrases(64))
+    tok = clipseg.clip_tokenizer(phrases(64))
     ids = tok(["the red car on the left"])["input_ids"][0]
     assert len(ids) == 6 + 2  # words plus start and end tokens, as CLIP's vocabulary gives
     assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
@@ -99,7 +98,7 @@ def test_clip_tokenizer_gives_one_token_per_word():
 
 def test_time_call_skips_warmup_for_calls_longer_than_half_the_budget():
     calls = []
-    t = speed.time_call(lambda: calls.append(1), repeats=3, warmup=2, max_s=1.0, expected_s=0.9)
+    t = timing.time_call(lambda: calls.append(1), repeats=3, warmup=2, max_s=1.0, expected_s=0.9)
     assert t["warmup"] == 0 and len(calls) == t["runs"] == 3
 
 
