@@ -210,6 +210,12 @@ def test_two_processes_see_every_sample_once_per_epoch_and_resume_exactly(
     assert all(r["formats"] == [["images", "own", "targets", "texts"]] for r in ranks)
     a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "parts")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(x) for x in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
+    # The log counts both processes' images: rank 0's epoch is batches of 4, 4, 4, 2 (14
+    # samples), rank 1's 4, 4, 2 (10), so the sums differ from twice rank 0's (8, 16, 24, ...).
+    per_rank = [[4, 4, 4, 2] * 2, [4, 4, 2] * 3]
+    expected = [sum(sum(b[: s + 1]) for b in per_rank) for s in range(8)]
+    assert [r["images"] for r in log if "loss" in r] == expected == [8, 16, 22, 28, 36, 42, 50, 56]
     positions = read_meta(resolve(tmp_path / "parts"))["train_state"]["stream"]
     assert len(positions) == 2 and positions[0] != positions[1]
     # Another number of processes cannot continue the positions (the layout warns first).

@@ -58,6 +58,24 @@ class _Described(str):
         return str(self) + "; ".join(f"{k}: {v}" for k, v in self._load().items())
 
 
+def out_path(text: str) -> str:
+    """An argparse type for output folders: an empty name would write into the working folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty name (it would write into the working folder)")
+    return text
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is below 0")
+    return value
+
+
 def _module(name: str) -> Any:
     return importlib.import_module(f"tseg.{name}")
 
@@ -134,7 +152,6 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         max_images=ns.max_images,
         presence=ns.presence,
         classes=ns.classes,
-        confidence_threshold=ns.confidence_threshold,
         choose_presence=ns.choose_presence_threshold,
         choose_threshold=ns.choose_threshold,
     )
@@ -336,6 +353,8 @@ def cmd_weights(ns: argparse.Namespace) -> int:
     for r in rows:
         where = " in the Hugging Face cache" if r.get("cache") else ""
         state = f"present{where}" if r["present"] else f"MISSING{where and ' from the cache'}"
+        if r.get("problem"):
+            state = f"BROKEN{where}: {r['problem']}"
         print(f"[{r['preset']}] {r['name']} {r.get('file') or ''}: {state}")
         print(f"    config key: {r['config_key']}   path: {r['path'] or '(not set)'}")
         if r.get("sha256"):
@@ -348,7 +367,7 @@ def cmd_weights(ns: argparse.Namespace) -> int:
         print(
             "hub names are read from the Hugging Face cache (HF_HOME / HF_HUB_CACHE; docs/hub.md)"
         )
-    return 0
+    return 1 if any(r.get("problem") for r in rows) else 0
 
 
 def add_inference_flags(p: argparse.ArgumentParser) -> None:
@@ -420,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "args", nargs="*", help="an experiment YAML, then dotted overrides like train.steps=100"
     )
-    t.add_argument("--out", help="run folder (same as train.out_dir=...)")
+    t.add_argument("--out", type=out_path, help="run folder (same as train.out_dir=...)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument(
         "--resume",
@@ -432,7 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a checkpoint on its dataset")
     e.add_argument("checkpoint", help="a checkpoint folder or a run folder")
     e.add_argument("--split", nargs="+", default=["val"], help="splits to evaluate (default: val)")
-    e.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images")
+    e.add_argument(
+        "--max-images", type=count, default=0, help="evaluate only the first N images (0: all)"
+    )
     e.add_argument("--presence", action="store_true", help="also report presence ROC AUC")
     e.add_argument(
         "--choose-threshold",
@@ -475,10 +496,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--image-dir", help="pairs/semantic: the image folder, if not the default")
     e.add_argument(
-        "--confidence-threshold",
+        "--class-threshold",
+        "--confidence-threshold",  # its earlier name
+        dest="class_threshold",
         type=float,
-        default=0.5,
-        help="voc-zeroshot: drop classes whose confidence is below this (default 0.5)",
+        help="*-zeroshot: drop classes whose confidence is below this (default: the "
+        "checkpoint's inference.class_threshold, 0.5 unless set; as tseg segment --classes)",
     )
     add_inference_flags(e)
     e.set_defaults(func=cmd_eval)
@@ -494,7 +517,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("expressions", nargs="*", help='expressions, e.g. "red circle" "blue shapes"')
     s.add_argument("--expressions-file", help="a text file with one expression per line")
-    s.add_argument("--out", default="segment_out", help="output folder")
+    s.add_argument(
+        "--out",
+        type=out_path,
+        default="segment_out",
+        help="output folder (default: segment_out); a rerun into it replaces the folders of "
+        "the images it writes again and adds them to its index.json",
+    )
     add_inference_flags(s)
     s.add_argument("--device", default="auto", **_device())
     s.add_argument(
@@ -509,7 +538,12 @@ def build_parser() -> argparse.ArgumentParser:
         "'voc' (the packaged VOC classes and synonyms; section 4.6)",
     )
     s.add_argument(
-        "--class-threshold", type=float, help="drop classes below this confidence (default 0.5)"
+        "--class-threshold",
+        "--confidence-threshold",  # tseg eval's earlier name for it
+        dest="class_threshold",
+        type=float,
+        help="--classes: drop classes below this confidence (default: the checkpoint's "
+        "inference.class_threshold, 0.5 unless set)",
     )
     s.add_argument("--max-pixels", type=int, help="refuse larger images (default 100,000,000)")
     s.set_defaults(func=cmd_segment)
@@ -523,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stopped run. On N processes: torchrun --nproc_per_node N -m tseg.cli pseudo-label ...",
     )
     pl.add_argument("run", help="the teacher: a run or checkpoint folder")
-    pl.add_argument("--out", required=True, help="the pseudo-mask folder")
+    pl.add_argument("--out", type=out_path, required=True, help="the pseudo-mask folder")
     pl.add_argument("--split", default="train", help="split to label (default train)")
     pl.add_argument(
         "--refine",
@@ -570,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
         "folder under --out, resumable.",
     )
     st.add_argument("args", nargs="*", help="an experiment YAML, then dotted overrides")
-    st.add_argument("--out", help="folder of the stages (default: train.out_dir)")
+    st.add_argument("--out", type=out_path, help="folder of the stages (default: train.out_dir)")
     st.add_argument("--rounds", type=int, help="rounds (default: pseudo.rounds, 1)")
     st.add_argument("--teacher", help="an existing weak run to start from (no teacher training)")
     st.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -579,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "demo", help="train a configs/demo recipe on synthetic shapes on the CPU and show results"
     )
-    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--out", type=out_path, default="runs/demo")
     d.add_argument(
         "--seed", type=int, default=None, help="training seed (default: the recipe's, 0)"
     )
@@ -622,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
         "onnx", help="image and text encoders as ONNX graphs + tseg_onnx.json (needs [onnx])"
     )
     xo.add_argument("checkpoint", help="a checkpoint folder or a run folder")
-    xo.add_argument("--out", required=True, help="output folder")
+    xo.add_argument("--out", type=out_path, required=True, help="output folder")
     xo.add_argument(
         "--no-check", action="store_true", help="skip comparing ONNX Runtime with torch"
     )
@@ -640,7 +674,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(push it with `hf upload`; load it with tseg segment/eval ORG/NAME)",
     )
     xh.add_argument("checkpoint", help="a checkpoint folder or a run folder")
-    xh.add_argument("--out", required=True, help="output folder")
+    xh.add_argument("--out", type=out_path, required=True, help="output folder")
     xh.add_argument("--repo", help="the repo name ORG/NAME the model card uses")
     xh.add_argument(
         "--license", default="apache-2.0", help="licence id for the card (default %(default)s)"
@@ -675,7 +709,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--image-dir", help="image folder, if not the default under root")
     c.add_argument("--splits", nargs="+", help="PhraseCut / VOC: only these splits")
     c.add_argument(
-        "--skip-images", action="store_true", help="do not check every image file exists"
+        "--skip-images",
+        action="store_true",
+        help="skip the per-image pass (the paper's datasets: that each image file exists; "
+        "own data and shards: that each image decodes)",
     )
     c.add_argument(
         "--lenient-polygons",
@@ -690,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
         "coco_captions)",
     )
     v.add_argument("source", help="a data.dataset value: shapes, refcoco, voc, imagefolder, ...")
-    v.add_argument("out", help="output folder")
+    v.add_argument("out", type=out_path, help="output folder")
     v.add_argument("--root", help="the source's data.root (data.shards for webdataset)")
     v.add_argument("--split", default="train", help="split to convert (default train)")
     v.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")

@@ -481,6 +481,24 @@ def recipe_path(name: str) -> Path:
     return path
 
 
+def config_file(path: str | Path) -> Path:
+    """An experiment file as given, else the packaged recipe of that name, so that
+    ``configs/refcoco_mpa.yaml`` (as the docs write it) and ``refcoco_mpa`` work outside a
+    checkout too."""
+    p = Path(path)
+    if p.exists():
+        return p
+    name = p.as_posix().removesuffix(".yaml").removesuffix(".yml")
+    name = name.removeprefix("configs/").removeprefix("./configs/")
+    packaged = CONFIGS / f"{name}.yaml"
+    if name and ".." not in Path(name).parts and packaged.is_file():
+        return packaged
+    known = ", ".join(
+        sorted(x.relative_to(CONFIGS).with_suffix("").as_posix() for x in CONFIGS.rglob("*.yaml"))
+    )
+    raise ConfigError(f"config file '{p}' does not exist (nor is it a packaged recipe: {known})")
+
+
 def recipe_overrides(name: str) -> list[str]:
     """A recipe as ``key=value`` overrides (for scripts that add or drop some of its keys)."""
     return [f"{k}={v}" for k, v in _flatten(load_yaml(recipe_path(name))).items()]
@@ -883,15 +901,31 @@ def parse_yaml(text: str, name: str) -> Any:
         loader.dispose()
 
 
+def yaml_problem(e: Exception) -> str:
+    """PyYAML's several-line message as one line: the problem and where (line, column)."""
+    problem = getattr(e, "problem", None) or getattr(e, "context", None)
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    if problem is None:
+        return " ".join(str(e).split())
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read an experiment YAML (a mapping) with a clear error for a missing or bad file."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file '{p}' is a folder, not a YAML file")
     if not p.is_file():
         raise ConfigError(f"config file '{p}' does not exist")
     try:
         data = parse_yaml(p.read_text(encoding="utf-8"), str(p))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file '{p}' is not valid YAML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config file '{p}' is not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file '{p}' is not valid YAML: {yaml_problem(e)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -907,7 +941,7 @@ def build_config(
     preset: str | None = None,
 ) -> Config:
     """Defaults, then the model preset, then the YAML file, then ``key=value`` overrides."""
-    file_data = load_yaml(path) if path else {}
+    file_data = load_yaml(config_file(path)) if path else {}
     flat_file = _flatten(file_data)
     pairs = [parse_override(o) for o in overrides or []]
     # The preset can come from the CLI, the YAML file or the override list; last one wins.

@@ -34,7 +34,9 @@ class EvalRequest:
     )
     classes: str | None = None  # voc / semantic: YAML of class -> names (None: the packaged /
     # the dataset's class names)
-    confidence_threshold: float = 0.5  # *-zeroshot: drop classes below this confidence
+    # *-zeroshot: drop classes below this confidence (None: the Segmenter's class_threshold,
+    # i.e. the checkpoint's inference.class_threshold, as tseg segment --classes uses)
+    confidence_threshold: float | None = None
     # pairs: choose inference.presence_threshold on the (first) split and store it in the
     # checkpoint (``tseg.eval.pairs.choose_presence``)
     choose_presence: bool = False
@@ -50,6 +52,10 @@ class Protocol:
     dataset: str | None  # a ``data.dataset`` name; None: the checkpoint's (or ``--dataset``)
     run: Callable[[Segmenter, RefDataset, EvalRequest], dict[str, Any]]
     help: str
+
+
+def _class_threshold(seg: Segmenter, r: EvalRequest) -> float:
+    return seg.class_threshold if r.confidence_threshold is None else r.confidence_threshold
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -77,7 +83,7 @@ PROTOCOLS: dict[str, Protocol] = {
             ds,
             r.classes,
             zero_shot=True,
-            confidence_threshold=r.confidence_threshold,
+            confidence_threshold=_class_threshold(seg, r),
             max_images=r.max_images,
             shard=r.shard,
         ),
@@ -97,7 +103,7 @@ PROTOCOLS: dict[str, Protocol] = {
             ds,
             semantic_classes(ds, r.classes),
             zero_shot=True,
-            confidence_threshold=r.confidence_threshold,
+            confidence_threshold=_class_threshold(seg, r),
             max_images=r.max_images,
             shard=r.shard,
         ),

@@ -63,6 +63,9 @@ def write_index(
     is what tells them apart. An image that could not be read has ``"folder": null`` and its
     ``"error"``; ``errors`` maps its index in ``paths`` to the message. ``tseg segment``
     writes it whenever it writes a result.
+
+    A rerun into the same ``out`` adds to the index instead of forgetting the earlier images:
+    their entries stay, first, unless this run has the same image or wrote their folder again.
     """
     errors = errors or {}
     images = []
@@ -73,8 +76,27 @@ def write_index(
             images.append({"image": str(path), "folder": stem})
     out.mkdir(parents=True, exist_ok=True)
     index = out / INDEX
-    index.write_text(json.dumps({"images": images}, indent=1), encoding="utf-8")
+    new_images = {e["image"] for e in images}
+    new_folders = {e["folder"] for e in images if e["folder"]}
+    kept = [
+        e
+        for e in _earlier_entries(index)
+        if e.get("image") not in new_images and e.get("folder") not in new_folders
+    ]
+    from ..atomic import atomic_write_text  # a killed run leaves the old index or the new
+
+    atomic_write_text(index, json.dumps({"images": kept + images}, indent=1))
     return index
+
+
+def _earlier_entries(index: Path) -> list[dict]:
+    """The entries of an earlier run's index.json ([] if there is none or it is unreadable)."""
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    entries = data.get("images") if isinstance(data, dict) else None
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
 def write_zero_shot(

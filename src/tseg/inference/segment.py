@@ -321,9 +321,15 @@ def read_classes(spec: str) -> dict[str, list[str]]:
             raise InputError(f"classes file '{p}' does not exist")
         try:
             keys = list((yaml.safe_load(p.read_text(encoding="utf-8")) or {}).keys())
-        except (yaml.YAMLError, AttributeError) as e:
+        except UnicodeDecodeError:
+            raise InputError(f"classes file '{p}' is not UTF-8 text") from None
+        except yaml.YAMLError as e:
+            from ..config import yaml_problem
+
+            raise InputError(f"classes file '{p}' is not valid YAML: {yaml_problem(e)}") from None
+        except AttributeError:
             raise InputError(
-                f"classes file '{p}' is not a YAML mapping of class -> names: {e}"
+                f"classes file '{p}' is not a YAML mapping of class -> names"
             ) from None
         return load_class_names(p, classes=keys)
     names = [c.strip() for c in spec.split(",") if c.strip()]

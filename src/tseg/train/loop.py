@@ -134,7 +134,14 @@ def _train(
                     f"Continue with: tseg train ... --resume (train.out_dir={run_dir})"
                 )
             if step % tc.log_every == 0 or step == tc.steps - 1:
-                mean_loss = distributed.all_reduce(out["loss"].clone(), "mean").item()
+                # One reduction for both: the loss averaged, the images summed over processes
+                # (a stream's processes need not see equally many: their shards differ).
+                loss = out["loss"]
+                both = torch.tensor(
+                    [loss.item(), float(seen)], dtype=torch.float64, device=loss.device
+                )
+                both = distributed.all_reduce(both, "sum")
+                mean_loss, seen_all = both[0].item() / world, int(round(both[1].item()))
                 elapsed = time.time() - t0
                 if log is not None:
                     rec = {
@@ -143,8 +150,8 @@ def _train(
                         "loss": round(mean_loss, 5),
                         "lr": out["lr"],
                         "tau": round(model.tau.item(), 4),
-                        "images_per_s": round(seen * world / elapsed, 2),
-                        "images": seen * world,
+                        "images_per_s": round(seen_all / elapsed, 2),
+                        "images": seen_all,
                         "time_s": round(elapsed, 3),
                     }
                     if governor is not None:
