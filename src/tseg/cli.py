@@ -143,6 +143,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         dataset=ns.dataset,
         dataset_root=ns.dataset_root,
         image_dir=ns.image_dir,
+        annotations=ns.annotations,
         request=request,
         inference=changes,
         labels=labels,
@@ -400,7 +401,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset-root",
         help="the dataset folder (default: the checkpoint's data.root)",
     )
-    e.add_argument("--image-dir", help="pairs/semantic: the image folder, if not the default")
+    e.add_argument(
+        "--image-dir",
+        help="pairs/semantic: another image folder (relative: to --dataset-root)",
+    )
+    e.add_argument(
+        "--annotations",
+        help="pairs/semantic with --dataset coco: the COCO instances file itself (images beside "
+        "it, then in --image-dir)",
+    )
     e.add_argument(
         "--confidence-threshold",
         type=float,
@@ -526,10 +535,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "root",
         help="the dataset folder (refer data folder, VGPhraseCut_v0, VOCdevkit, your COCO or "
-        "ImageFolder folder), or for webdataset the shard pattern",
+        "ImageFolder folder), a COCO file itself, or for webdataset the shard pattern",
     )
     c.add_argument("--split-by", help="RefCOCO*: unc, umd or google")
-    c.add_argument("--image-dir", help="image folder, if not the default under root")
+    c.add_argument(
+        "--image-dir", help="image folder, if not the default under root (relative: to root)"
+    )
     c.add_argument("--splits", nargs="+", help="PhraseCut / VOC: only these splits")
     c.add_argument(
         "--skip-images", action="store_true", help="do not check every image file exists"

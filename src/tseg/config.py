@@ -92,7 +92,10 @@ class DataConfig:
     # webdataset: stream the shards into tseg train (tseg.data.stream, docs/own_data.md), exactly
     # resumable, instead of reading them map-style; weak training only
     stream: bool = False
-    image_dir: str = ""  # images, if not in the dataset's default place under root
+    image_dir: str = ""  # images, if not in the dataset's default place (relative: to data.root)
+    # coco / coco_captions: the COCO JSON file itself (relative: to data.root), whatever its name;
+    # its images' file_name is looked up beside it, then in data.image_dir
+    annotations: str = ""
     split_by: str = ""  # RefCOCO*: unc | umd | google ("" = the dataset's default)
     # PhraseCut: refuse polygons of fewer than 3 points (false: skip 0-1 point ones and draw
     # 2-point ones as a line, as the official tools score them)

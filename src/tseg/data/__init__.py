@@ -53,7 +53,10 @@ def build_dataset(cfg: DataConfig, split: str) -> RefDataset:
     if not cfg.root:
         raise DatasetError(f"config key 'data.root' is empty: set it to the {cfg.dataset} folder")
     name = {"train": cfg.train_split, "val": cfg.val_split}.get(split, split)
-    image_dir = cfg.image_dir or None
+    from .coco_layout import resolve_under
+
+    # relative to data.root, as every folder key of data is (tseg.data.coco_layout)
+    image_dir = resolve_under(cfg.root, cfg.image_dir) or None
     if cfg.dataset.startswith("refcoco"):
         from .refcoco import RefCocoDataset
 

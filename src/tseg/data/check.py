@@ -605,6 +605,10 @@ def check_dataset(
     Raises:
         DatasetError: Unknown dataset name or splitBy (nothing else).
     """
+    from tseg.data.coco_layout import resolve_under
+
+    # relative to the dataset folder, as the loaders resolve data.image_dir
+    image_dir = resolve_under(root, image_dir) if image_dir else None
     if name in OWN_DATA_NAMES:  # a user's own formats: tseg.data.check_own
         from tseg.data.check_own import check_own
 
