@@ -85,7 +85,8 @@ class DataConfig:
     """Which dataset, at what resolution, with which augmentation."""
 
     # shapes | refcoco | refcoco+ | refcocog | grefcoco | phrasecut | voc; a user's own data
-    # (docs/own_data.md): imagefolder | coco_captions | webdataset (weak) | coco (masks)
+    # (docs/own_data.md): imagefolder | coco_captions | webdataset (weak) | coco (masks) |
+    # hf (Hugging Face datasets: weak, and evaluation where a mask column exists)
     dataset: str = "shapes"
     root: str = ""  # dataset folder (see README: files each dataset expects)
     shards: str = ""  # webdataset: tar shards, e.g. "shards/train-{000000..000099}.tar"
@@ -96,6 +97,10 @@ class DataConfig:
     # coco / coco_captions: the COCO JSON file itself (relative: to data.root), whatever its name;
     # its images' file_name is looked up beside it, then in data.image_dir
     annotations: str = ""
+    # hf: the text column ("" = the first of expressions, sentences, text, caption) and the mask
+    # column ("" = mask, masks or segmentation when it holds images); data.root names the data
+    text_column: str = ""
+    mask_column: str = ""
     split_by: str = ""  # RefCOCO*: unc | umd | google ("" = the dataset's default)
     # PhraseCut: refuse polygons of fewer than 3 points (false: skip 0-1 point ones and draw
     # 2-point ones as a line, as the official tools score them)

@@ -18,7 +18,8 @@ __all__ = [
 REAL_DATASETS = ("refcoco", "refcoco+", "refcocog", "grefcoco", "phrasecut", "voc")
 #: A user's own data (docs/own_data.md): images with text only, and COCO instances.
 WEAK_DATASETS = ("imagefolder", "coco_captions", "webdataset")
-OWN_DATASETS = (*WEAK_DATASETS, "coco")
+#: ``hf`` is weak unless a split has a mask column (``tseg.data.own.no_masks_reason``).
+OWN_DATASETS = (*WEAK_DATASETS, "coco", "hf")
 
 
 def build_dataset(cfg: DataConfig, split: str) -> RefDataset:

@@ -54,7 +54,7 @@ DATASET_NAMES: tuple[str, ...] = (
     "voc",
 )
 #: Checked by ``tseg.data.check_own`` (``root`` is the shard pattern for webdataset).
-OWN_DATA_NAMES: tuple[str, ...] = ("imagefolder", "coco_captions", "coco", "webdataset")
+OWN_DATA_NAMES: tuple[str, ...] = ("imagefolder", "coco_captions", "coco", "webdataset", "hf")
 
 #: Published counts: {dataset key: {split: {quantity: count}}}.
 EXPECTED: dict[str, dict[str, dict[str, int]]] = {
@@ -149,6 +149,7 @@ class CheckReport:
     missing: list[Path] = field(default_factory=list)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     expected: dict[str, dict[str, int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what was read, e.g. which columns
 
     @property
     def ok(self) -> bool:
@@ -178,6 +179,7 @@ class CheckReport:
                 lines.append("  " + split.ljust(10) + "".join(cells))
             if not self.expected:
                 lines.append("  (no published numbers to compare with)")
+        lines.extend(f"  {note}" for note in self.notes)
         for title, items in (("Problems", self.problems), ("Warnings", self.warnings)):
             if items:
                 lines.append(f"{title}:")

@@ -25,7 +25,7 @@ from tseg.data.weak import RecordError
 
 __all__ = ["OWN_FORMATS", "check_own"]
 
-OWN_FORMATS: tuple[str, ...] = ("imagefolder", "coco_captions", "coco", "webdataset")
+OWN_FORMATS: tuple[str, ...] = ("imagefolder", "coco_captions", "coco", "webdataset", "hf")
 
 _EXAMPLES = 3
 
@@ -284,6 +284,56 @@ def _check_webdataset(report: CheckReport, pattern: str, images: bool) -> None:
     problems.report(report, "shards", as_warning=tuple(problems.counts))
 
 
+# --------------------------------------------------------------------------- Hugging Face
+
+
+def _check_hf(report: CheckReport, root: str, splits: list[str] | None, images: bool) -> None:
+    import io
+
+    from tseg.data.hf import hf_columns, load_hf_splits, row_expressions, stored_image
+
+    try:
+        found = load_hf_splits(root)
+    except DatasetError as e:
+        report.problems.append(str(e))
+        return
+    names = [s or "train" for s in found] if splits is None else splits
+    for split in names:
+        key = "" if "" in found else split
+        if key not in found:
+            report.problems.append(f"{root}: no split {split!r} (it holds {', '.join(found)})")
+            continue
+        ds, where = found[key], f"{root} [{split}]"
+        try:
+            image_col, text_col, mask_col = hf_columns(ds.features, where)
+        except DatasetError as e:
+            report.problems.append(str(e))
+            continue
+        problems = _Problems()
+        expressions = 0
+        for i, value in enumerate(ds.select_columns([text_col])[text_col]):
+            try:
+                expressions += len(row_expressions(value, f"{where} row {i}: '{text_col}'"))
+            except RecordError as e:
+                problems.add(e.kind, str(e))
+        if images:
+            import datasets
+
+            cells = ds.cast_column(image_col, datasets.Image(decode=False))[image_col]
+            for i, cell in enumerate(cells):
+                at = f"{where} row {i}: '{image_col}'"
+                try:
+                    _check_image(io.BytesIO(stored_image(cell, at)), at, problems)
+                except DatasetError as e:
+                    problems.add("unreadable image", str(e))
+        report.counts[split] = {"images": len(ds), "expressions": expressions}
+        report.notes.append(
+            f"{split}: columns image={image_col!r}, text={text_col!r}, "
+            + (f"mask={mask_col!r}" if mask_col else "no mask column (training only)")
+        )
+        problems.report(report, split)
+
+
 def check_own(
     name: str,
     root: str,
@@ -307,6 +357,9 @@ def check_own(
     report = CheckReport(name, Path(root))
     if name == "webdataset":
         _check_webdataset(report, root, check_images)
+        return report
+    if name == "hf":  # a folder, a parquet glob or a cached dataset name
+        _check_hf(report, root, splits, check_images)
         return report
     annotations = None
     if name in ("coco", "coco_captions") and Path(root).is_file():  # the COCO file itself

@@ -17,7 +17,7 @@ from tseg.config import DataConfig
 from tseg.data.base import DatasetError, RefDataset
 from tseg.data.coco_layout import resolve_under
 
-__all__ = ["build_own_dataset", "override_data", "semantic_classes"]
+__all__ = ["build_own_dataset", "no_masks_reason", "override_data", "semantic_classes"]
 
 
 def build_own_dataset(cfg: DataConfig, split: str) -> RefDataset:
@@ -37,6 +37,10 @@ def build_own_dataset(cfg: DataConfig, split: str) -> RefDataset:
         raise DatasetError(f"config key 'data.root' is empty: set it to the {cfg.dataset} folder")
     image_dir = resolve_under(cfg.root, cfg.image_dir) or None
     annotations = resolve_under(cfg.root, cfg.annotations) or None
+    if cfg.dataset == "hf":
+        from tseg.data.hf import HfDataset
+
+        return HfDataset(cfg.root, name, cfg.text_column, cfg.mask_column)
     if cfg.dataset == "imagefolder":
         from tseg.data.imagefolder import ImageFolderDataset
 
@@ -50,6 +54,33 @@ def build_own_dataset(cfg: DataConfig, split: str) -> RefDataset:
 
         return CocoDataset(cfg.root, name, image_dir, annotations)
     raise DatasetError(f"config key 'data.dataset' = {cfg.dataset!r}: not a user data format")
+
+
+def no_masks_reason(cfg: DataConfig, split: str) -> str | None:
+    """Why split ``split`` of ``cfg`` has no masks to evaluate on, or None when it has them.
+
+    The weak formats never hold masks; an ``hf`` split has them when it exists and has a mask
+    column (``tseg.data.hf``).
+    """
+    from tseg.data import WEAK_DATASETS
+
+    elsewhere = "evaluate the checkpoint on data with masks: tseg eval CHECKPOINT --dataset coco --dataset-root FOLDER"
+    if cfg.dataset in WEAK_DATASETS:
+        return f"data.dataset={cfg.dataset} has no masks; {elsewhere}"
+    if cfg.dataset != "hf":
+        return None
+    from tseg.data.hf import HfDataset
+
+    name = {"train": cfg.train_split, "val": cfg.val_split}.get(split, split)
+    try:
+        ds = HfDataset(cfg.root, name, cfg.text_column, cfg.mask_column)
+    except DatasetError as e:
+        if "no split" not in str(e):
+            raise
+        return f"data.dataset=hf: {e}; {elsewhere}"
+    if ds.mask_column is None:
+        return f"data.dataset=hf: {ds.source} has no mask column; {elsewhere}"
+    return None
 
 
 def override_data(

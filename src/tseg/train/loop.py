@@ -17,7 +17,8 @@ from tqdm import tqdm
 from .. import distributed
 from ..checkpoint import resolve, save_error, store_inference
 from ..config import Config, save_yaml
-from ..data import WEAK_DATASETS, build_dataset
+from ..data import build_dataset
+from ..data.own import no_masks_reason
 from ..errors import CheckpointError, TrainingError, TrainingInterrupted
 from ..eval.pairs import choose_mask_threshold, evaluate_pairs
 from ..inference.segmenter import Segmenter
@@ -181,7 +182,7 @@ def _train(
             results["resumed_from_step"] = run.start
         if tc.init_from:
             results["init_from"] = str(tc.init_from)
-        if cfg.eval.choose_threshold and cfg.data.dataset not in WEAK_DATASETS:
+        if cfg.eval.choose_threshold and no_masks_reason(cfg.data, "val") is None:
             chosen = choose_mask_threshold(
                 Segmenter(model, device, cfg.inference),
                 build_dataset(cfg.data, "val"),
@@ -297,11 +298,9 @@ def _evaluate_split(model: TSEG, cfg: Config, split: str, device: torch.device) 
 
     Weak data (images with text only) has no masks to score: the split is skipped, saying so.
     """
-    if cfg.data.dataset in WEAK_DATASETS:
-        return {
-            "skipped": f"data.dataset={cfg.data.dataset} has no masks; evaluate the checkpoint "
-            "on data with masks: tseg eval CHECKPOINT --dataset coco --dataset-root FOLDER"
-        }
+    reason = no_masks_reason(cfg.data, split)
+    if reason is not None:
+        return {"skipped": reason}
     return evaluate_pairs(
         Segmenter(model, device, cfg.inference),
         build_dataset(cfg.data, split),
