@@ -51,6 +51,10 @@ def run_seed(preset: str, seed: int, work: Path) -> dict[str, Any]:
         row["threshold"] = metrics["threshold"]["threshold"]
     for split in SPLITS:
         row[split] = {k: metrics[split].get(k) for k in FIGURES}
+    if "teacher" in metrics:  # a self-training demo: the figures above are the student's
+        row["teacher"] = {s: {k: metrics["teacher"][s].get(k) for k in FIGURES} for s in SPLITS}
+        row["teacher"]["threshold"] = metrics["teacher"]["threshold"]["threshold"]
+        row["pseudo"] = metrics.get("pseudo")
     return row
 
 
@@ -65,12 +69,15 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in report["runs"]:
-        v, t = r["val"], r["test"]
-        lines.append(
-            f"| {r['seed']} | {100 * v['miou']:.1f} | {100 * t['miou']:.1f} | "
-            f"{100 * t['prec@0.5']:.1f} | {100 * t['prec@0.7']:.1f} | {r.get('threshold', 0.5)} | "
-            f"{r['wall_time_s'] / 60:.1f} min | {r['load_average_before'][0]:.2f} |"
-        )
+        stages = [("teacher, ", r["teacher"]), ("student, ", r)] if "teacher" in r else [("", r)]
+        for who, m in stages:
+            v, t = m["val"], m["test"]
+            lines.append(
+                f"| {who}{r['seed']} | {100 * v['miou']:.1f} | {100 * t['miou']:.1f} | "
+                f"{100 * t['prec@0.5']:.1f} | {100 * t['prec@0.7']:.1f} | "
+                f"{m.get('threshold', 0.5)} | {r['wall_time_s'] / 60:.1f} min | "
+                f"{r['load_average_before'][0]:.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -46,6 +46,7 @@ def test_tta_and_crf_change_the_figures_and_are_reported(run, capsys) -> None:
     assert plain["inference"] == {
         "tta": False,
         "crf": False,
+        "pamr": False,
         "threshold": 0.5,
         "presence_threshold": 0.0,
         "precision": "fp32",
@@ -145,3 +146,38 @@ def test_choosing_outside_the_pairs_protocol_is_named(run, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--choose-* options work with --protocol pairs" in err[0]
     assert (next(run.glob("ckpt-*")) / "config.yaml").read_text() == before
+
+
+def test_a_threshold_is_chosen_and_used_per_inference_setting(tmp_path, capsys) -> None:
+    """`--choose-threshold --tta` stores inference.thresholds.tta and leaves the plain one; a
+    later `--tta` uses it, a plain pass the plain one, and `--threshold` overrides both."""
+    from tseg.checkpoint import load_checkpoint, store_inference
+    from tseg.inference import Segmenter
+
+    run = save_micro(MICRO, tmp_path / "run")
+    _, cfg, ckpt = load_checkpoint(run)
+    cfg.inference.threshold = 0.9  # as if chosen for one pass (the demo's 0.9)
+    store_inference(ckpt, cfg)
+    assert Segmenter.from_checkpoint(run).threshold == 0.9
+    assert Segmenter.from_checkpoint(run, tta=True).threshold == 0.5  # not the plain one
+    tta = ["--tta", "--tta-scales", "1,2"]
+    out = evaluate(capsys, str(run), "--split", "val", "test", *tta, "--choose-threshold")
+    chosen = out["threshold"]
+    assert chosen["setting"] == "tta" and out["inference"]["threshold"] == chosen["threshold"]
+    assert Segmenter.from_checkpoint(run).threshold == 0.9  # the plain one is kept
+    seg = Segmenter.from_checkpoint(run, tta=True)
+    assert seg.setting == "tta" and seg.threshold == chosen["threshold"]
+    assert Segmenter.from_checkpoint(run, pamr=True).setting == "pamr"
+    assert Segmenter.from_checkpoint(run, tta=True, threshold=0.2).threshold == 0.2
+    again = evaluate(capsys, str(run), "--split", "test", *tta)
+    assert again["inference"]["threshold"] == chosen["threshold"]
+    assert again["test"] == out["test"]
+
+
+def test_the_presence_gate_reaches_the_pairs_metrics(run, capsys) -> None:
+    """--presence-threshold empties the masks of pairs below it in evaluation, as in predict:
+    a gate above every confidence leaves no foreground (mIoU 0 where every target is present)."""
+    plain = evaluate(capsys, str(run), "--split", "test")
+    gated = evaluate(capsys, str(run), "--split", "test", "--presence-threshold", "1.0")
+    assert gated["inference"]["presence_threshold"] == 1.0
+    assert plain["test"]["miou"] > 0 and gated["test"]["miou"] == 0.0

@@ -286,8 +286,10 @@ def test_int8_export_replaces_the_graphs_and_says_so(exported, exported_int8):
     fp32_meta = read_export_meta(fp32)
     assert fp32_meta["precision"] == "fp32" and "quantization" not in fp32_meta
     check = meta["export_check"]
-    for k in ("image", "text"):  # measured 0.99997 and 0.005 on this model
-        assert check[f"{k}_mean_cosine"] >= 0.999 and check[f"{k}_max_abs_diff"] < 0.05
+    # Measured on this model (onnxruntime 1.32): image 1.00000 and 1.1e-3, text 0.99900 and
+    # 3.9e-2; with the projections quantized too, image 0.995 and 0.19.
+    assert check["image_mean_cosine"] >= 0.9999 and check["image_max_abs_diff"] < 0.01
+    assert check["text_mean_cosine"] >= 0.998 and check["text_max_abs_diff"] < 0.06
     seg = OrtSegmenter(out, threads=1)
     assert seg.precision == "int8" and "int8" in seg.describe()
 
@@ -369,3 +371,19 @@ def test_export_same_padding_matches_timm_at_every_size(kernel, stride, dilation
         with torch.no_grad():
             want, got = conv(x), fixed(x)
         assert got.shape == want.shape and torch.allclose(got, want, atol=1e-6), (h, w)
+
+
+def test_a_truncated_graph_is_named(exported, tmp_path, capsys):
+    import shutil
+
+    _, out = exported
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    graph = broken / "image_encoder.onnx"
+    graph.write_bytes(graph.read_bytes()[:1000])  # a download cut short
+    with pytest.raises(InputError, match="image_encoder.onnx' cannot be loaded"):
+        OrtSegmenter(broken, threads=1)
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+    assert main(["segment", str(broken), str(image), "circle", "--out", str(tmp_path / "o")]) == 2
+    assert "cannot be loaded" in capsys.readouterr().err

@@ -164,12 +164,15 @@ def test_inference_config_is_stored_and_overridable(micro_overrides, tmp_path):
             "inference.tta=true",
             "inference.tta_scales=1,2",
             "inference.threshold=0.7",
+            "inference.thresholds.tta=0.6",
         ],
     )
     model = build_model(cfg, build_dataset(cfg.data, "train"))
     save_checkpoint(model, cfg, tmp_path / "r", step=1)
     seg = Segmenter.from_checkpoint(tmp_path / "r")
-    assert seg.tta is not None and seg.tta.scales == [1.0, 2.0] and seg.threshold == 0.7
+    # TTA's maps are averaged: they use the threshold stored for TTA, a plain pass the other.
+    assert seg.tta is not None and seg.tta.scales == [1.0, 2.0] and seg.threshold == 0.6
+    assert Segmenter.from_checkpoint(tmp_path / "r", tta=False).threshold == 0.7
     seg = Segmenter.from_checkpoint(tmp_path / "r", tta=None, threshold=0.3)
     assert seg.tta is None and seg.threshold == 0.3
     p = seg.predict(np.zeros((16, 16, 3), np.uint8), ["circles"])[0]

@@ -1,4 +1,5 @@
-"""Command-line interface: ``tseg train | eval | segment | demo | weights | export | serve | data``.
+"""Command-line interface: ``tseg train | eval | segment | pseudo-label | self-train | demo |
+weights | export | serve | data``.
 
 Each command parses its arguments and calls one library function; ``main(argv) -> int`` so every
 command is callable from a test. Expected failures (``tseg.errors.TsegError``: a bad config,
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shlex
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -109,6 +111,7 @@ def inference_changes(ns: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
     put("tta.scales", ns.tta_scales, f"--tta-scales {ns.tta_scales!r}")
     put("tta.flip", False if ns.no_flip else None, "--no-flip")
     put("crf.enabled", ns.crf, "--crf")
+    put("pamr.enabled", ns.pamr, "--pamr")
     put("threshold", ns.threshold, f"--threshold = {ns.threshold}")
     pt = ns.presence_threshold
     put("presence_threshold", pt, f"--presence-threshold = {pt}")
@@ -182,10 +185,67 @@ def cmd_segment(ns: argparse.Namespace) -> int:
     return 2 if report.failed else 0
 
 
+def _pseudo_flags(ns: argparse.Namespace) -> list[str]:
+    """The pseudo-label flags as ``pseudo.*`` overrides (None: the config's value)."""
+    flags = {
+        "refine": ns.refine,
+        "threshold": ns.threshold,
+        "ignore_band": ns.ignore_band,
+        "min_confidence": ns.min_confidence,
+        "max_images": ns.max_images,
+        "tta": ns.tta,
+    }
+    return [f"pseudo.{k}={v}" for k, v in flags.items() if v is not None]
+
+
+def cmd_pseudo_label(ns: argparse.Namespace) -> int:
+    from .distributed import env_rank
+    from .selftrain import pseudo_label
+
+    manifest = pseudo_label(
+        ns.run,
+        ns.out,
+        [*ns.overrides, *_pseudo_flags(ns)],
+        split=ns.split,
+        device=ns.device,
+        progress=not ns.quiet,
+    )
+    if env_rank() == 0:
+        stats = manifest.get("stats", {})
+        print(
+            f"wrote pseudo masks of {manifest['images']} images to {ns.out}: kept "
+            f"{stats.get('kept')} of {stats.get('pairs')} pairs (threshold "
+            f"{manifest['threshold']['threshold']}, {manifest['threshold']['chosen']})"
+        )
+        print(
+            f"train a student on them: tseg train ... train.mode=pseudo data.pseudo_masks={ns.out}"
+        )
+    return 0
+
+
+def cmd_self_train(ns: argparse.Namespace) -> int:
+    from .config import build_config
+    from .distributed import env_rank
+    from .selftrain import self_train
+
+    path, overrides = _split_config_args(ns.args)
+    if ns.rounds is not None:  # checked by the config's rule for pseudo.rounds
+        overrides = [*overrides, f"pseudo.rounds={ns.rounds}"]
+    cfg = build_config(path, overrides)
+    out = ns.out or cfg.train.out_dir
+    results = self_train(cfg, out, teacher=ns.teacher, progress=not ns.quiet)
+    if env_rank() == 0:
+        for r, stage in enumerate(results["rounds"], 1):
+            val = stage["student"].get("val", {})
+            print(f"round {r}: student val mIoU {100 * val.get('miou', float('nan')):.1f}")
+        print(f"the last student: {results['student']}")
+    return 0
+
+
 def cmd_demo(ns: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(ns.preset, ns.out, ns.steps, progress=not ns.quiet, seed=ns.seed)
+    run_demo(ns.preset, ns.out, ns.steps, progress=not ns.quiet, seed=ns.seed, rounds=ns.rounds)
     return 0
 
 
@@ -257,7 +317,7 @@ def cmd_export_hf(ns: argparse.Namespace) -> int:
 
     out = export_hf(ns.checkpoint, ns.out, name=ns.repo, license=ns.license)
     print(f"wrote a Hugging Face model repo (weights, config, tokenizer, model card) to {out}")
-    print(f"publish it: hf upload {ns.repo or 'ORG/NAME'} {out} .")
+    print(f"publish it: hf upload {shlex.quote(ns.repo or 'ORG/NAME')} {shlex.quote(str(out))} .")
     return 0
 
 
@@ -311,7 +371,19 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         help="dense CRF refinement, needs the [crf] extra (default: inference.crf)",
     )
-    p.add_argument("--threshold", type=float, help="foreground threshold (default 0.5)")
+    p.add_argument(
+        "--pamr",
+        action=argparse.BooleanOptionalAction,
+        help="pixel-adaptive mask refinement on the image's colours, in torch (default: "
+        "inference.pamr)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="foreground threshold on the maps (default: the checkpoint's threshold for the "
+        "options used: inference.threshold for one plain pass, inference.thresholds.tta / "
+        ".pamr / .crf with --tta / --pamr / --crf; 0.5 until chosen)",
+    )
     p.add_argument(
         "--presence-threshold",
         type=float,
@@ -366,8 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--choose-threshold",
         action="store_true",
-        help="choose inference.threshold (the mask threshold) on the first --split by mIoU, "
-        "store it in the checkpoint and evaluate with it",
+        help="choose the mask threshold for the options given (plain, --tta, --pamr or --crf) "
+        "on the first --split by mIoU, store it in the checkpoint (inference.threshold or "
+        "inference.thresholds.<setting>) and evaluate with it",
     )
     e.add_argument(
         "--choose-presence-threshold",
@@ -441,13 +514,76 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument(
         "--classes",
-        help="zero-shot semantic segmentation: 'cat,dog' or a YAML file class -> [names] (section 4.6)",
+        help="zero-shot semantic segmentation: 'cat,dog', a YAML file class -> [names], or "
+        "'voc' (the packaged VOC classes and synonyms; section 4.6)",
     )
     s.add_argument(
         "--class-threshold", type=float, help="drop classes below this confidence (default 0.5)"
     )
     s.add_argument("--max-pixels", type=int, help="refuse larger images (default 100,000,000)")
     s.set_defaults(func=cmd_segment)
+
+    pl = sub.add_parser(
+        "pseudo-label",
+        help="pseudo masks of a weak model's training images (refined, filtered) for a student",
+        description="The teacher's maps of every training image and expression, refined "
+        "(--refine), filtered (--min-confidence) and with uncertain pixels marked ignore, "
+        "written as COCO RLE shards + manifest.json. Resumable: the same command continues a "
+        "stopped run. On N processes: torchrun --nproc_per_node N -m tseg.cli pseudo-label ...",
+    )
+    pl.add_argument("run", help="the teacher: a run or checkpoint folder")
+    pl.add_argument("--out", required=True, help="the pseudo-mask folder")
+    pl.add_argument("--split", default="train", help="split to label (default train)")
+    pl.add_argument(
+        "--refine",
+        choices=("none", "crf", "pamr"),
+        help="refinement of the maps (default: pseudo.refine, pamr)",
+    )
+    pl.add_argument(
+        "--threshold",
+        type=float,
+        help="foreground threshold on the refined maps (default: pseudo.threshold; 0 = chosen "
+        "on val for this refinement)",
+    )
+    pl.add_argument(
+        "--ignore-band",
+        type=float,
+        help="pixels in [(1 - band) x threshold, threshold) are ignored by the student "
+        "(default pseudo.ignore_band, 0.2)",
+    )
+    pl.add_argument(
+        "--min-confidence",
+        type=float,
+        help="drop pairs the teacher is less confident of (default pseudo.min_confidence, 0.5)",
+    )
+    pl.add_argument("--max-images", type=int, help="only the first N images (default: all)")
+    pl.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        help="the teacher's maps with test-time augmentation (default: pseudo.tta, off)",
+    )
+    pl.add_argument("--device", default="auto", **_device())
+    pl.add_argument("--quiet", action="store_true", help="no progress bar")
+    pl.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value changes, e.g. data.root=... inference.pamr.iterations=5",
+    )
+    pl.set_defaults(func=cmd_pseudo_label)
+
+    st = sub.add_parser(
+        "self-train",
+        help="teacher -> pseudo masks -> student, in rounds: tseg self-train [CONFIG] [key=value]",
+        description="Train a weak teacher (or take --teacher), make its pseudo masks, train a "
+        "student on them (train.mode=pseudo), and repeat for --rounds; each stage in its own "
+        "folder under --out, resumable.",
+    )
+    st.add_argument("args", nargs="*", help="an experiment YAML, then dotted overrides")
+    st.add_argument("--out", help="folder of the stages (default: train.out_dir)")
+    st.add_argument("--rounds", type=int, help="rounds (default: pseudo.rounds, 1)")
+    st.add_argument("--teacher", help="an existing weak run to start from (no teacher training)")
+    st.add_argument("--quiet", action="store_true", help="no progress bar")
+    st.set_defaults(func=cmd_self_train)
 
     d = sub.add_parser(
         "demo", help="train a configs/demo recipe on synthetic shapes on the CPU and show results"
@@ -456,7 +592,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--seed", type=int, default=None, help="training seed (default: the recipe's, 0)"
     )
-    d.add_argument("--steps", type=int, default=0, help="override the number of training steps")
+    d.add_argument(
+        "--steps", type=int, default=0, help="override the steps of every training stage"
+    )
+    d.add_argument(
+        "--rounds",
+        type=int,
+        help="self-training rounds after the teacher (default: the recipe's; offline 1, tiny 0)",
+    )
     d.add_argument(
         "--preset",
         choices=_Choices(lambda: importlib.import_module("tseg.config").recipes("demo")),
@@ -580,10 +723,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns, extra = parser.parse_known_args(argv)
-    if extra and ns.command == "train" and not any(a.startswith("-") for a in extra):
+    listed = {"train": "args", "self-train": "args", "pseudo-label": "overrides"}
+    if extra and ns.command in listed and not any(a.startswith("-") for a in extra):
         # `tseg train a=b --quiet c=d`: argparse fills the positional list once, so the
         # overrides after an option come back unparsed; they continue the list, in order.
-        ns.args = [*ns.args, *extra]
+        setattr(ns, listed[ns.command], [*getattr(ns, listed[ns.command]), *extra])
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
@@ -593,6 +737,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except TsegError as e:  # expected failures: one line that names the thing
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path the user gave: an --out that is a file, no permission, ...
+        if e.filename is None:
+            raise
+        where = f"'{e.filename}'" + (f" -> '{e.filename2}'" if e.filename2 else "")
+        print(f"error: {where}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -5,6 +5,9 @@ named model preset applied), an experiment YAML holding only what differs, and d
 ``key.sub=value`` overrides from the command line. Unknown keys, wrong types and
 out-of-range values are rejected with an error that names the key.
 
+Each field carries its own rule (``rule(default, Range(...))``), so a rule cannot name a key
+that does not exist; the few rules between keys are in ``_BETWEEN``, below the presets.
+
 Longer than 400 lines: the schema, the rules that check each value and the readers are read
 together (an error message names a key that is defined here).
 """
@@ -24,60 +27,138 @@ import yaml
 
 from .errors import ConfigError
 
+# Upper bounds of counts and sizes: far above any real run, and far below what overflows a
+# C integer (an int key given 1e30 reached islice and torch as an OverflowError).
+MANY = 10**9
+WIDTH = 65536  # widths, heads and channels of a layer
+SEED_MAX = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32)
+
+
+@dataclass(frozen=True)
+class Range:
+    """``lo <= value <= hi`` (None: unbounded on that side)."""
+
+    lo: float | None = None
+    hi: float | None = None
+
+    def error(self, value: Any) -> str | None:
+        if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
+            lo = self.lo if self.lo is not None else "-inf"
+            return f" is out of range [{lo}, {self.hi if self.hi is not None else 'inf'}]"
+        return None
+
+
+@dataclass(frozen=True)
+class Test:
+    """A rule that is not a range: ``test(value)`` must hold; ``what`` says what it wants."""
+
+    test: Callable[[Any], bool]
+    what: str
+
+    def error(self, value: Any) -> str | None:
+        return None if self.test(value) else f": {self.what}"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of ``allowed``: a tuple, or a function giving a registry's names (read when first
+    checked: the registries import torch, which a config alone does not need)."""
+
+    allowed: tuple[str, ...] | Callable[[], tuple[str, ...]]
+
+    def names(self) -> tuple[str, ...]:
+        return self.allowed() if callable(self.allowed) else self.allowed
+
+    def error(self, value: Any) -> str | None:
+        names = self.names()
+        return None if value in names else f": choose one of {', '.join(names)}"
+
+
+Rule = Range | Test | OneOf
+
+
+def rule(default: Any, *rules: Rule) -> Any:
+    """A dataclass field with its default and the rules every value of it must pass."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"rules": rules})
+    return field(default=default, metadata={"rules": rules})
+
+
+def _registry(module: str, name: str) -> Callable[[], tuple[str, ...]]:
+    """The names of a registry dict (e.g. the pooling heads), imported when first read."""
+
+    def names() -> tuple[str, ...]:
+        import importlib
+
+        return tuple(getattr(importlib.import_module(module), name))
+
+    return names
+
+
+# Strings: a path or a name. A NUL byte reached os calls as "embedded null byte" (ValueError).
+TEXT = Test(lambda v: "\x00" not in v and len(v) <= 4096, "must be at most 4096 characters, no NUL")
+NAME = Test(lambda v: bool(v.strip()) and "\x00" not in v and len(v) <= 4096, "must not be empty")
+UNIT = Range(0.0, 1.0)  # a probability or a fraction
+
 
 @dataclass
 class ImageEncoderConfig:
     """timm Vision Transformer (or a hybrid) that turns an image into patch tokens."""
 
-    name: str = "vit"  # "vit" (timm VisionTransformer) or "efficientnet_lite0" (hybrid CNN)
-    timm_model: str = "vit_small_patch16_224"  # architecture family passed to timm.create_model
-    patch_size: int = 8
-    stem: str = "patch"  # "patch" (linear patch projection, as ViT) or "conv" (stride-4 conv stem)
-    stem_channels: int = 64
-    embed_dim: int = 128
-    depth: int = 4
-    num_heads: int = 4
-    drop_path: float = 0.0
-    weights: str = ""  # local file with pretrained weights ("" = random init)
+    # "vit" (timm VisionTransformer) or "efficientnet_lite0" (hybrid CNN)
+    name: str = rule("vit", OneOf(_registry("tseg.models.encoders", "IMAGE_ENCODERS")))
+    # architecture family passed to timm.create_model
+    timm_model: str = rule("vit_small_patch16_224", NAME)
+    patch_size: int = rule(8, Range(1, 1024))
+    # "patch" (linear patch projection, as ViT) or "conv" (stride-4 conv stem)
+    stem: str = rule("patch", OneOf(("patch", "conv")))
+    stem_channels: int = rule(64, Range(2, WIDTH))  # the stem's first layer has half of them
+    embed_dim: int = rule(128, Range(1, WIDTH))
+    depth: int = rule(4, Range(1, 1000))
+    num_heads: int = rule(4, Range(1, WIDTH))
+    drop_path: float = rule(0.0, UNIT)
+    weights: str = rule("", TEXT)  # local file with pretrained weights ("" = random init)
     # EfficientNet hybrid with patch_size 8 or 4: width of the feature pyramid below stride 16.
-    decoder_dim: int = 128
+    decoder_dim: int = rule(128, Range(1, WIDTH))
 
 
 @dataclass
 class TextEncoderConfig:
     """transformers BERT-style encoder; one [CLS] token per expression."""
 
-    name: str = (
-        "bert"  # "bert" (from scratch, tokenizer trained on the data) or "minilm" / "pretrained"
-    )
-    hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 4
-    intermediate_size: int = 512
-    vocab_size: int = 2000  # for a tokenizer trained on the dataset's expressions
-    max_length: int = 32
-    pool: str = (
-        "cls"  # "cls": the [CLS]/BOS token (paper); "mean": mean over the expression's tokens
-    )
-    weights: str = ""  # local folder with a pretrained transformers model ("" = random init)
+    # "bert" (from scratch, tokenizer trained on the data) or "minilm" / "pretrained"
+    name: str = rule("bert", OneOf(_registry("tseg.models.encoders", "TEXT_ENCODERS")))
+    hidden_size: int = rule(128, Range(1, WIDTH))
+    num_layers: int = rule(2, Range(1, 1000))
+    num_heads: int = rule(4, Range(1, WIDTH))
+    intermediate_size: int = rule(512, Range(1, 4 * WIDTH))
+    # For a tokenizer trained on the dataset's expressions; it must also hold the 5 special
+    # tokens and every character alone and as a ##continuation (train_tokenizer says so).
+    vocab_size: int = rule(2000, Range(6, 10_000_000))
+    max_length: int = rule(32, Range(4, 512))
+    # "cls": the [CLS]/BOS token (paper); "mean": mean over the expression's tokens
+    pool: str = rule("cls", OneOf(("cls", "mean")))
+    weights: str = rule("", TEXT)  # local folder with a pretrained transformers model ("" = random)
 
 
 @dataclass
 class ModelConfig:
     """The TSEG model: encoders, shared embedding, temperature and pooling head."""
 
-    preset: str = "tiny"
+    preset: str = rule("tiny", OneOf(lambda: tuple(PRESETS)))
     image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
-    embed_dim: int = 256  # D, the shared patch-text space (Table 2b)
-    tau_init: float = 10.0  # initial temperature (similarities are in [-tau, tau])
-    tau_min: float = 1.0
-    tau_max: float = 100.0
-    head: str = "mpa"  # gap | gmp | spa | mpa
-    size_lambda: float = 0.01  # lambda of the size penalty, eq. 7
-    size_p: float = 5.0  # p of the size penalty, eq. 7
-    gwp_eps: float = 1e-5  # epsilon of global weighted pooling, eq. 4
-    cam_threshold: float = 0.5  # GAP/GMP mask inference: background threshold on the normalised CAM
+    embed_dim: int = rule(256, Range(1, WIDTH))  # D, the shared patch-text space (Table 2b)
+    # initial temperature (similarities are in [-tau, tau]); within [tau_min, tau_max]
+    tau_init: float = rule(10.0, Range(1e-3, 1e6))
+    tau_min: float = rule(1.0, Range(1e-3, 1e6))
+    tau_max: float = rule(100.0, Range(1e-3, 1e6))
+    head: str = rule("mpa", OneOf(_registry("tseg.models.pooling", "HEADS")))
+    size_lambda: float = rule(0.01, Range(0.0, 1e6))  # lambda of the size penalty, eq. 7
+    size_p: float = rule(5.0, Range(0.0, 1e3))  # p of the size penalty, eq. 7
+    gwp_eps: float = rule(1e-5, Range(0.0, 1.0))  # epsilon of global weighted pooling, eq. 4
+    # GAP/GMP mask inference: background threshold on the normalised CAM
+    cam_threshold: float = rule(0.5, UNIT)
 
 
 @dataclass
@@ -86,92 +167,109 @@ class DataConfig:
 
     # shapes | refcoco | refcoco+ | refcocog | grefcoco | phrasecut | voc; a user's own data
     # (docs/own_data.md): imagefolder | coco_captions | webdataset (weak) | coco (masks) |
-    # hf (Hugging Face datasets: weak, and evaluation where a mask column exists)
-    dataset: str = "shapes"
-    root: str = ""  # dataset folder (see README: files each dataset expects)
-    shards: str = ""  # webdataset: tar shards, e.g. "shards/train-{000000..000099}.tar"
+    # hf (Hugging Face datasets: weak, and evaluation where a mask column exists). The dataset
+    # registry (tseg.data.build_dataset) checks the name when it is loaded.
+    dataset: str = rule("shapes", NAME)
+    root: str = rule("", TEXT)  # dataset folder (see README: files each dataset expects)
+    # webdataset: tar shards, e.g. "shards/train-{000000..000099}.tar"
+    shards: str = rule("", TEXT)
     # webdataset: stream the shards into tseg train (tseg.data.stream, docs/own_data.md), exactly
     # resumable, instead of reading them map-style; weak training only
     stream: bool = False
-    image_dir: str = ""  # images, if not in the dataset's default place (relative: to data.root)
+    # images, if not in the dataset's default place (relative: to data.root)
+    image_dir: str = rule("", TEXT)
     # coco / coco_captions: the COCO JSON file itself (relative: to data.root), whatever its name;
     # its images' file_name is looked up beside it, then in data.image_dir
-    annotations: str = ""
+    annotations: str = rule("", TEXT)
     # hf: the text column ("" = the first of expressions, sentences, text, caption) and the mask
     # column ("" = mask, masks or segmentation when it holds images); data.root names the data
-    text_column: str = ""
-    mask_column: str = ""
-    split_by: str = ""  # RefCOCO*: unc | umd | google ("" = the dataset's default)
+    text_column: str = rule("", TEXT)
+    mask_column: str = rule("", TEXT)
+    # RefCOCO*: unc | umd | google ("" = the dataset's default)
+    split_by: str = rule("", OneOf(("", "unc", "umd", "google")))
     # PhraseCut: refuse polygons of fewer than 3 points (false: skip 0-1 point ones and draw
     # 2-point ones as a line, as the official tools score them)
     phrasecut_strict_polygons: bool = True
-    train_split: str = "train"  # the split called "train" (VOC: train_aug)
-    val_split: str = "val"  # the split called "val"
-    image_size: int = 64  # model input (shorter side) and training crop
+    train_split: str = rule("train", NAME)  # the split called "train" (VOC: train_aug)
+    val_split: str = rule("val", NAME)  # the split called "val"
+    image_size: int = rule(64, Range(8, 4096))  # model input (shorter side) and training crop
     # shapes only: side of the rendered images (0 = image_size). Rendered at 96 and fed at 192,
     # the objects reach the size at which ImageNet features recognise shapes, while images,
     # masks and IoU stay at 96 px (README, "Why a 24 x 24 grid").
-    render_size: int = 0
-    train_size: int = 4000  # shapes only: number of generated training images
-    val_size: int = 300
-    test_size: int = 500
-    train_fraction: float = 1.0  # use this fraction of the training images (Table 2d)
-    seed: int = 0  # shapes generation seed
+    render_size: int = rule(0, Range(0, 4096))
+    train_size: int = rule(4000, Range(1, MANY))  # shapes only: number of generated train images
+    val_size: int = rule(300, Range(1, MANY))
+    test_size: int = rule(500, Range(1, MANY))
+    # use this fraction of the training images (Table 2d)
+    train_fraction: float = rule(1.0, Range(1e-6, 1.0))
+    seed: int = rule(0, Range(0, SEED_MAX))  # shapes generation seed
     # shapes: "all" (every true expression, overlapping) | "disjoint" (one per object, no overlap)
-    shapes_expressions: str = "all"
+    shapes_expressions: str = rule("all", OneOf(("all", "disjoint")))
     # shapes: absent expressions (empty masks) per image, for no-target evaluation; evaluation
     # splits only: the "train" split never gets them (weak training would take them as present)
-    shapes_absent: int = 0
-    expressions_per_image: int = 3  # positives sampled per image per step (section 4.2)
+    shapes_absent: int = rule(0, Range(0, 1000))
+    # positives sampled per image per step (section 4.2)
+    expressions_per_image: int = rule(3, Range(1, 1000))
     hflip: bool = True  # horizontal flip, swapping "left"/"right" in the text
-    scale_min: float = 1.0  # random rescale range before a random crop back to image_size
-    scale_max: float = 1.0
-    num_workers: int = 0
+    # random rescale range before a random crop back to image_size
+    scale_min: float = rule(1.0, Range(0.1, 10.0))
+    scale_max: float = rule(1.0, Range(0.1, 10.0))
+    num_workers: int = rule(0, Range(0, 64))
+    # train.mode=pseudo: a folder from `tseg pseudo-label` whose masks replace the dataset's own
+    # (which the student never reads)
+    pseudo_masks: str = rule("", TEXT)
 
 
 @dataclass
 class TrainConfig:
     """Optimisation; defaults follow section 4.2 of the paper."""
 
-    mode: str = "weak"  # weak (image-level expressions) | full (Dice on masks) | box
-    ground_truth: str = "identity"  # identity | tfidf (Table 2c)
-    optimizer: str = "sgd"  # sgd | adamw
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    poly_power: float = 0.9
-    warmup_steps: int = 0
-    batch_size: int = 32
-    steps: int = 1000
-    grad_clip: float = 0.0  # 0 = off
+    # weak (image-level expressions) | full (Dice on masks) | box | pseudo (the masks of
+    # data.pseudo_masks, their ignore pixels left out)
+    mode: str = rule("weak", OneOf(_registry("tseg.train.objectives", "OBJECTIVES")))
+    # train.mode=pseudo: the student's loss, and the weight of the weak loss added to it
+    pseudo_loss: str = rule("dice", OneOf(("dice", "bce", "dice+bce")))
+    weak_weight: float = rule(0.0, Range(0.0, 100.0))
+    ground_truth: str = rule("identity", OneOf(("identity", "tfidf")))  # Table 2c
+    optimizer: str = rule("sgd", OneOf(("sgd", "adamw")))
+    lr: float = rule(1e-3, Range(0.0, 10.0))
+    momentum: float = rule(0.9, Test(lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"))
+    weight_decay: float = rule(1e-4, UNIT)
+    poly_power: float = rule(0.9, Range(0.0, 100.0))
+    warmup_steps: int = rule(0, Range(0, MANY))
+    batch_size: int = rule(32, Range(1, 1_000_000))
+    steps: int = rule(1000, Range(1, MANY))
+    grad_clip: float = rule(0.0, Range(0.0, None))  # 0 = off
     # Learning-rate multiplier for the text encoder's backbone (its projection keeps the full rate):
     # a pretrained sentence encoder fine-tuned at full rate on a small vocabulary forgets the
     # synonyms it knew; 0 freezes it.
-    text_lr_scale: float = 1.0
+    text_lr_scale: float = rule(1.0, Range(0.0, None))
     # Learning-rate multiplier for the pretrained image backbone (the hybrid's EfficientNet, or
     # the ViT): the layers added on top (transformer, pyramid, projections) learn at the full rate.
-    backbone_lr_scale: float = 1.0
-    eval_every: int = 0  # 0 = only at the end
-    save_every: int = (
-        500  # checkpoint (with optimiser and RNG state) every N steps; 0 = only at the end
-    )
-    log_every: int = 20
-    seed: int = 0
-    out_dir: str = "runs/default"
-    device: str = "auto"  # auto | cpu | cuda
+    backbone_lr_scale: float = rule(1.0, Range(0.0, None))
+    eval_every: int = rule(0, Range(0, MANY))  # 0 = only at the end
+    # checkpoint (with optimiser and RNG state) every N steps; 0 = only at the end
+    save_every: int = rule(500, Range(0, MANY))
+    log_every: int = rule(20, Range(1, MANY))
+    seed: int = rule(0, Range(0, SEED_MAX))
+    out_dir: str = rule("runs/default", NAME)
+    device: str = rule("auto", OneOf(("auto", "cpu", "cuda")))
     # torch intra-op threads on the CPU; 0: the cores other processes leave idle, re-measured
     # every few seconds (tseg.threads: a fixed team on a shared CPU ran 20x slower)
-    threads: int = 0
-    init_from: str = ""  # checkpoint or run folder to start from (e.g. box pretraining); "" = fresh
+    threads: int = rule(0, Range(0, 4096))
+    # checkpoint or run folder to start from (e.g. box pretraining); "" = fresh
+    init_from: str = rule("", TEXT)
     # Beyond one process (docs/distributed.md). Effective batch = batch_size x processes x
     # accum_steps; batch_size is per process.
-    accum_steps: int = 1  # micro-batches of batch_size whose gradients make one optimiser step
-    amp: str = "none"  # none | bf16 (CPU or GPU autocast) | fp16 (CUDA only, with a GradScaler)
+    # micro-batches of batch_size whose gradients make one optimiser step
+    accum_steps: int = rule(1, Range(1, 1_000_000))
+    # none | bf16 (CPU or GPU autocast) | fp16 (CUDA only, with a GradScaler)
+    amp: str = rule("none", OneOf(("none", "bf16", "fp16")))
     compile: bool = False  # torch.compile the image and text encoders
     # Weak mode under torchrun: "global" scores each image against the expressions of every
     # process's batch (the paper's candidate set for a global batch of 32 split over GPUs);
     # "local" only against its own process's batch.
-    ddp_negatives: str = "global"
+    ddp_negatives: str = rule("global", OneOf(("global", "local")))
     tensorboard: bool = False  # also write the log to <run>/tb (needs the [tb] extra)
 
 
@@ -179,11 +277,11 @@ class TrainConfig:
 class EvalConfig:
     """Evaluation protocol (section 4.1)."""
 
-    batch_size: int = 32
-    max_images: int = 0  # 0 = all
-    # After training, choose inference.threshold on the val split (the best mIoU over
-    # tseg.eval.pairs.MASK_THRESHOLDS) and store it with the final checkpoint; off: 0.5, the
-    # paper's background score for MPA.
+    batch_size: int = rule(32, Range(1, 1_000_000))
+    max_images: int = rule(0, Range(0, MANY))  # 0 = all
+    # After training, choose the mask threshold on the val split (the best mIoU over
+    # tseg.eval.pairs.MASK_THRESHOLDS) for the inference options configured (plain, TTA or CRF:
+    # inference.threshold / inference.thresholds) and store it with the final checkpoint.
     choose_threshold: bool = False
 
 
@@ -200,7 +298,14 @@ class TTAConfig:
         enabled: run the passes.
     """
 
-    scales: list[float] = field(default_factory=lambda: [1.0, 0.5, 1.5, 2.0])
+    # Bounded: a scale of 1e30 (or inf) asked torch for an image of that size.
+    scales: list[float] = rule(
+        [1.0, 0.5, 1.5, 2.0],
+        Test(
+            lambda v: 0 < len(v) <= 16 and all(0 < x <= 8 for x in v),
+            "every scale must be positive and at most 8 (and there must be 1 to 16)",
+        ),
+    )
     flip: bool = True
     enabled: bool = True
 
@@ -227,17 +332,65 @@ class CRFConfig:
         enabled: refine the maps (needs the [crf] extra).
     """
 
-    iterations: int = 10
-    gaussian_sxy: float = 3.0
-    gaussian_compat: float = 3.0
-    bilateral_sxy: float = 80.0
-    bilateral_srgb: float = 13.0
-    bilateral_compat: float = 10.0
-    clip: float = 1e-5
+    iterations: int = rule(10, Range(0, 1000))
+    gaussian_sxy: float = rule(3.0, Range(1e-3, 1e4))
+    gaussian_compat: float = rule(3.0, Range(0.0, 1e4))
+    bilateral_sxy: float = rule(80.0, Range(1e-3, 1e4))
+    bilateral_srgb: float = rule(13.0, Range(1e-3, 1e4))
+    bilateral_compat: float = rule(10.0, Range(0.0, 1e4))
+    clip: float = rule(1e-5, Test(lambda v: 0.0 < v < 0.5, "must be in (0, 0.5)"))
     enabled: bool = True
 
     def __post_init__(self) -> None:
         check(self, "inference.crf")
+
+
+#: The inference settings a mask threshold is chosen for: maps of one pass, averaged TTA maps,
+#: PAMR-refined and CRF-refined maps (with or without TTA) have different score distributions
+#: (the demo's threshold chosen for one pass, 0.9, took its TTA test mIoU from 47.3 to 27.3).
+SETTINGS = ("plain", "tta", "pamr", "crf")
+
+
+@dataclass
+class ThresholdsConfig:
+    """Mask thresholds for the settings other than one plain pass (which uses
+    ``inference.threshold``). 0.5 until ``--choose-threshold`` picks one with those options."""
+
+    tta: float = rule(0.5, UNIT)  # TTA on, no refinement
+    pamr: float = rule(0.5, UNIT)  # PAMR on, CRF off (with or without TTA)
+    crf: float = rule(0.5, UNIT)  # CRF on (with or without TTA or PAMR)
+
+
+@dataclass
+class PAMRConfig:
+    """Pixel-adaptive mask refinement (``tseg.inference.pamr``; defaults: Araslanov & Roth, 2020).
+
+    A PAMRConfig made in code is on; the ``inference.pamr`` section of a config is off unless
+    ``enabled``.
+
+    Attributes:
+        iterations: how many times each pixel takes the affinity-weighted mean of its neighbours.
+        dilations: the 3 x 3 neighbourhood's dilations, in pixels (of the refined size).
+        max_side: images whose shorter side is larger are refined at this size (0 = never).
+        enabled: refine the maps.
+    """
+
+    iterations: int = rule(10, Range(0, 100))
+    # SPA used 1-24 px; on 96 px shapes images 1-8 px made better pseudo masks (val mIoU 64.7 vs
+    # 50.3 at the same chosen-threshold protocol; docs/self_training.md)
+    dilations: list[float] = rule(
+        [1.0, 2.0, 4.0, 8.0],
+        Test(
+            lambda v: 0 < len(v) <= 16 and all(x.is_integer() and 1 <= x <= 256 for x in v),
+            "every dilation must be a whole number of pixels from 1 to 256 (at least one)",
+        ),
+    )
+    max_side: int = rule(384, Range(0, 4096))
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        self.dilations = _coerce("inference.pamr.dilations", self.dilations, list[float])
+        check(self, "inference.pamr")
 
 
 @dataclass
@@ -245,18 +398,71 @@ class InferenceConfig:
     """Inference defaults stored with every checkpoint; each can be overridden per call
     (``Segmenter(..., threshold=0.3)``, ``tseg segment --threshold 0.3``)."""
 
-    threshold: float = 0.5  # foreground threshold on the probability maps
+    # foreground threshold on the probability maps of one plain pass (no TTA, no CRF)
+    threshold: float = rule(0.5, UNIT)
+    thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
     tta: TTAConfig = field(default_factory=lambda: TTAConfig(enabled=False))
     crf: CRFConfig = field(default_factory=lambda: CRFConfig(enabled=False))
-    class_threshold: float = 0.5  # zero-shot: drop classes whose confidence is below this
-    max_pixels: int = 100_000_000  # refuse larger images before decoding
+    pamr: PAMRConfig = field(default_factory=lambda: PAMRConfig(enabled=False))
+    # zero-shot: drop classes whose confidence is below this
+    class_threshold: float = rule(0.5, Range(0.0, 1.01))
+    max_pixels: int = rule(100_000_000, Range(1, 10**12))  # refuse larger images before decoding
     # Presence gate: an expression whose confidence is below this gets an empty mask ("nothing
     # here"); 0 = off. ``tseg eval RUN --choose-presence-threshold`` picks it on val and stores it.
-    presence_threshold: float = 0.0
+    presence_threshold: float = rule(0.0, UNIT)
     # fp32 | bf16 (autocast on the encoders) | int8 (dynamically quantized linear layers, CPU
     # only): tseg.inference.precision; speed and agreement with fp32 in benchmarks/precision.py.
-    precision: str = "fp32"
-    text_precision: str = ""  # the text tower's, when it differs ("": as precision)
+    precision: str = rule("fp32", OneOf(("fp32", "bf16", "int8")))
+    # the text tower's, when it differs ("": as precision)
+    text_precision: str = rule("", OneOf(("", "fp32", "bf16", "int8")))
+
+    @property
+    def setting(self) -> str:
+        """Which of ``SETTINGS`` the enabled options make."""
+        if self.crf.enabled:
+            return "crf"
+        return "pamr" if self.pamr.enabled else "tta" if self.tta.enabled else "plain"
+
+    def threshold_for(self, setting: str) -> float:
+        """The mask threshold stored for ``setting`` (one of ``SETTINGS``)."""
+        return self.threshold if setting == "plain" else getattr(self.thresholds, setting)
+
+    def set_threshold(self, setting: str, value: float) -> None:
+        """Store ``value`` as the mask threshold of ``setting``."""
+        if setting == "plain":
+            self.threshold = value
+        else:
+            setattr(self.thresholds, setting, value)
+
+
+@dataclass
+class PseudoConfig:
+    """Pseudo masks from a weakly trained model (``tseg pseudo-label``, ``tseg.selftrain``).
+
+    Every training image's expressions go through the teacher's ``Segmenter.maps``, refined by
+    ``refine``; a pair is kept when the teacher's confidence is at least ``min_confidence`` and
+    its mask is not empty; a kept pair's pixels are foreground at or above ``threshold``,
+    background below ``(1 - ignore_band) x threshold`` and *ignore* in between (the student's
+    loss leaves them out). docs/self_training.md says how each rule was chosen.
+    """
+
+    # none | crf | pamr (inference.crf / inference.pamr parameters)
+    refine: str = rule("pamr", OneOf(("none", "crf", "pamr")))
+    tta: bool = False  # the teacher's maps with test-time augmentation (inference.tta)
+    # Foreground threshold on the refined maps; 0: chosen on the val split for this refinement
+    # (as eval.choose_threshold does for raw maps), else the teacher's inference.threshold.
+    threshold: float = rule(0.0, UNIT)
+    # pixels in [(1 - band) x threshold, threshold) are ignored; 0 = none
+    ignore_band: float = rule(0.2, UNIT)
+    # pairs the teacher is less sure of are left out; 0 = keep all
+    min_confidence: float = rule(0.5, UNIT)
+    shard_size: int = rule(500, Range(1, 1_000_000))  # images per shard file (written whole)
+    max_images: int = rule(0, Range(0, MANY))  # label only the first N training images; 0 = all
+    # tseg self-train: rounds of (pseudo masks -> student), the student's steps (0: train.steps)
+    # and where it starts: "teacher" (the previous stage's weights) or "fresh" (as the teacher did)
+    rounds: int = rule(1, Range(1, 100))
+    student_steps: int = rule(0, Range(0, MANY))
+    student_init: str = rule("teacher", OneOf(("teacher", "fresh")))
 
 
 @dataclass
@@ -268,6 +474,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    pseudo: PseudoConfig = field(default_factory=PseudoConfig)
 
 
 #: The experiment files and the demo / benchmark recipes: the repository's ``configs/``, which the
@@ -293,10 +500,19 @@ def recipes(folder: str) -> list[str]:
     return sorted(p.stem for p in (CONFIGS / folder).glob("*.yaml"))
 
 
+def rules(key: str) -> tuple[Rule, ...]:
+    """The rules of the dotted config key ``key`` (KeyError: no such key)."""
+    section: Any = Config
+    *path, last = key.split(".")
+    for part in path:
+        section = typing.get_type_hints(section)[part]
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    return fields[last].metadata.get("rules", ())
+
+
 def choices(key: str) -> tuple[str, ...]:
     """The values a choice key allows (a registry's names where one defines them)."""
-    allowed = _CHOICES[key]
-    return allowed() if callable(allowed) else allowed
+    return next(r for r in rules(key) if isinstance(r, OneOf)).names()
 
 
 # Model presets: diffs over the dataclass defaults, applied before the YAML file.
@@ -353,87 +569,57 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-# Range checks: key -> (min, max); None means unbounded on that side.
-_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "model.embed_dim": (1, None),
-    "model.tau_init": (1e-3, None),
-    "model.tau_min": (1e-3, None),
-    "model.size_lambda": (0.0, None),
-    "model.size_p": (0.0, None),
-    "train.text_lr_scale": (0.0, None),
-    "train.backbone_lr_scale": (0.0, None),
-    "data.render_size": (0, 4096),
-    "model.gwp_eps": (0.0, None),
-    "model.cam_threshold": (0.0, 1.0),
-    "model.image.patch_size": (1, None),
-    "model.image.depth": (1, None),
-    "model.image.decoder_dim": (1, None),
-    "model.image.drop_path": (0.0, 1.0),
-    "model.text.num_layers": (1, None),
-    "model.text.max_length": (4, 512),
-    "data.image_size": (8, 4096),
-    "data.train_size": (1, None),
-    "data.val_size": (1, None),
-    "data.test_size": (1, None),
-    "data.train_fraction": (1e-6, 1.0),
-    "data.expressions_per_image": (1, None),
-    "data.shapes_absent": (0, None),
-    "data.scale_min": (0.1, 10.0),
-    "data.scale_max": (0.1, 10.0),
-    "data.num_workers": (0, 64),
-    "train.threads": (0, 4096),
-    "train.lr": (0.0, 10.0),
-    "train.batch_size": (1, None),
-    "train.steps": (1, None),
-    "train.weight_decay": (0.0, 1.0),
-    "train.accum_steps": (1, None),
-    "train.grad_clip": (0.0, None),
-    "eval.batch_size": (1, None),
-    "inference.threshold": (0.0, 1.0),
-    "inference.class_threshold": (0.0, 1.01),
-    "inference.crf.iterations": (0, 1000),
-    "inference.max_pixels": (1, None),
-    "inference.presence_threshold": (0.0, 1.0),
-}
-# Checks that are not a range: key -> (test, what the message says).
-_TESTS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "inference.tta.scales": (
-        lambda v: len(v) > 0 and all(x > 0 for x in v),
-        "every scale must be positive (and there must be at least one)",
-    ),
-    "inference.crf.clip": (lambda v: 0.0 < v < 0.5, "must be in (0, 0.5)"),
-}
+
+@dataclass(frozen=True)
+class Between:
+    """A rule between config keys: ``test(*values)`` must hold, else ``message`` (formatted
+    with the values, ``{0}``, ``{1}``, ...) is the error."""
+
+    keys: tuple[str, ...]
+    test: Callable[..., bool]
+    message: str
 
 
-def _registry(module: str, name: str) -> Callable[[], tuple[str, ...]]:
-    """The names of a registry dict (e.g. the pooling heads), read when first checked: the
-    registries import torch, which a config alone does not need."""
-
-    def names() -> tuple[str, ...]:
-        import importlib
-
-        return tuple(getattr(importlib.import_module(module), name))
-
-    return names
-
-
-# Allowed values: a tuple, or the names of the registry that resolves them.
-_CHOICES: dict[str, tuple[str, ...] | Callable[[], tuple[str, ...]]] = {
-    "model.head": _registry("tseg.models.pooling", "HEADS"),
-    "data.shapes_expressions": ("all", "disjoint"),
-    "model.image.name": _registry("tseg.models.encoders", "IMAGE_ENCODERS"),
-    "model.image.stem": ("patch", "conv"),
-    "model.text.pool": ("cls", "mean"),
-    "model.text.name": _registry("tseg.models.encoders", "TEXT_ENCODERS"),
-    "train.mode": _registry("tseg.train.objectives", "OBJECTIVES"),
-    "train.ground_truth": ("identity", "tfidf"),
-    "train.optimizer": ("sgd", "adamw"),
-    "train.device": ("auto", "cpu", "cuda"),
-    "train.amp": ("none", "bf16", "fp16"),
-    "inference.precision": ("fp32", "bf16", "int8"),
-    "inference.text_precision": ("", "fp32", "bf16", "int8"),
-    "train.ddp_negatives": ("global", "local"),
-}
+_IMG, _TXT = "model.image", "model.text"
+# A test checks that each key named here exists.
+_BETWEEN: tuple[Between, ...] = (
+    Between(("data.scale_min", "data.scale_max"), lambda lo, hi: lo <= hi,
+            "config keys 'data.scale_min' > 'data.scale_max'"),
+    Between(("model.tau_min", "model.tau_max"), lambda lo, hi: lo <= hi,
+            "config keys 'model.tau_min' > 'model.tau_max'"),
+    # the temperature is clamped to [tau_min, tau_max]: a start outside was moved silently
+    Between(("model.tau_min", "model.tau_init", "model.tau_max"), lambda lo, v, hi: lo <= v <= hi,
+            "config key 'model.tau_init' = {1} is outside [model.tau_min, model.tau_max] = "
+            "[{0}, {2}]"),
+    Between(("data.stream", "data.dataset"), lambda on, ds: not on or ds == "webdataset",
+            "config key 'data.stream' streams WebDataset shards, but data.dataset = {1}; set "
+            "data.dataset=webdataset data.shards=..."),
+    Between(("data.stream", "train.mode"), lambda on, mode: not on or mode == "weak",
+            "config key 'data.stream' trains on image-level text only (train.mode=weak), but "
+            "train.mode = {1}: shards hold no masks or boxes"),
+    Between((f"{_IMG}.name", "data.image_size", f"{_IMG}.patch_size"),
+            lambda name, size, patch: name != "vit" or size % patch == 0,
+            "config key 'data.image_size' = {1} must be a multiple of 'model.image.patch_size' "
+            "= {2}"),
+    Between((f"{_IMG}.name", f"{_IMG}.stem", f"{_IMG}.patch_size"),
+            lambda name, stem, patch: name != "vit" or stem != "conv" or patch % 4 == 0,
+            "config key 'model.image.patch_size' = {2} must be a multiple of 4 with "
+            "model.image.stem=conv"),
+    Between((f"{_IMG}.name", f"{_IMG}.patch_size"),
+            lambda name, patch: name != "efficientnet_lite0" or patch in (4, 8, 16),
+            "config key 'model.image.patch_size' = {1}: the EfficientNet hybrid's output stride "
+            "is one of 4, 8, 16"),
+    # timm's and transformers' attention split a width into equal heads
+    Between((f"{_IMG}.embed_dim", f"{_IMG}.num_heads"), lambda width, heads: width % heads == 0,
+            "config key 'model.image.num_heads' = {1} must divide 'model.image.embed_dim' = {0}"),
+    # only a BERT built here: a pretrained one brings its own sizes
+    Between((f"{_TXT}.name", f"{_TXT}.hidden_size", f"{_TXT}.num_heads"),
+            lambda name, width, heads: name != "bert" or width % heads == 0,
+            "config key 'model.text.num_heads' = {2} must divide 'model.text.hidden_size' = {1}"),
+    Between(("train.mode", "data.pseudo_masks"), lambda mode, masks: mode != "pseudo" or masks,
+            "config key 'train.mode' = 'pseudo' trains on pseudo masks, but 'data.pseudo_masks' "
+            "is empty: set it to a folder written by tseg pseudo-label"),
+)  # fmt: skip
 
 
 def _field_types(obj: Any) -> dict[str, Any]:
@@ -530,7 +716,7 @@ def _current_key(key: str, value: Any) -> str | None:
     (``inference.tta=true``, the earlier flat form) switches it on or off."""
     if key in _DROPPED:
         return None
-    if key in ("inference.tta", "inference.crf") and not isinstance(value, dict):
+    if key in ("inference.tta", "inference.crf", "inference.pamr") and not isinstance(value, dict):
         return f"{key}.enabled"
     return _RENAMED.get(key, key)
 
@@ -581,61 +767,32 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def check(obj: Any, prefix: str = "", labels: Mapping[str, str] | None = None) -> None:
-    """Check the ranges, tests and choices of every key of ``obj``, the config section at
-    ``prefix`` ("" for a whole Config); raise ConfigError naming the first bad value. Each
-    value's rule is written once, in the tables above."""
-    flat = _flatten(dataclasses.asdict(obj), prefix)
-
-    def mine(table: Mapping[str, Any]) -> list[str]:
-        return [k for k in table if k in flat]
-
-    for key, v in flat.items():  # NaN passes every comparison below, so refuse it first
-        if isinstance(v, float) and not math.isfinite(v):
-            raise ConfigError(f"{_subject(key, v, labels)} is not a finite number")
-    for key in mine(_RANGES):
-        lo, hi = _RANGES[key]
-        v = flat[key]
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
-            raise ConfigError(f"{_subject(key, v, labels)} is out of range {rng}")
-    for key in mine(_TESTS):
-        test, what = _TESTS[key]
-        if not test(flat[key]):
-            raise ConfigError(f"{_subject(key, flat[key], labels)}: {what}")
-    for key in mine(_CHOICES):
-        allowed = choices(key)
-        if flat[key] not in allowed:
-            raise ConfigError(
-                f"{_subject(key, flat[key], labels)}: choose one of {', '.join(allowed)}"
-            )
+    """Check every key of ``obj``, the config section at ``prefix`` ("" for a whole Config),
+    against the rules written with its field; raise ConfigError naming the first bad value."""
+    for f in dataclasses.fields(obj):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            check(value, key, labels)
+            continue
+        # NaN passes every comparison, so refuse non-finite numbers before any rule
+        items = value if isinstance(value, list) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+            raise ConfigError(f"{_subject(key, value, labels)} is not a finite number")
+        for r in f.metadata.get("rules", ()):
+            problem = r.error(value)
+            if problem:
+                raise ConfigError(f"{_subject(key, value, labels)}{problem}")
 
 
 def validate(cfg: Config, labels: Mapping[str, str] | None = None) -> Config:
-    """Check every key (see ``check``) and the rules between keys."""
+    """Check every key (see ``check``), then the rules between keys (``_BETWEEN``)."""
     check(cfg, "", labels)
     flat = to_flat(cfg)
-    if flat["data.scale_min"] > flat["data.scale_max"]:
-        raise ConfigError("config keys 'data.scale_min' > 'data.scale_max'")
-    if flat["model.tau_min"] > flat["model.tau_max"]:
-        raise ConfigError("config keys 'model.tau_min' > 'model.tau_max'")
-    if flat["data.stream"] and flat["data.dataset"] != "webdataset":
-        raise ConfigError(
-            f"config key 'data.stream' streams WebDataset shards, but data.dataset = "
-            f"{_short(flat['data.dataset'])}; set data.dataset=webdataset data.shards=..."
-        )
-    if flat["data.stream"] and flat["train.mode"] != "weak":
-        raise ConfigError(
-            f"config key 'data.stream' trains on image-level text only (train.mode=weak), but "
-            f"train.mode = {_short(flat['train.mode'])}: shards hold no masks or boxes"
-        )
-    if (
-        flat["model.image.name"] == "vit"
-        and flat["data.image_size"] % flat["model.image.patch_size"]
-    ):
-        raise ConfigError(
-            f"config key 'data.image_size' = {flat['data.image_size']} must be a multiple of "
-            f"'model.image.patch_size' = {flat['model.image.patch_size']}"
-        )
+    for rule_ in _BETWEEN:
+        values = [flat[k] for k in rule_.keys]
+        if not rule_.test(*values):
+            raise ConfigError(rule_.message.format(*(_short(v) for v in values)))
     return cfg
 
 
@@ -643,12 +800,13 @@ def with_inference(
     ic: InferenceConfig, changes: Mapping[str, Any], labels: Mapping[str, str] | None = None
 ) -> InferenceConfig:
     """A copy of ``ic`` with ``changes`` (keys under ``inference``: ``threshold``,
-    ``tta.scales``, ...) applied and checked. ``tta`` and ``crf`` also take a TTAConfig /
-    CRFConfig (used as given), a bool (on or off with the configured parameters) or None (off).
+    ``tta.scales``, ...) applied and checked. ``tta``, ``crf`` and ``pamr`` also take a
+    TTAConfig / CRFConfig / PAMRConfig (used as given), a bool (on or off with the configured
+    parameters) or None (off).
     """
     out = copy.deepcopy(ic)
     for key, value in changes.items():
-        if key in ("tta", "crf") and (value is None or dataclasses.is_dataclass(value)):
+        if key in ("tta", "crf", "pamr") and (value is None or dataclasses.is_dataclass(value)):
             setattr(out, key, copy.deepcopy(value) if value is not None else getattr(out, key))
             if value is None:
                 getattr(out, key).enabled = False

@@ -88,6 +88,24 @@ def _pillow_limit(max_pixels: int | None) -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS = old
 
 
+#: The longest side over the shortest that an image may have. The model sees the shorter side
+#: at its input size and keeps the aspect, so a 10000 x 1 PNG asked for 2.9 GB (torch) and
+#: 6.5 TB (ONNX Runtime); 16:1 already covers panoramas and banners.
+MAX_ASPECT = 16
+
+
+def check_shape(w: int, h: int, name: str) -> None:
+    """Refuse an image ``name`` of ``w`` x ``h`` pixels that no model input can be made of:
+    an empty side or sides more than ``MAX_ASPECT`` apart (before anything is allocated)."""
+    if w < 1 or h < 1:
+        raise InputError(f"image '{name}' is {w} x {h} pixels: a side is empty")
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise InputError(
+            f"image '{name}' is {w} x {h} pixels, an aspect of {max(w, h) / min(w, h):.0f}:1, "
+            f"above the limit of {MAX_ASPECT}:1 (crop or pad it first)"
+        )
+
+
 def open_image(im: Image.Image, name: str, max_pixels: int) -> np.ndarray:
     """An opened (not yet decoded) PIL image -> uint8 RGB, refusing it above ``max_pixels``."""
     w, h = im.size
@@ -96,6 +114,7 @@ def open_image(im: Image.Image, name: str, max_pixels: int) -> np.ndarray:
             f"image '{name}' is {w} x {h} = {w * h:,} pixels, above the limit of "
             f"{max_pixels:,} (raise it with max_pixels / --max-pixels if you trust the file)"
         )
+    check_shape(w, h, name)
     try:
         return pil_to_rgb(ImageOps.exif_transpose(im))
     except (OSError, ValueError, Image.DecompressionBombError) as e:
@@ -125,6 +144,7 @@ def load_image(
                 raise
             raise InputError(f"image '{p}' could not be read: {e}") from None
     if isinstance(image, Image.Image):
+        check_shape(*image.size, "the PIL image")
         return pil_to_rgb(image)
     if isinstance(image, np.ndarray):
         a = image
@@ -134,6 +154,7 @@ def load_image(
             raise InputError(
                 f"image array must be [H, W], [H, W, 3] or [H, W, 4], got shape {a.shape}"
             )
+        check_shape(a.shape[1], a.shape[0], f"array of shape {a.shape}")
         a = a[:, :, :3]
         if a.dtype != np.uint8:
             if np.issubdtype(a.dtype, np.floating) and a.size and a.min() >= 0 and a.max() <= 1:

@@ -105,6 +105,9 @@ class TrainSet(Dataset):
         if self.with_masks:
             masks = torch.from_numpy(np.ascontiguousarray(self.ds.masks(idx)[pick]))
             item["masks"] = apply_view(masks, view, masks=True)
+            if callable(getattr(self.ds, "ignore", None)):  # pseudo masks' uncertain pixels
+                ignore = torch.from_numpy(np.ascontiguousarray(self.ds.ignore(idx)[pick]))
+                item["ignore"] = apply_view(ignore, view, masks=True)
         if self.with_boxes:
             boxes = np.asarray(self.ds.boxes(idx), dtype=np.float64)[pick]
             item["boxes"] = torch.from_numpy(transform_boxes(boxes, view)).float()
@@ -197,7 +200,8 @@ class WeakCollate:
 
 
 def collate_full(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Batch for full supervision: texts, (image, text) positive pairs [P, 2] and masks [P, S, S]."""
+    """Batch for full supervision: texts, (image, text) positive pairs [P, 2] and masks [P, S, S]
+    (and "ignore" [P, S, S] where the items carry it: pseudo masks)."""
     texts = batch_texts(items)
     col = {t: j for j, t in enumerate(texts)}
     pairs, masks = [], []
@@ -205,12 +209,22 @@ def collate_full(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for t, m in zip(it["sampled"], it["masks"]):
             pairs.append((i, col[t]))
             masks.append(m)
-    return {
+    batch = {
         "images": torch.stack([it["image"] for it in items]),
         "texts": texts,
         "pairs": torch.tensor(pairs, dtype=torch.long),
         "masks": torch.stack(masks),
     }
+    if "ignore" in items[0]:
+        batch["ignore"] = torch.cat([it["ignore"] for it in items])  # [P, S, S]
+    return batch
+
+
+def collate_pseudo(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``collate_full`` plus the weak targets [B, L] of the batch's texts (for train.weak_weight)."""
+    batch = collate_full(items)
+    batch["targets"] = WeakCollate().targets([it["all"] for it in items], batch["texts"])
+    return batch
 
 
 def box_patch_targets(boxes: torch.Tensor, grid: tuple[int, int], patch: float) -> torch.Tensor:

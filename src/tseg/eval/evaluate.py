@@ -159,8 +159,8 @@ def evaluate_checkpoint(
             )
             if request.choose_threshold:
                 chosen = choose_mask_threshold(seg, ds, request.batch_size, request.max_images)
-                cfg.inference.threshold = chosen["threshold"]
-                out["threshold"] = {"chosen_on": splits[0], **chosen}
+                cfg.inference.set_threshold(seg.setting, chosen["threshold"])
+                out["threshold"] = {"chosen_on": splits[0], "setting": seg.setting, **chosen}
             if request.choose_presence:
                 choice = choose_presence(seg, ds, request.batch_size, request.max_images)
                 cfg.inference.presence_threshold = round(choice.threshold, 6)

@@ -17,6 +17,14 @@ from .metrics_gres import PairRecord, pair_record, peak_inside, summarize_pairs
 from .presence import PresenceChoice, choose_presence_threshold
 
 
+def predicted_mask(seg: Segmenter, prob: np.ndarray, confidence: float) -> np.ndarray:
+    """[H, W] bool: ``prob`` above ``seg.threshold``, emptied when ``confidence`` is below
+    ``seg.presence_threshold`` (the gate ``predict`` applies; 0 = off)."""
+    if float(confidence) < seg.presence_threshold:
+        return np.zeros(prob.shape, bool)
+    return prob > seg.threshold
+
+
 def evaluate_pairs(
     seg: Segmenter,
     ds: RefDataset,
@@ -52,7 +60,10 @@ def evaluate_pairs(
         )
         for i, ex, m in zip(idxs, own, results):
             gt = ds.masks(i)
-            counts = [iou_counts(m.probabilities[j] > seg.threshold, gt[j]) for j in range(len(ex))]
+            counts = [
+                iou_counts(predicted_mask(seg, m.probabilities[j], m.confidences[j]), gt[j])
+                for j in range(len(ex))
+            ]
             conf = [float(c) for c in m.confidences] if presence else []
             labels = [1] * len(ex) + [0] * len(absent[i])
             hits = [peak_inside(m.probabilities[j], gt[j]) for j in range(len(ex)) if gt[j].any()]

@@ -29,6 +29,7 @@ from ..distributed import Shard
 from ..inference.segmenter import Segmenter
 from .metrics_gres import peak_inside
 from .metrics_semantic import ConfusionMatrix, mask_iou, phrasecut_metrics
+from .pairs import predicted_mask
 
 __all__ = ["evaluate_phrasecut", "evaluate_semantic", "evaluate_voc"]
 
@@ -60,13 +61,15 @@ def evaluate_phrasecut(
     for i in shard.take(sorted(by_image)):
         tasks = by_image[i]
         phrases = list(dict.fromkeys(t.phrase for t in tasks))
-        probs = seg.maps([ds.image(i)], phrases)[0].probabilities  # [P, H, W]
+        maps = seg.maps([ds.image(i)], phrases)[0]
+        probs, confs = maps.probabilities, maps.confidences  # [P, H, W], [P]
         col = {p: k for k, p in enumerate(phrases)}
         rows = []
         for task in tasks:
             prob, gt = probs[col[task.phrase]], ds.task_mask(task.task_id)
             hit = peak_inside(prob, gt) if gt.any() else None  # PointM: target tasks only
-            rows.append((*mask_iou(prob > seg.threshold, gt), hit))
+            pred = predicted_mask(seg, prob, confs[col[task.phrase]])  # the presence gate too
+            rows.append((*mask_iou(pred, gt), hit))
         mine.append((i, rows))
     rows = [r for per_image in shard.gather_keyed(mine) for r in per_image]  # image order
     ious, inters, unions = ([r[j] for r in rows] for j in range(3))

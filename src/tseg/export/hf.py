@@ -54,7 +54,9 @@ def model_card(cfg: dict[str, Any], metrics: dict[str, Any], name: str, license:
     dataset = str(data.get("dataset", ""))
     results = []
     for split, values in metrics.items():
-        if not isinstance(values, dict):
+        # metrics.json also holds the threshold choices ("threshold", "presence_threshold":
+        # a val mIoU each), which are not splits
+        if not isinstance(values, dict) or split.endswith("threshold"):
             continue
         for key, (metric_id, label) in METRIC_IDS.items():
             v = values.get(key)
@@ -156,6 +158,13 @@ def export_hf(
         CheckpointError: the checkpoint is missing, incomplete or does not load.
         ExportError: ``out`` is a file.
     """
+    if name is not None:  # the Hub's own rule for a repo id, before anything is written
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(name)
+        except HFValidationError as e:
+            raise ExportError(f"--repo {name!r} is not a Hub repo id (ORG/NAME): {e}") from None
     ckpt = resolve(checkpoint)
     model, _, _ = load_checkpoint(ckpt)  # it must load before it is published
     out = Path(out)

@@ -107,9 +107,17 @@ class OrtSegmenter(Predicts):
         opts.log_severity_level = 3  # errors only; ORT warns about unused initialisers otherwise
 
         def session(name: str) -> Any:
-            return ort.InferenceSession(
-                str(self.folder / name), opts, providers=["CPUExecutionProvider"]
-            )
+            path = self.folder / name
+            if not path.is_file():
+                raise InputError(f"ONNX export '{self.folder}' has no '{name}'")
+            try:
+                return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            except Exception as e:  # noqa: BLE001 - ORT raises its own classes (InvalidProtobuf, ...)
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise InputError(
+                    f"ONNX graph '{path}' cannot be loaded (truncated or not an ONNX file?): "
+                    f"{first[:200]}"
+                ) from None
 
         self.image_session = session(meta["image_encoder"]["file"])
         self.text_session = session(meta["text_encoder"]["file"])

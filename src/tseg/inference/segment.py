@@ -239,7 +239,12 @@ def export_options(
                 f"{name(key)}: an ONNX export runs without the CRF "
                 "(segment with the checkpoint for --crf)"
             )
-        if key not in EXPORT_CHANGES and key not in ("tta.enabled", "crf.enabled"):
+        if key.startswith("pamr") and (key != "pamr.enabled" or value):
+            raise InputError(
+                f"{name(key)}: an ONNX export runs without PAMR "
+                "(segment with the checkpoint for --pamr)"
+            )
+        if key not in EXPORT_CHANGES and key not in ("tta.enabled", "crf.enabled", "pamr.enabled"):
             raise InputError(f"{name(key)}: not an option of an ONNX export")
     kept = {k: v for k, v in changes.items() if k in EXPORT_CHANGES}
     if kept:  # the config's checks and messages, as the torch path gives them
@@ -281,14 +286,31 @@ def read_expressions(expressions: list[str], file: str | None) -> list[str]:
     out = list(expressions)
     if file:
         p = Path(file)
+        if p.is_dir():
+            raise InputError(f"expressions file '{p}' is a folder, not a text file")
         if not p.is_file():
             raise InputError(f"expressions file '{p}' does not exist")
-        out += [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(
+                f"expressions file '{p}' is not UTF-8 text (byte {e.start}: {e.reason})"
+            ) from None
+        out += [line.strip() for line in text.splitlines() if line.strip()]
     return out
 
 
+#: Class lists that ship in the package, by the name ``--classes`` takes (from any folder).
+PACKAGED_CLASSES = {"voc": "voc_synonyms.yaml"}
+
+
 def read_classes(spec: str) -> dict[str, list[str]]:
-    """A YAML file (class -> list of names) or comma-separated class names -> {class: names}."""
+    """A packaged list by name (``voc``: the 20 VOC classes with their synonyms), a YAML file
+    (class -> list of names) or comma-separated class names -> {class: names}."""
+    if spec.strip() in PACKAGED_CLASSES and not Path(spec).exists():
+        from importlib.resources import files
+
+        spec = str(files("tseg") / "resources" / PACKAGED_CLASSES[spec.strip()])
     p = Path(spec)
     if p.suffix.lower() in (".yaml", ".yml") or p.is_file():
         import yaml

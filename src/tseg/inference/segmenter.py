@@ -10,6 +10,8 @@ numpy on ONNX Runtime (tested against it). One call:
         confidences = sigmoid(pooled scores) [L]; maps = head's masks, upsampled [K, H, W]
     TTA (``inference.tta``): the passes of each image at several scales, and flipped with
         "left"/"right" swapped, averaged at image resolution (see ``tseg.inference.tta``)
+    PAMR (``inference.pamr``): each image's maps refined on its colours, in torch on the model's
+        device (``tseg.inference.pamr``)
     CRF (``inference.crf``): each map refined on the image (``tseg.inference.crf``)
 """
 
@@ -25,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ..checkpoint import load_checkpoint
-from ..config import CRFConfig, InferenceConfig, TTAConfig, with_inference
+from ..config import CRFConfig, InferenceConfig, PAMRConfig, TTAConfig, with_inference
 from ..data.base import swap_left_right
 from ..imageio import (
     Maps,
@@ -35,6 +37,7 @@ from ..imageio import (
 )
 from ..models.tseg import TSEG
 from . import crf as crf_module
+from . import pamr as pamr_module
 from . import precision as precision_module
 
 TEXT_CHUNK = 256  # expressions per text-encoder call
@@ -49,9 +52,9 @@ class Segmenter(Predicts):
         inference: The options (a checkpoint's ``inference`` config; default: the defaults).
         **changes: Options changed on top of ``inference``: ``threshold``, ``max_pixels``,
             ``presence_threshold``,
-            ``class_threshold``, ``tta`` and ``crf`` (a TTAConfig / CRFConfig, True / False to
-            switch the configured one on or off, None for off), or dotted keys such as
-            ``tta.scales``. Every value is checked by the config's own rules.
+            ``class_threshold``, ``tta``, ``crf`` and ``pamr`` (a TTAConfig / CRFConfig /
+            PAMRConfig, True / False to switch the configured one on or off, None for off), or
+            dotted keys such as ``tta.scales``. Every value is checked by the config's own rules.
     """
 
     def __init__(
@@ -65,6 +68,8 @@ class Segmenter(Predicts):
         self.device = torch.device(device)
         # ``labels`` name the changed values in error messages (the CLI's flags, as typed).
         self.options = with_inference(inference or InferenceConfig(), changes, labels)
+        # A threshold given here holds for any options; otherwise the one stored for them.
+        self._threshold_given = "threshold" in changes
         # int8: a quantized copy; the caller's model (a training run's) is left as it is.
         model = model.to(self.device).eval()
         self.model = precision_module.prepare(
@@ -111,8 +116,22 @@ class Segmenter(Predicts):
         return self.options.crf if self.options.crf.enabled else None
 
     @property
+    def pamr(self) -> PAMRConfig | None:
+        """The PAMR refinement in use, or None."""
+        return self.options.pamr if self.options.pamr.enabled else None
+
+    @property
+    def setting(self) -> str:
+        """plain, tta, pamr or crf: which stored mask threshold these options use."""
+        return self.options.setting
+
+    @property
     def threshold(self) -> float:
-        return self.options.threshold
+        """The mask threshold: the one given, else the checkpoint's for ``setting``
+        (``inference.threshold`` for one plain pass, ``inference.thresholds.<setting>``)."""
+        if self._threshold_given:
+            return self.options.threshold
+        return self.options.threshold_for(self.setting)
 
     @property
     def max_pixels(self) -> int:
@@ -138,10 +157,11 @@ class Segmenter(Predicts):
 
     def describe(self) -> dict[str, Any]:
         """What the results are computed with (printed by ``tseg eval``)."""
-        tta, crf = self.tta, self.crf
+        tta, crf, pamr = self.tta, self.crf, self.pamr
         return {
             "tta": {"scales": list(tta.scales), "flip": tta.flip} if tta is not None else False,
             "crf": {k: v for k, v in asdict(crf).items() if k != "enabled"} if crf else False,
+            "pamr": {k: v for k, v in asdict(pamr).items() if k != "enabled"} if pamr else False,
             "threshold": self.threshold,
             "presence_threshold": self.presence_threshold,
             "precision": self.precision,
@@ -189,6 +209,12 @@ class Segmenter(Predicts):
             out = self._plain(images, per_image, keep)
         else:
             out = [self._tta(im, t, k) for im, t, k in zip(images, per_image, keep)]
+        if self.pamr is not None:
+            for m, image in zip(out, images):
+                if len(m.probabilities):
+                    m.probabilities = pamr_module.refine(
+                        image, m.probabilities, self.pamr, self.device
+                    )
         if self.crf is not None:
             for m, image in zip(out, images):
                 if len(m.probabilities):

@@ -33,7 +33,7 @@ from PIL import (  # noqa: F401 - importing a plugin registers its format with I
 )
 
 from ..export.numpy_ops import eval_size
-from ..imageio import InputError, pil_to_rgb
+from ..imageio import InputError, check_shape, pil_to_rgb
 from ..viz import colour, overlay
 
 # Formats an upload may be in. Pillow can open more (EPS, for one, through Ghostscript), and a
@@ -124,6 +124,7 @@ def decode_upload(
                 f"image '{label}' is {w} x {h} = {w * h:,} pixels, above the limit of "
                 f"{max_pixels:,}"
             )
+        check_shape(w, h, label)
         try:
             orientation = int(im.getexif().get(_ORIENTATION, 1))
         except Exception:  # noqa: BLE001 - a broken EXIF block only loses the orientation

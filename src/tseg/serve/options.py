@@ -112,4 +112,6 @@ def from_arguments(ns: argparse.Namespace) -> ServeOptions:
             raise InputError(f"{flag} = {ns.max_mb if name == 'max_bytes' else value:g} {problem}")
     if ns.threads < 0:
         raise InputError(f"--threads = {ns.threads} must be 0 (library default) or more")
+    if not 0 <= ns.port <= 65535:  # uvicorn would listen on port % 65536 without a word
+        raise InputError(f"--port = {ns.port} must be in [0, 65535] (0: any free port)")
     return ServeOptions(**values)

@@ -274,6 +274,10 @@ def build_run(
         train_ds: Any = ShardTexts(expand_shards(cfg.data.shards))
     else:
         train_ds = build_dataset(cfg.data, "train")
+    if tc.mode == "pseudo":  # the student: pseudo masks in place of the dataset's own
+        from ..selftrain.store import PseudoMaskDataset
+
+        train_ds = PseudoMaskDataset(train_ds, cfg.data, "train")
     if resume:
         # The resumed model is rebuilt with the checkpoint's own tokenizer, then fully loaded.
         model = init_model_from(cfg, resolve(run_dir))
@@ -300,7 +304,7 @@ def build_run(
     if tc.compile:  # in place, so state_dict keys (and checkpoints) stay unchanged
         model.image_encoder.compile()
         model.text_encoder.compile()
-    net: nn.Module = TrainObjective(model, tc.mode)
+    net: nn.Module = TrainObjective(model, tc.mode, tc)
     if world > 1:
         net = DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None

@@ -183,13 +183,12 @@ def _train(
         if tc.init_from:
             results["init_from"] = str(tc.init_from)
         if cfg.eval.choose_threshold and no_masks_reason(cfg.data, "val") is None:
+            seg = Segmenter(model, device, cfg.inference)  # the recipe's TTA/PAMR/CRF, if any
             chosen = choose_mask_threshold(
-                Segmenter(model, device, cfg.inference),
-                build_dataset(cfg.data, "val"),
-                cfg.eval.batch_size,
-                cfg.eval.max_images,
+                seg, build_dataset(cfg.data, "val"), cfg.eval.batch_size, cfg.eval.max_images
             )
-            cfg.inference.threshold = chosen["threshold"]
+            cfg.inference.set_threshold(seg.setting, chosen["threshold"])
+            chosen = {"setting": seg.setting, **chosen}
             if main:  # the final checkpoint carries it: every later load uses it
                 store_inference(ckpt, cfg)
             results["threshold"] = {"chosen_on": "val", **chosen}

@@ -8,12 +8,16 @@ float32 whatever autocast left the scores in. Adding one is a function and an en
   (section 3.3); the data path never reads a mask.
 - full: Dice on the upsampled similarity of each (image, expression) pair (eq. 9).
 - box: each patch of a pair learns whether it lies inside the expression's box (Table 2e).
+- pseudo: the student of self-training (``tseg.selftrain``): Dice and/or BCE against the pseudo
+  masks of ``data.pseudo_masks``, their ignore pixels left out, plus ``train.weak_weight`` x the
+  weak loss; the data path reads pseudo masks only, never the dataset's own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -21,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import distributed
-from ..config import Config
+from ..config import Config, TrainConfig
 from ..data import RefDataset
 from ..data.pipeline import (
     BoxCollate,
@@ -29,8 +33,9 @@ from ..data.pipeline import (
     WeakCollate,
     box_patch_targets,
     collate_full,
+    collate_pseudo,
 )
-from ..losses import box_loss, dice_loss, soft_margin_loss
+from ..losses import bce_loss, box_loss, dice_loss, soft_margin_loss
 from ..models.tseg import TSEG
 
 
@@ -64,6 +69,35 @@ def full_loss(model: TSEG, batch: dict[str, Any], device: torch.device) -> dict[
     size = batch["masks"].shape[-2:]
     logits = F.interpolate(s_pairs.float(), size=size, mode="bilinear", align_corners=False)
     return {"loss": dice_loss(logits[:, 0], batch["masks"].to(device))}  # [P, H, W]
+
+
+def pseudo_loss(
+    model: TSEG, batch: dict[str, Any], device: torch.device, tc: TrainConfig | None = None
+) -> dict[str, Tensor]:
+    """The student's loss on pseudo masks [P, H, W] whose ignore pixels are left out
+    (``tc``: train.pseudo_loss and train.weak_weight; default: Dice alone)."""
+    tc = tc or TrainConfig()
+    images = batch["images"].to(device, non_blocking=True)
+    img = model.encode_image(images)
+    y = model.encode_text(batch["texts"])
+    s = model.similarity(img["x"], y)  # [B, N, L]
+    pairs = batch["pairs"].to(device)
+    h, w = img["grid"]
+    s_pairs = s[pairs[:, 0], :, pairs[:, 1]].view(-1, 1, h, w)  # [P, 1, h, w]
+    target = batch["masks"].to(device)
+    size = target.shape[-2:]
+    logits = F.interpolate(s_pairs.float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+    valid = ~batch["ignore"].to(device) if "ignore" in batch else None  # [P, H, W]
+    out: dict[str, Tensor] = {}
+    if "dice" in tc.pseudo_loss:
+        out["dice"] = dice_loss(logits, target, valid=valid)
+    if "bce" in tc.pseudo_loss:
+        out["bce"] = bce_loss(logits, target, valid)
+    loss = sum(out.values())
+    if tc.weak_weight > 0:
+        out["weak"] = soft_margin_loss(model.pool(s)["scores"].float(), batch["targets"].to(device))
+        loss = loss + tc.weak_weight * out["weak"]
+    return {"loss": loss, **out}
 
 
 def box_objective(model: TSEG, batch: dict[str, Any], device: torch.device) -> dict[str, Tensor]:
@@ -110,6 +144,7 @@ OBJECTIVES: dict[str, Objective] = {
     "box": Objective(
         box_objective, "boxes", lambda cfg, ds, n, world: BoxCollate(cfg.model.image.patch_size)
     ),
+    "pseudo": Objective(pseudo_loss, "masks", lambda cfg, ds, n, world: collate_pseudo),
 }
 
 
@@ -136,10 +171,12 @@ class TrainObjective(nn.Module):
     forward, and the loss calls several TSEG methods, so the whole objective is that module.
     """
 
-    def __init__(self, model: TSEG, mode: str) -> None:
+    def __init__(self, model: TSEG, mode: str, cfg: TrainConfig | None = None) -> None:
         super().__init__()
         self.model = model
-        self.loss = OBJECTIVES[mode].loss
+        loss = OBJECTIVES[mode].loss
+        # The student's loss has options (train.pseudo_loss, train.weak_weight).
+        self.loss = partial(loss, tc=cfg) if mode == "pseudo" else loss
 
     def forward(self, batch: dict[str, Any], device: torch.device) -> dict[str, Tensor]:
         return self.loss(self.model, batch, device)
