@@ -173,8 +173,8 @@ class DataConfig:
     root: str = rule("", TEXT)  # dataset folder (see README: files each dataset expects)
     # webdataset: tar shards, e.g. "shards/train-{000000..000099}.tar"
     shards: str = rule("", TEXT)
-    # webdataset: stream the shards into tseg train (tseg.data.stream, docs/own_data.md), exactly
-    # resumable, instead of reading them map-style; weak training only
+    # webdataset, hf: stream the shards into tseg train (tseg.data.stream, docs/own_data.md),
+    # exactly resumable, instead of reading them map-style; weak training only
     stream: bool = False
     # images, if not in the dataset's default place (relative: to data.root)
     image_dir: str = rule("", TEXT)
@@ -591,9 +591,9 @@ _BETWEEN: tuple[Between, ...] = (
     Between(("model.tau_min", "model.tau_init", "model.tau_max"), lambda lo, v, hi: lo <= v <= hi,
             "config key 'model.tau_init' = {1} is outside [model.tau_min, model.tau_max] = "
             "[{0}, {2}]"),
-    Between(("data.stream", "data.dataset"), lambda on, ds: not on or ds == "webdataset",
-            "config key 'data.stream' streams WebDataset shards, but data.dataset = {1}; set "
-            "data.dataset=webdataset data.shards=..."),
+    Between(("data.stream", "data.dataset"), lambda on, ds: not on or ds in ("webdataset", "hf"),
+            "config key 'data.stream' streams WebDataset shards or a Hugging Face dataset, but "
+            "data.dataset = {1}; set data.dataset=webdataset data.shards=... (or hf)"),
     Between(("data.stream", "train.mode"), lambda on, mode: not on or mode == "weak",
             "config key 'data.stream' trains on image-level text only (train.mode=weak), but "
             "train.mode = {1}: shards hold no masks or boxes"),

@@ -290,7 +290,13 @@ def _check_webdataset(report: CheckReport, pattern: str, images: bool) -> None:
 def _check_hf(report: CheckReport, root: str, splits: list[str] | None, images: bool) -> None:
     import io
 
-    from tseg.data.hf import hf_columns, load_hf_splits, row_expressions, stored_image
+    from tseg.data.hf import (
+        hf_columns,
+        load_hf_splits,
+        pick_split,
+        row_expressions,
+        stored_image,
+    )
 
     try:
         found = load_hf_splits(root)
@@ -299,11 +305,12 @@ def _check_hf(report: CheckReport, root: str, splits: list[str] | None, images: 
         return
     names = [s or "train" for s in found] if splits is None else splits
     for split in names:
-        key = "" if "" in found else split
-        if key not in found:
-            report.problems.append(f"{root}: no split {split!r} (it holds {', '.join(found)})")
+        try:
+            split, ds = pick_split(found, split, root)
+        except DatasetError as e:
+            report.problems.append(str(e))
             continue
-        ds, where = found[key], f"{root} [{split}]"
+        where = f"{root} [{split}]"
         try:
             image_col, text_col, mask_col = hf_columns(ds.features, where)
         except DatasetError as e:

@@ -49,6 +49,8 @@ __all__ = [
     "HfDataset",
     "hf_columns",
     "load_hf_splits",
+    "pick_split",
+    "require_datasets",
     "row_expressions",
     "stored_image",
 ]
@@ -59,7 +61,7 @@ TEXT_COLUMNS: tuple[str, ...] = ("expressions", "sentences", "text", "caption")
 MASK_COLUMNS: tuple[str, ...] = ("mask", "masks", "segmentation")
 
 
-def _datasets() -> Any:
+def require_datasets() -> Any:
     try:
         import datasets
     except ImportError:
@@ -85,24 +87,31 @@ def _offline(datasets: Any) -> Iterator[None]:
             setattr(datasets.config, k, v)
 
 
-def load_hf_splits(root: str) -> dict[str, Any]:
+def load_hf_splits(root: str, streaming: bool = False) -> dict[str, Any]:
     """``root`` (module docstring) -> {split: ``datasets.Dataset``}; a single Dataset is ``""``.
+
+    Args:
+        root: What ``data.root`` names.
+        streaming: Data files (parquet ...) as ``datasets.IterableDataset`` streamed from the
+            files themselves, nothing converted into the cache; a ``save_to_disk`` folder or a
+            cached name is memory-mapped anyway and stays a ``Dataset``.
 
     Raises:
         DatasetError: Not found (naming what was tried), or the library cannot read it.
     """
-    datasets = _datasets()
+    datasets = require_datasets()
     path = Path(root)
     try:
         saved = any((path / f).is_file() for f in ("dataset_dict.json", "state.json"))
         if path.is_dir() and saved:
             loaded = datasets.load_from_disk(str(path))
         elif path.is_dir():
-            loaded = datasets.load_dataset(str(path))
+            loaded = datasets.load_dataset(str(path), streaming=streaming)
         elif path.is_file() or glob.has_magic(root):
             if not glob.glob(root):
                 raise DatasetError(f"{root}: no file matches (data.root of an hf dataset)")
-            loaded = datasets.load_dataset("parquet", data_files={"train": root})
+            files = {"train": root}
+            loaded = datasets.load_dataset("parquet", data_files=files, streaming=streaming)
             loaded = loaded["train"]
         else:
             with _offline(datasets):
@@ -118,12 +127,18 @@ def load_hf_splits(root: str) -> dict[str, Any]:
         ) from None
     except Exception as e:  # the library raises many types for a bad file
         raise DatasetError(f"{root}: the datasets library cannot read it: {e}") from None
-    if isinstance(loaded, datasets.Dataset):
+    if isinstance(loaded, (datasets.Dataset, datasets.IterableDataset)):
         return {"": loaded}
     return dict(loaded.items())
 
 
-def _pick_split(splits: dict[str, Any], split: str, root: str) -> tuple[str, Any]:
+def pick_split(splits: dict[str, Any], split: str, root: str) -> tuple[str, Any]:
+    """(the split's name in ``splits``, its dataset): ``split`` or one of its ImageFolder
+    names; a single Dataset (key ``""``) answers every name.
+
+    Raises:
+        DatasetError: No such split (naming those there are).
+    """
     if "" in splits:
         return split, splits[""]
     names = next((v for v in SPLIT_FOLDERS.values() if split in v), ())
@@ -156,7 +171,7 @@ def hf_columns(
         DatasetError: No ``Image`` column, no text column, or a named column that does not exist
             (naming the columns that do).
     """
-    datasets = _datasets()
+    datasets = require_datasets()
     names = list(features)
     have = ", ".join(f"{n} ({type(features[n]).__name__})" for n in names)
     for key, column in (("data.text_column", text_column), ("data.mask_column", mask_column)):
@@ -235,9 +250,9 @@ class HfDataset(WeakDataset):
     def __init__(
         self, root: str, split: str = "train", text_column: str = "", mask_column: str = ""
     ) -> None:
-        datasets = _datasets()
+        datasets = require_datasets()
         self.root = root
-        self.split, ds = _pick_split(load_hf_splits(root), split, root)
+        self.split, ds = pick_split(load_hf_splits(root), split, root)
         self.source = f"{root} [{self.split}]"
         self.image_column, self.text_column, self.mask_column = hf_columns(
             ds.features, self.source, text_column, mask_column
