@@ -18,6 +18,7 @@ from .. import distributed
 from ..checkpoint import resolve, save_error, store_inference
 from ..config import Config, save_yaml
 from ..data import build_dataset
+from ..data.base import DatasetError
 from ..data.own import no_masks_reason
 from ..errors import CheckpointError, TrainingError, TrainingInterrupted
 from ..eval.pairs import choose_mask_threshold, evaluate_pairs
@@ -274,7 +275,7 @@ def _accumulate(run: Run, accum: int, timings: dict[str, float] | None) -> tuple
     epoch, images = 0, 0
     for m in range(accum):
         t0 = time.perf_counter()
-        epoch, batch = next(run.stream)
+        epoch, batch = _next_batch(run)
         if run.collate is not None:  # global negatives
             batch = with_global_negatives(batch, run.collate)
         t1 = time.perf_counter()
@@ -290,6 +291,29 @@ def _accumulate(run: Run, accum: int, timings: dict[str, float] | None) -> tuple
         loss_sum += loss.detach()
         images += batch["images"].shape[0]
     return loss_sum / accum, epoch, images
+
+
+def _next_batch(run: Run) -> tuple[int, dict]:
+    """The next (epoch, batch) of ``run.stream``; a DatasetError on one process raises on all.
+
+    Under torchrun the processes agree after each fetch (one flag, reduced): otherwise the
+    others would wait forever in their next collective (e.g. a stream epoch that gave one
+    process no good sample). Every process raises the first failing rank's message.
+    """
+    error = ""
+    try:
+        item = next(run.stream)
+    except DatasetError as e:
+        if not distributed.is_dist():
+            raise
+        error = str(e)
+    if distributed.is_dist():
+        failed = torch.tensor(float(bool(error)), device=run.device)
+        if distributed.all_reduce(failed, "max"):
+            messages = distributed.all_gather_object(error)
+            rank = next(r for r, m in enumerate(messages) if m)
+            raise DatasetError(messages[rank])
+    return item
 
 
 def _evaluate_split(model: TSEG, cfg: Config, split: str, device: torch.device) -> dict[str, Any]:
