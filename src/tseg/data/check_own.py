@@ -30,7 +30,7 @@ OWN_FORMATS: tuple[str, ...] = ("imagefolder", "coco_captions", "coco", "webdata
 _EXAMPLES = 3
 
 _IMAGEFOLDER_HINT = (
-    "an ImageFolder split holds images and a metadata.jsonl (or metadata.csv) with a 'file_name' "
+    "an ImageFolder split holds images and a metadata.jsonl (or .csv, .parquet) with a 'file_name' "
     "column (relative to the metadata file) and 'expressions' (a list) or 'text' / 'caption'"
 )
 
