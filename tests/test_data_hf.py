@@ -154,6 +154,14 @@ def test_bad_columns_images_and_texts_are_one_line_naming_the_row(tmp_path: Path
         ds.image(0)
     assert "\n" not in str(e.value)
     assert main(["data", "check", "hf", str(broken)]) == 1
+    picture(0).save(tmp_path / "x.png")  # parquet that names an image file, since removed
+    datasets.Dataset.from_dict(
+        {"image": [{"bytes": None, "path": str(tmp_path / "x.png")}], "text": ["a cat"]},
+        features=datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")}),
+    ).to_parquet(str(tmp_path / "gone.parquet"))
+    (tmp_path / "x.png").unlink()
+    with pytest.raises(DatasetError, match=r"row 0: 'image': image file .*x\.png not found"):
+        HfDataset(str(tmp_path / "gone.parquet"), "train").image(0)
 
 
 def test_cli_check_convert_and_train_with_evaluation_on_the_mask_column(

@@ -172,8 +172,15 @@ def cmd_segment(ns: argparse.Namespace) -> int:
         progress=not ns.quiet,
         inference=changes,
         labels=labels,
+        out_format=ns.format,
     )
-    if report.folder is not None:  # one image: where it went and its confidences
+    if report.coco is not None and report.main:
+        note = f"; {report.failed} could not be read (errors above)" if report.failed else ""
+        print(
+            f"wrote the masks of {report.written} image(s) to {report.coco} (COCO instances, "
+            f"RLE; the categories are the expressions){note}"
+        )
+    elif report.folder is not None:  # one image: where it went and its confidences
         print(f"wrote masks, overlay and scores to {report.folder}")
         for confidence, expression in report.scores:
             print(f"  {confidence:.3f}  {expression}")
@@ -211,6 +218,13 @@ def cmd_pseudo_label(ns: argparse.Namespace) -> int:
         progress=not ns.quiet,
     )
     if env_rank() == 0:
+        if ns.coco:
+            from pathlib import Path
+
+            from .selftrain.store import export_coco
+
+            n = export_coco(ns.out, Path(ns.coco))
+            print(f"wrote {n} pseudo masks to {ns.coco} (COCO instances, RLE)")
         stats = manifest.get("stats", {})
         print(
             f"wrote pseudo masks of {manifest['images']} images to {ns.out}: kept "
@@ -504,6 +518,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("expressions", nargs="*", help='expressions, e.g. "red circle" "blue shapes"')
     s.add_argument("--expressions-file", help="a text file with one expression per line")
     s.add_argument("--out", default="segment_out", help="output folder")
+    s.add_argument(
+        "--format",
+        choices=("png", "coco"),
+        default="png",
+        help="png: per image a folder of mask PNGs, an overlay and scores.json (default); coco: "
+        "one OUT/instances.json, COCO instances with RLE masks, the expression as the category",
+    )
     add_inference_flags(s)
     s.add_argument("--device", default="auto", **_device())
     s.add_argument(
@@ -564,6 +585,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pl.add_argument("--device", default="auto", **_device())
     pl.add_argument("--quiet", action="store_true", help="no progress bar")
+    pl.add_argument(
+        "--coco",
+        metavar="FILE",
+        help="also write every pseudo mask to one COCO instances file (RLE, the expression as "
+        "the category) that pycocotools, FiftyOne and annotation tools import",
+    )
     pl.add_argument(
         "overrides",
         nargs="*",

@@ -213,9 +213,12 @@ def stored_image(cell: Any, where: str) -> bytes:
     """
     if isinstance(cell, dict) and cell.get("bytes"):
         return cell["bytes"]
-    if isinstance(cell, dict) and cell.get("path") and os.path.isfile(cell["path"]):
-        return Path(cell["path"]).read_bytes()
-    raise DatasetError(f"{where}: no image (neither bytes nor a readable path)")
+    path = cell.get("path") if isinstance(cell, dict) else None
+    if path and os.path.isfile(path):
+        return Path(path).read_bytes()
+    if path:
+        raise DatasetError(f"{where}: image file {path} not found")
+    raise DatasetError(f"{where}: no image (neither bytes nor a path)")
 
 
 def row_expressions(value: Any, where: str) -> list[str]:
