@@ -128,6 +128,8 @@ def test_bad_columns_images_and_texts_are_one_line_naming_the_row(tmp_path: Path
         match=r"data.text_column='title' is not a column; the columns: image \(Image\), caption",
     ):
         HfDataset(str(root), "train", text_column="title")
+    assert main(["data", "check", "hf", str(root), "--text-column", "title"]) == 1
+    assert main(["data", "check", "hf", str(root), "--text-column", "caption"]) == 0
     no_text = tmp_path / "no_text"
     datasets.Dataset.from_dict(
         {"image": [picture(0)], "label": [3]},
@@ -154,6 +156,11 @@ def test_bad_columns_images_and_texts_are_one_line_naming_the_row(tmp_path: Path
         ds.image(0)
     assert "\n" not in str(e.value)
     assert main(["data", "check", "hf", str(broken)]) == 1
+    with pytest.raises(DatasetError, match=r"nothere: no such file or folder"):
+        HfDataset(str(tmp_path / "nothere"), "train")
+    (tmp_path / "empty_folder").mkdir()
+    with pytest.raises(DatasetError, match=r"empty_folder: the datasets library finds no data"):
+        HfDataset(str(tmp_path / "empty_folder"), "train")
     picture(0).save(tmp_path / "x.png")  # parquet that names an image file, since removed
     datasets.Dataset.from_dict(
         {"image": [{"bytes": None, "path": str(tmp_path / "x.png")}], "text": ["a cat"]},

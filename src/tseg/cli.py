@@ -274,6 +274,7 @@ def cmd_data_check(ns: argparse.Namespace) -> int:
         splits=ns.splits,
         check_images=not ns.skip_images,
         strict_polygons=not ns.lenient_polygons,
+        text_column=ns.text_column,
     )
     print(report.format())
     return 0 if report.ok else 1
@@ -711,7 +712,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--image-dir", help="image folder, if not the default under root (relative: to root)"
     )
-    c.add_argument("--splits", nargs="+", help="PhraseCut / VOC: only these splits")
+    c.add_argument("--splits", nargs="+", help="PhraseCut / VOC / hf: only these splits")
+    c.add_argument(
+        "--text-column",
+        default="",
+        help="hf: the text column (default: expressions, sentences, text or caption)",
+    )
     c.add_argument(
         "--skip-images", action="store_true", help="do not check every image file exists"
     )

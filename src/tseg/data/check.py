@@ -584,12 +584,13 @@ def check_dataset(
     splits: list[str] | None = None,
     check_images: bool = True,
     strict_polygons: bool = True,
+    text_column: str = "",
 ) -> CheckReport:
     """Check the files of dataset ``name`` under ``root``.
 
     Args:
         name: ``refcoco``, ``refcoco+``, ``refcocog``, ``grefcoco``, ``phrasecut`` or ``voc``; or
-            a user's own ``imagefolder``, ``coco_captions``, ``coco``, ``webdataset``
+            a user's own ``imagefolder``, ``coco_captions``, ``coco``, ``webdataset``, ``hf``
             (``check_own``).
         root: The folder a loader is given (``refer`` data folder, the folder holding
             ``grefcoco/`` and ``images/``, ``VGPhraseCut_v0``, or the ``VOCdevkit`` folder
@@ -600,6 +601,7 @@ def check_dataset(
         check_images: Also check that every image (and VOC label) file exists.
         strict_polygons: PhraseCut only: the loader's ``data.phrasecut_strict_polygons``;
             polygons of fewer than 3 points are problems when True, warnings when False.
+        text_column: hf only: ``data.text_column`` ("" = found by name).
 
     Returns:
         The report; ``report.ok`` is False when something must be fixed.
@@ -615,7 +617,12 @@ def check_dataset(
         from tseg.data.check_own import check_own
 
         return check_own(
-            name, str(root), splits=splits, image_dir=image_dir, check_images=check_images
+            name,
+            str(root),
+            splits=splits,
+            image_dir=image_dir,
+            check_images=check_images,
+            text_column=text_column,
         )
     if name not in DATASET_NAMES:
         names = ", ".join(DATASET_NAMES + OWN_DATA_NAMES)

@@ -1,4 +1,4 @@
-"""``tseg data check`` for a user's own data: ``imagefolder``, ``coco_captions``, ``coco``, ``webdataset``.
+"""``tseg data check`` for a user's own data: imagefolder, coco_captions, coco, webdataset, hf.
 
 Each check reads everything the loader reads, but does not stop at the first problem: it
 counts images and expressions per split and, per kind of problem (a missing metadata or
@@ -287,7 +287,9 @@ def _check_webdataset(report: CheckReport, pattern: str, images: bool) -> None:
 # --------------------------------------------------------------------------- Hugging Face
 
 
-def _check_hf(report: CheckReport, root: str, splits: list[str] | None, images: bool) -> None:
+def _check_hf(
+    report: CheckReport, root: str, splits: list[str] | None, images: bool, text_column: str
+) -> None:
     import io
 
     from tseg.data.hf import (
@@ -312,7 +314,7 @@ def _check_hf(report: CheckReport, root: str, splits: list[str] | None, images: 
             continue
         where = f"{root} [{split}]"
         try:
-            image_col, text_col, mask_col = hf_columns(ds.features, where)
+            image_col, text_col, mask_col = hf_columns(ds.features, where, text_column)
         except DatasetError as e:
             report.problems.append(str(e))
             continue
@@ -348,16 +350,19 @@ def check_own(
     splits: list[str] | None = None,
     image_dir: str | None = None,
     check_images: bool = True,
+    text_column: str = "",
 ) -> CheckReport:
     """Check a user's own data (see the module docstring); never raises for broken data.
 
     Args:
-        name: ``imagefolder``, ``coco_captions``, ``coco`` or ``webdataset``.
-        root: The dataset folder (``coco`` / ``coco_captions``: or the COCO file itself), or for
-            ``webdataset`` the shard pattern (``data.shards``).
+        name: ``imagefolder``, ``coco_captions``, ``coco``, ``webdataset`` or ``hf``.
+        root: The dataset folder (``coco`` / ``coco_captions``: or the COCO file itself), for
+            ``webdataset`` the shard pattern (``data.shards``), for ``hf`` what ``data.root``
+            names (``tseg.data.hf``).
         splits: Splits to check (default: every split found).
         image_dir: COCO: another image folder, looked in after the layout's.
         check_images: Also decode every image (and, for ``coco``, every segmentation).
+        text_column: hf: ``data.text_column`` ("" = found by name).
     """
     if name not in OWN_FORMATS:
         raise DatasetError(f"unknown format {name!r}; expected one of {', '.join(OWN_FORMATS)}")
@@ -366,7 +371,7 @@ def check_own(
         _check_webdataset(report, root, check_images)
         return report
     if name == "hf":  # a folder, a parquet glob or a cached dataset name
-        _check_hf(report, root, splits, check_images)
+        _check_hf(report, root, splits, check_images, text_column)
         return report
     annotations = None
     if name in ("coco", "coco_captions") and Path(root).is_file():  # the COCO file itself

@@ -101,15 +101,16 @@ def load_hf_splits(root: str, streaming: bool = False) -> dict[str, Any]:
     """
     datasets = require_datasets()
     path = Path(root)
+    named = not (path.exists() or glob.has_magic(root) or _looks_like_a_path(root))
     try:
         saved = any((path / f).is_file() for f in ("dataset_dict.json", "state.json"))
         if path.is_dir() and saved:
             loaded = datasets.load_from_disk(str(path))
         elif path.is_dir():
             loaded = datasets.load_dataset(str(path), streaming=streaming)
-        elif path.is_file() or glob.has_magic(root):
+        elif not named:
             if not glob.glob(root):
-                raise DatasetError(f"{root}: no file matches (data.root of an hf dataset)")
+                raise DatasetError(f"{root}: no such file or folder (data.root of an hf dataset)")
             files = {"train": root}
             loaded = datasets.load_dataset("parquet", data_files=files, streaming=streaming)
             loaded = loaded["train"]
@@ -119,17 +120,35 @@ def load_hf_splits(root: str, streaming: bool = False) -> dict[str, Any]:
     except DatasetError:
         raise
     except (ConnectionError, FileNotFoundError) as e:
+        if not named:
+            raise DatasetError(f"{root}: the datasets library finds no data: {_line(e)}") from None
         raise DatasetError(
             f"{root}: not a folder, a parquet file or glob, nor a dataset in the local Hugging "
             f"Face cache ({datasets.config.HF_DATASETS_CACHE}); tseg reads it offline: load it "
             f"once with datasets.load_dataset({root!r}), or save_to_disk and give the folder "
-            f"({type(e).__name__}: {str(e)[:160]})"
+            f"({_line(e)})"
         ) from None
     except Exception as e:  # the library raises many types for a bad file
-        raise DatasetError(f"{root}: the datasets library cannot read it: {e}") from None
+        raise DatasetError(f"{root}: the datasets library cannot read it: {_line(e)}") from None
     if isinstance(loaded, (datasets.Dataset, datasets.IterableDataset)):
         return {"": loaded}
     return dict(loaded.items())
+
+
+def _looks_like_a_path(root: str) -> bool:
+    """A path rather than a Hub name (``org/name``): absolute, relative with ``.``/``~``,
+    deeper than one slash, or a file name."""
+    return (
+        os.path.isabs(root)
+        or root.startswith((".", "~"))
+        or root.count("/") > 1
+        or root.endswith((".parquet", ".arrow"))
+    )
+
+
+def _line(e: Exception) -> str:
+    """An exception as one short line (the library's messages span lines)."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
 
 
 def pick_split(splits: dict[str, Any], split: str, root: str) -> tuple[str, Any]:
