@@ -201,3 +201,11 @@ def test_cli_check_convert_and_train_with_evaluation_on_the_mask_column(
     assert code == 0, capsys.readouterr().err
     val = json.loads(capsys.readouterr().out)["val"]
     assert val["pairs"] == 4 and 0.0 <= val["miou"] <= 1.0
+    args = ["eval", str(run), "--dataset", "hf", "--dataset-root", str(root), "--split"]
+    assert main([*args, "val"]) == 0  # tseg eval on the mask column: the same pairs
+    assert '"pairs": 4' in capsys.readouterr().out
+    assert main([*args, "train"]) == 2  # no mask column there
+    assert (
+        "[train]: no masks (no column mask, masks, segmentation of images"
+        in capsys.readouterr().err
+    )

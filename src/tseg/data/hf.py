@@ -323,7 +323,11 @@ class HfDataset(WeakDataset):
                 texts, or a mask of another size than the image.
         """
         if self._masks is None:
-            return super().masks(idx)
+            raise DatasetError(
+                f"{self.source}: no masks (no column {', '.join(MASK_COLUMNS)} of images; "
+                "name one with data.mask_column): this split trains only, evaluate on a split "
+                "or data with masks"
+            )
         where = f"{self.source} row {idx}: '{self.mask_column}'"
         cell = self._masks[idx][self.mask_column]
         exprs = self._exprs[idx]
