@@ -8,19 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from conftest import MICRO
+from conftest import untrained_checkpoint
 from PIL import Image
 
 pytest.importorskip("pycocotools", reason="COCO RLE needs pycocotools")
 from pycocotools.coco import COCO  # noqa: E402
 
-from tseg.checkpoint import save_checkpoint  # noqa: E402
 from tseg.cli import main  # noqa: E402
 from tseg.coco_masks import annotation, instances, write_json_atomic  # noqa: E402
-from tseg.config import build_config  # noqa: E402
-from tseg.data import build_dataset  # noqa: E402
-from tseg.train import build_model  # noqa: E402
 
 
 def test_written_masks_read_back_equal_with_pycocotools(tmp_path: Path) -> None:
@@ -47,13 +42,7 @@ def test_written_masks_read_back_equal_with_pycocotools(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained micro checkpoint: its maps are arbitrary but deterministic."""
-    cfg = build_config(None, MICRO)
-    torch.manual_seed(0)
-    model = build_model(cfg, build_dataset(cfg.data, "train"))
-    path = tmp_path_factory.mktemp("coco") / "run"
-    save_checkpoint(model, cfg, path, step=1)
-    return path
+    return untrained_checkpoint(tmp_path_factory.mktemp("coco") / "run")
 
 
 def test_segment_format_coco_holds_the_masks_the_pngs_hold(run: Path, tmp_path: Path) -> None:

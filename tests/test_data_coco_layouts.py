@@ -49,28 +49,30 @@ def write_json(path: Path, data: dict) -> Path:
     return path
 
 
+def export(root: Path, json_path: str, images: list[str], file_names: list[str]) -> Path:
+    """A tool's export: the images (paths under root) and the instances file naming them."""
+    for k, image in enumerate(images):
+        write_image(root / image, 50 * k)
+    write_json(root / json_path, instances(file_names))
+    return root
+
+
 def labelme2coco(root: Path) -> Path:
     """labelme2coco: annotations.json beside JPEGImages/, file_name relative to the root."""
-    for k in range(2):
-        write_image(root / "JPEGImages" / f"{k}.jpg", 50 * k)
-    write_json(root / "annotations.json", instances(["JPEGImages/0.jpg", "JPEGImages/1.jpg"]))
-    return root
+    names = ["JPEGImages/0.jpg", "JPEGImages/1.jpg"]
+    return export(root, "annotations.json", names, names)
 
 
 def cvat(root: Path) -> Path:
     """CVAT "COCO 1.0": annotations/instances_default.json and images/, bare file names."""
-    for k in range(2):
-        write_image(root / "images" / f"{k}.jpg", 50 * k)
-    write_json(root / "annotations" / "instances_default.json", instances(["0.jpg", "1.jpg"]))
-    return root
+    names = ["0.jpg", "1.jpg"]
+    return export(root, "annotations/instances_default.json", [f"images/{n}" for n in names], names)
 
 
 def label_studio(root: Path) -> Path:
     """Label Studio's COCO export: result.json and images/, file_name "images/..."."""
-    for k in range(2):
-        write_image(root / "images" / f"a1b2-{k}.png", 50 * k)
-    write_json(root / "result.json", instances(["images/a1b2-0.png", "images/a1b2-1.png"]))
-    return root
+    names = ["images/a1b2-0.png", "images/a1b2-1.png"]
+    return export(root, "result.json", names, names)
 
 
 def roboflow(root: Path) -> Path:

@@ -290,14 +290,13 @@ def _check_webdataset(report: CheckReport, pattern: str, images: bool) -> None:
 def _check_hf(
     report: CheckReport, root: str, splits: list[str] | None, images: bool, text_column: str
 ) -> None:
-    import io
-
     from tseg.data.hf import (
         hf_columns,
         load_hf_splits,
         pick_split,
+        read_cell,
+        require_datasets,
         row_expressions,
-        stored_image,
     )
 
     try:
@@ -309,11 +308,7 @@ def _check_hf(
     for split in names:
         try:
             split, ds = pick_split(found, split, root)
-        except DatasetError as e:
-            report.problems.append(str(e))
-            continue
-        where = f"{root} [{split}]"
-        try:
+            where = f"{root} [{split}]"
             image_col, text_col, mask_col = hf_columns(ds.features, where, text_column)
         except DatasetError as e:
             report.problems.append(str(e))
@@ -326,13 +321,10 @@ def _check_hf(
             except RecordError as e:
                 problems.add(e.kind, str(e))
         if images:
-            import datasets
-
-            cells = ds.cast_column(image_col, datasets.Image(decode=False))[image_col]
-            for i, cell in enumerate(cells):
-                at = f"{where} row {i}: '{image_col}'"
+            undecoded = require_datasets().Image(decode=False)
+            for i, cell in enumerate(ds.cast_column(image_col, undecoded)[image_col]):
                 try:
-                    _check_image(io.BytesIO(stored_image(cell, at)), at, problems)
+                    read_cell(cell, f"{where} row {i}: '{image_col}'")
                 except DatasetError as e:
                     problems.add("unreadable image", str(e))
         report.counts[split] = {"images": len(ds), "expressions": expressions}

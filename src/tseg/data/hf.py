@@ -50,6 +50,7 @@ __all__ = [
     "hf_columns",
     "load_hf_splits",
     "pick_split",
+    "read_cell",
     "require_datasets",
     "row_expressions",
     "stored_image",
@@ -240,6 +241,15 @@ def stored_image(cell: Any, where: str) -> bytes:
     raise DatasetError(f"{where}: no image (neither bytes nor a path)")
 
 
+def read_cell(cell: Any, where: str) -> np.ndarray:
+    """An undecoded ``Image`` cell -> RGB uint8 [H, W, 3], decoded by tseg (``read_rgb``).
+
+    Raises:
+        DatasetError: No image, or one that does not decode (naming ``where``).
+    """
+    return read_rgb(io.BytesIO(stored_image(cell, where)), where=where)
+
+
 def row_expressions(value: Any, where: str) -> list[str]:
     """A text cell (a string or a list of strings) -> its expressions.
 
@@ -309,7 +319,7 @@ class HfDataset(WeakDataset):
             DatasetError: The cell does not decode (naming the row and column).
         """
         where = f"{self.source} row {idx}: '{self.image_column}'"
-        return read_rgb(io.BytesIO(self.image_bytes(idx)), where=where)
+        return read_cell(self._images[idx][self.image_column], where)
 
     def expressions(self, idx: int) -> list[str]:
         """The row's expressions."""

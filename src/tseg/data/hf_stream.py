@@ -14,7 +14,6 @@ a bad WebDataset sample is; a file that cannot be read stops its shard there.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,11 +24,11 @@ from tseg.data.hf import (
     hf_columns,
     load_hf_splits,
     pick_split,
+    read_cell,
     require_datasets,
     row_expressions,
-    stored_image,
 )
-from tseg.data.safe_pickle import read_rgb
+from tseg.data.stream import FirstTexts
 from tseg.data.weak import RecordError
 
 __all__ = ["ROW_SHARDS", "HfShards"]
@@ -38,8 +37,9 @@ __all__ = ["ROW_SHARDS", "HfShards"]
 ROW_SHARDS = 64
 
 
-class HfShards:
-    """One split of a Hugging Face dataset as stream shards, and its first ``limit`` texts.
+class HfShards(FirstTexts):
+    """One split of a Hugging Face dataset as stream shards, and its first ``limit`` texts
+    (``tseg.data.stream.FirstTexts``).
 
     Args:
         root: What ``data.root`` names (``tseg.data.hf``).
@@ -70,7 +70,6 @@ class HfShards:
         n = self._ds.n_shards
         self.urls = [f"{self.source} shard {i} of {n}" for i in range(n)]
         self.limit = limit
-        self._texts: list[list[str]] | None = None
 
     def read(self, index: int, start: int, errors: list[str]) -> Iterator[tuple[str, Any]]:
         """("row K", row) of shard ``index`` from its row ``start`` on; a file that cannot be
@@ -96,33 +95,14 @@ class HfShards:
             RecordError: An empty or non-string text, no image, or one that does not decode.
         """
         exprs = row_expressions(sample[self.text_column], f"{where}: '{self.text_column}'")
-        at = f"{where}: '{self.image_column}'"
         try:
-            data = stored_image(sample[self.image_column], at)
-        except DatasetError as e:
-            raise RecordError(str(e), "missing image") from None
-        try:
-            return read_rgb(io.BytesIO(data), where=at), exprs
+            return read_cell(sample[self.image_column], f"{where}: '{self.image_column}'"), exprs
         except DatasetError as e:
             raise RecordError(str(e), "unreadable image") from None
 
-    def _read_texts(self) -> list[list[str]]:
-        if self._texts is None:
-            texts = self._ds.select_columns([self.text_column])
-            good = []
-            for row in texts:
-                try:
-                    good.append(row_expressions(row[self.text_column], self.source))
-                except RecordError:
-                    continue  # skipped, as the stream skips it
-                if len(good) >= self.limit:
-                    break
-            self._texts = good
-        return self._texts
-
-    def __len__(self) -> int:
-        return len(self._read_texts())
-
-    def expressions(self, idx: int) -> list[str]:
-        """The ``idx``-th good row's expressions, in shard order."""
-        return list(self._read_texts()[idx])
+    def good_texts(self) -> Iterator[list[str]]:
+        for row in self._ds.select_columns([self.text_column]):
+            try:
+                yield row_expressions(row[self.text_column], self.source)
+            except RecordError:
+                continue  # skipped, as the stream skips it

@@ -46,6 +46,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Protocol
 
 import numpy as np
@@ -57,6 +58,7 @@ from tseg.data.shards import decode_sample, expand_shards, read_shard, sample_te
 from tseg.data.weak import RecordError
 
 __all__ = [
+    "FirstTexts",
     "ShardSource",
     "ShardStream",
     "ShardTexts",
@@ -444,18 +446,38 @@ class StreamBatches:
         return self.loader.position.state_dict()
 
 
-class ShardTexts:
-    """WebDataset tar shards as a ``ShardSource``, and the expressions of their first ``limit``
-    good samples, in listed order, read on first use without decoding an image: the text a
-    streamed run trains its from-scratch vocabulary (and tf-idf ground truth) on, as
-    ``RefDataset.expressions`` gives it otherwise. Samples without usable text are skipped, as
-    the stream skips them."""
+class FirstTexts:
+    """The expressions of a source's first ``limit`` good samples, in shard order, read on first
+    use without decoding an image (``good_texts``): the text a streamed run trains its
+    from-scratch vocabulary (and tf-idf ground truth) on, as ``RefDataset.expressions`` gives
+    it otherwise. Samples without usable text are skipped, as the stream skips them."""
+
+    limit = 20000
+    _texts: list[list[str]] | None = None
+
+    def good_texts(self) -> Iterator[list[str]]:
+        """Every good sample's expressions, in shard order."""
+        raise NotImplementedError
+
+    def _read(self) -> list[list[str]]:
+        if self._texts is None:
+            self._texts = list(islice(self.good_texts(), self.limit))
+        return self._texts
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def expressions(self, idx: int) -> list[str]:
+        return list(self._read()[idx])
+
+
+class ShardTexts(FirstTexts):
+    """WebDataset tar shards as a ``ShardSource``, with their first texts (``FirstTexts``)."""
 
     too_few = "write more, smaller shards (tseg data convert --shard-size)"
 
     def __init__(self, urls: Sequence[str], limit: int = 20000) -> None:
         self.urls, self.limit = list(urls), limit
-        self._texts: list[list[str]] | None = None
 
     def read(self, index: int, start: int, errors: list[str]) -> Iterator[tuple[str, Any]]:
         """(key, {suffix: bytes}) of tar shard ``index`` from sample ``start`` on (the ones
@@ -468,24 +490,10 @@ class ShardTexts:
         """``tseg.data.shards.decode_sample``."""
         return decode_sample(sample, where)
 
-    def _read(self) -> list[list[str]]:
-        if self._texts is None:
-            texts: list[list[str]] = []
-            for url in self.urls:
-                for key, files in read_shard(url, []):
-                    try:
-                        texts.append(sample_text(files, f"{url}: {key}"))
-                    except RecordError:
-                        continue
-                    if len(texts) >= self.limit:
-                        break
-                if len(texts) >= self.limit:
-                    break
-            self._texts = texts
-        return self._texts
-
-    def __len__(self) -> int:
-        return len(self._read())
-
-    def expressions(self, idx: int) -> list[str]:
-        return list(self._read()[idx])
+    def good_texts(self) -> Iterator[list[str]]:
+        for url in self.urls:
+            for key, files in read_shard(url, []):
+                try:
+                    yield sample_text(files, f"{url}: {key}")
+                except RecordError:
+                    continue
