@@ -306,7 +306,7 @@ def _next_batch(run: Run) -> tuple[int, dict]:
     except DatasetError as e:
         if not distributed.is_dist():
             raise
-        error = str(e)
+        error = str(e) or type(e).__name__  # never empty: the flag below is set from it
     if distributed.is_dist():
         failed = torch.tensor(float(bool(error)), device=run.device)
         if distributed.all_reduce(failed, "max"):
