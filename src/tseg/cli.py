@@ -163,6 +163,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         dataset=ns.dataset,
         dataset_root=ns.dataset_root,
         image_dir=ns.image_dir,
+        annotations=ns.annotations,
         request=request,
         inference=changes,
         labels=labels,
@@ -188,8 +189,15 @@ def cmd_segment(ns: argparse.Namespace) -> int:
         progress=not ns.quiet,
         inference=changes,
         labels=labels,
+        out_format=ns.format,
     )
-    if report.folder is not None:  # one image: where it went and its confidences
+    if report.coco is not None and report.main:
+        note = f"; {report.failed} could not be read (errors above)" if report.failed else ""
+        print(
+            f"wrote the masks of {report.written} image(s) to {report.coco} (COCO instances, "
+            f"RLE; the categories are the expressions){note}"
+        )
+    elif report.folder is not None:  # one image: where it went and its confidences
         print(f"wrote masks, overlay and scores to {report.folder}")
         for confidence, expression in report.scores:
             print(f"  {confidence:.3f}  {expression}")
@@ -227,6 +235,13 @@ def cmd_pseudo_label(ns: argparse.Namespace) -> int:
         progress=not ns.quiet,
     )
     if env_rank() == 0:
+        if ns.coco:
+            from pathlib import Path
+
+            from .selftrain.store import export_coco
+
+            n = export_coco(ns.out, Path(ns.coco))
+            print(f"wrote {n} pseudo masks to {ns.coco} (COCO instances, RLE)")
         stats = manifest.get("stats", {})
         print(
             f"wrote pseudo masks of {manifest['images']} images to {ns.out}: kept "
@@ -276,6 +291,7 @@ def cmd_data_check(ns: argparse.Namespace) -> int:
         splits=ns.splits,
         check_images=not ns.skip_images,
         strict_polygons=not ns.lenient_polygons,
+        text_column=ns.text_column,
     )
     print(report.format())
     return 0 if report.ok else 1
@@ -494,7 +510,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset-root",
         help="the dataset folder (default: the checkpoint's data.root)",
     )
-    e.add_argument("--image-dir", help="pairs/semantic: the image folder, if not the default")
+    e.add_argument(
+        "--image-dir",
+        help="pairs/semantic: another image folder (relative: to --dataset-root)",
+    )
+    e.add_argument(
+        "--annotations",
+        help="pairs/semantic with --dataset coco: the COCO instances file itself (images beside "
+        "it, then in --image-dir)",
+    )
     e.add_argument(
         "--class-threshold",
         "--confidence-threshold",  # its earlier name
@@ -523,6 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="segment_out",
         help="output folder (default: segment_out); a rerun into it replaces the folders of "
         "the images it writes again and adds them to its index.json",
+    )
+    s.add_argument(
+        "--format",
+        choices=("png", "coco"),
+        default="png",
+        help="png: per image a folder of mask PNGs, an overlay and scores.json (default); coco: "
+        "one OUT/instances.json, COCO instances with RLE masks, the expression as the category",
     )
     add_inference_flags(s)
     s.add_argument("--device", default="auto", **_device())
@@ -589,6 +620,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pl.add_argument("--device", default="auto", **_device())
     pl.add_argument("--quiet", action="store_true", help="no progress bar")
+    pl.add_argument(
+        "--coco",
+        metavar="FILE",
+        help="also write every pseudo mask to one COCO instances file (RLE, the expression as "
+        "the category) that pycocotools, FiftyOne and annotation tools import",
+    )
     pl.add_argument(
         "overrides",
         nargs="*",
@@ -703,11 +740,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "root",
         help="the dataset folder (refer data folder, VGPhraseCut_v0, VOCdevkit, your COCO or "
-        "ImageFolder folder), or for webdataset the shard pattern",
+        "ImageFolder folder), a COCO file itself, or for webdataset the shard pattern",
     )
     c.add_argument("--split-by", help="RefCOCO*: unc, umd or google")
-    c.add_argument("--image-dir", help="image folder, if not the default under root")
-    c.add_argument("--splits", nargs="+", help="PhraseCut / VOC: only these splits")
+    c.add_argument(
+        "--image-dir", help="image folder, if not the default under root (relative: to root)"
+    )
+    c.add_argument("--splits", nargs="+", help="PhraseCut / VOC / hf: only these splits")
+    c.add_argument(
+        "--text-column",
+        default="",
+        help="hf: the text column (default: expressions, sentences, text or caption)",
+    )
     c.add_argument(
         "--skip-images",
         action="store_true",

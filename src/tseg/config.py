@@ -166,16 +166,25 @@ class DataConfig:
     """Which dataset, at what resolution, with which augmentation."""
 
     # shapes | refcoco | refcoco+ | refcocog | grefcoco | phrasecut | voc; a user's own data
-    # (docs/own_data.md): imagefolder | coco_captions | webdataset (weak) | coco (masks). The
-    # dataset registry (tseg.data.build_dataset) checks the name when it is loaded.
+    # (docs/own_data.md): imagefolder | coco_captions | webdataset (weak) | coco (masks) |
+    # hf (Hugging Face datasets: weak, and evaluation where a mask column exists). The dataset
+    # registry (tseg.data.build_dataset) checks the name when it is loaded.
     dataset: str = rule("shapes", NAME)
     root: str = rule("", TEXT)  # dataset folder (see README: files each dataset expects)
     # webdataset: tar shards, e.g. "shards/train-{000000..000099}.tar"
     shards: str = rule("", TEXT)
-    # webdataset: stream the shards into tseg train (tseg.data.stream, docs/own_data.md), exactly
-    # resumable, instead of reading them map-style; weak training only
+    # webdataset, hf: stream the shards into tseg train (tseg.data.stream, docs/own_data.md),
+    # exactly resumable, instead of reading them map-style; weak training only
     stream: bool = False
-    image_dir: str = rule("", TEXT)  # images, if not in the dataset's default place under root
+    # images, if not in the dataset's default place (relative: to data.root)
+    image_dir: str = rule("", TEXT)
+    # coco / coco_captions: the COCO JSON file itself (relative: to data.root), whatever its name;
+    # its images' file_name is looked up beside it, then in data.image_dir
+    annotations: str = rule("", TEXT)
+    # hf: the text column ("" = the first of expressions, sentences, text, caption) and the mask
+    # column ("" = mask, masks or segmentation when it holds images); data.root names the data
+    text_column: str = rule("", TEXT)
+    mask_column: str = rule("", TEXT)
     # RefCOCO*: unc | umd | google ("" = the dataset's default)
     split_by: str = rule("", OneOf(("", "unc", "umd", "google")))
     # PhraseCut: refuse polygons of fewer than 3 points (false: skip 0-1 point ones and draw
@@ -600,9 +609,9 @@ _BETWEEN: tuple[Between, ...] = (
     Between(("model.tau_min", "model.tau_init", "model.tau_max"), lambda lo, v, hi: lo <= v <= hi,
             "config key 'model.tau_init' = {1} is outside [model.tau_min, model.tau_max] = "
             "[{0}, {2}]"),
-    Between(("data.stream", "data.dataset"), lambda on, ds: not on or ds == "webdataset",
-            "config key 'data.stream' streams WebDataset shards, but data.dataset = {1}; set "
-            "data.dataset=webdataset data.shards=..."),
+    Between(("data.stream", "data.dataset"), lambda on, ds: not on or ds in ("webdataset", "hf"),
+            "config key 'data.stream' streams WebDataset shards or a Hugging Face dataset, but "
+            "data.dataset = {1}; set data.dataset=webdataset data.shards=... (or hf)"),
     Between(("data.stream", "train.mode"), lambda on, mode: not on or mode == "weak",
             "config key 'data.stream' trains on image-level text only (train.mode=weak), but "
             "train.mode = {1}: shards hold no masks or boxes"),

@@ -123,6 +123,7 @@ def evaluate_checkpoint(
     request: EvalRequest | None = None,
     inference: Mapping[str, Any] | None = None,
     labels: Mapping[str, str] | None = None,
+    annotations: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint or run folder; returns what ``tseg eval`` prints.
 
@@ -133,6 +134,7 @@ def evaluate_checkpoint(
         request: the protocol's options (``EvalRequest``).
         inference: changes to the checkpoint's ``inference`` config (``tta.enabled``, ...);
             ``labels`` name them in error messages (the CLI's flags).
+        annotations: a COCO file to evaluate on (``data.annotations``; with ``dataset`` coco).
 
     Returns:
         {"checkpoint", "inference": the options used, ["ranks"], ["protocol"], split: metrics}.
@@ -158,7 +160,9 @@ def evaluate_checkpoint(
             # Chosen on the first split, stored in the checkpoint, used for every split.
             if protocol != "pairs":
                 raise DatasetError("--choose-* options work with --protocol pairs")
-            ds = _dataset(protocol, proto, cfg.data, splits[0], dataset, dataset_root, image_dir)
+            ds = _dataset(
+                protocol, proto, cfg.data, splits[0], dataset, dataset_root, image_dir, annotations
+            )
             if request.choose_threshold:
                 chosen = choose_mask_threshold(seg, ds, request.batch_size, request.max_images)
                 cfg.inference.set_threshold(seg.setting, chosen["threshold"])
@@ -175,7 +179,9 @@ def evaluate_checkpoint(
             seg = Segmenter(model, where, cfg.inference, labels, **changes)
             head["inference"] = seg.describe()
         for split in splits:
-            ds = _dataset(protocol, proto, cfg.data, split, dataset, dataset_root, image_dir)
+            ds = _dataset(
+                protocol, proto, cfg.data, split, dataset, dataset_root, image_dir, annotations
+            )
             out[split] = proto.run(seg, ds, request)
     return {**head, **out}
 
@@ -188,10 +194,11 @@ def _dataset(
     dataset: str | None,
     root: str | None,
     image_dir: str | None,
+    annotations: str | None = None,
 ) -> RefDataset:
     """The split a protocol evaluates: of the checkpoint's dataset, or of the one given."""
     if proto.dataset is None:
-        return build_dataset(override_data(data, dataset, root, image_dir), split)
+        return build_dataset(override_data(data, dataset, root, image_dir, annotations), split)
     if root:
         return build_dataset(DataConfig(dataset=proto.dataset, root=root), split)
     if data.dataset != proto.dataset:
