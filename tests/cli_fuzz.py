@@ -277,6 +277,26 @@ def _accepted(outcomes: list[Outcome]) -> dict[str, list[str]]:
     return out
 
 
+def _provenance(load_before: tuple[float, ...]) -> dict[str, object]:
+    """Which code ran, how it was called, and the machine's load (as the benchmarks record)."""
+    import platform
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=HERE, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "command": "python " + " ".join(["tests/cli_fuzz.py", *sys.argv[1:]]),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def main() -> int:
     import tempfile
 
@@ -284,6 +304,7 @@ def main() -> int:
     p.add_argument("--sample", action="store_true", help="the test suite's sample of values")
     p.add_argument("--json", help="write the counts and failures here")
     ns = p.parse_args()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         outcomes = fuzz(Path(tmp), SAMPLE_VALUES if ns.sample else BAD_VALUES)
     bad = [o for o in outcomes if o.status == "TRACEBACK"]
@@ -292,6 +313,7 @@ def main() -> int:
         counts[o.status] = counts.get(o.status, 0) + 1
     flags = {(tuple(o.case.command), o.case.flag) for o in outcomes}
     summary = {
+        **_provenance(load_before),
         "inputs": len(outcomes),
         "flags": len(flags),
         "values_per_flag": len(SAMPLE_VALUES if ns.sample else BAD_VALUES),
