@@ -3,11 +3,10 @@
 import sys
 from pathlib import Path
 
-import pytest
 from conftest import MICRO_MODEL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-precision = pytest.importorskip("benchmarks.precision")
+from benchmarks import precision
 
 
 def test_speed_peaks_agreement_and_report(micro_overrides, tmp_path):

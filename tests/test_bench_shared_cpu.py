@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-shared = pytest.importorskip("benchmarks.shared_cpu")
+from benchmarks import shared_cpu as shared
 
 
 def test_step_seconds_and_report(tmp_path):

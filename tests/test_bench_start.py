@@ -12,7 +12,7 @@ from conftest import MICRO_MODEL
 pytest.importorskip("onnxruntime", reason="needs the [onnx] extra: pip install 'tseg[onnx]'")
 pytest.importorskip("onnxscript", reason="needs the [onnx] extra: pip install 'tseg[onnx]'")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-start = pytest.importorskip("benchmarks.start")
+from benchmarks import start
 
 
 def test_start_benchmark_on_a_micro_model(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import torch
 from conftest import MICRO, MICRO_MODEL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-speed = pytest.importorskip("benchmarks.speed")
+from benchmarks import speed
 
 MICRO_CLIPSEG = speed.MICRO_CLIPSEG
 

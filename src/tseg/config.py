@@ -947,14 +947,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def build_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
-    preset: str | None = None,
 ) -> Config:
     """Defaults, then the model preset, then the YAML file, then ``key=value`` overrides."""
     file_data = load_yaml(config_file(path)) if path else {}
     flat_file = _flatten(file_data)
     pairs = [parse_override(o) for o in overrides or []]
-    # The preset can come from the CLI, the YAML file or the override list; last one wins.
-    name = preset or "tiny"
+    # The preset can come from the YAML file or the override list; the last one wins.
+    name = "tiny"
     for k, v in [*flat_file.items(), *pairs]:
         if k == "model.preset":
             name = str(v)
