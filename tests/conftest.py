@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,6 +37,19 @@ MICRO = [
     # (tseg.threads), which can differ between two runs a test compares bit for bit.
     "train.threads=1",
 ]
+
+
+def untrained_checkpoint(path: Path, overrides: tuple[str, ...] = ()) -> Path:
+    """An untrained micro checkpoint at ``path`` (seed 0): its maps are arbitrary but
+    deterministic."""
+    from tseg.checkpoint import save_checkpoint
+    from tseg.data import build_dataset
+    from tseg.train import build_model
+
+    cfg = build_config(None, [*MICRO, *overrides])
+    torch.manual_seed(0)
+    save_checkpoint(build_model(cfg, build_dataset(cfg.data, "train")), cfg, path, step=1)
+    return path
 
 
 @pytest.fixture

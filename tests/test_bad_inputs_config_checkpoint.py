@@ -174,8 +174,8 @@ def test_save_syncs_and_removes_stale_temporaries(saved, micro_cfg, monkeypatch)
     busy = run / ".tmp-ckpt-another-write"  # just made: may be a save under way; kept
     busy.mkdir()
     synced: list[Path] = []
-    real = ckpt_mod._fsync
-    monkeypatch.setattr(ckpt_mod, "_fsync", lambda p: (synced.append(Path(p)), real(p)))
+    real = ckpt_mod.fsync_path
+    monkeypatch.setattr(ckpt_mod, "fsync_path", lambda p: (synced.append(Path(p)), real(p)))
     final = save_checkpoint(model, micro_cfg, run, step=2)
     assert not old_dir.exists() and not old_latest.exists() and busy.is_dir()
     names = [p.name for p in synced]

@@ -114,6 +114,17 @@ def test_every_rule_between_keys_names_existing_keys_and_every_number_has_a_rule
         ("train.out_dir=", "'train.out_dir' = '': must not be empty"),
         ("train.save_every=-1", "'train.save_every' = -1 is out of range"),
         ("eval.max_images=-1", "'eval.max_images' = -1 is out of range"),
+        ("data.seed=-1", "'data.seed' = -1 is out of range"),
+        ("model.image.num_heads=0", "'model.image.num_heads' = 0 is out of range"),
+        ("model.image.embed_dim=-1", "'model.image.embed_dim' = -1 is out of range"),
+        ("model.image.stem_channels=0", "'model.image.stem_channels' = 0 is out of range"),
+        ("model.text.num_heads=-1", "'model.text.num_heads' = -1 is out of range"),
+        ("model.text.hidden_size=0", "'model.text.hidden_size' = 0 is out of range"),
+        ("model.text.vocab_size=0", "'model.text.vocab_size' = 0 is out of range"),
+        ("model.text.intermediate_size=0", "'model.text.intermediate_size' = 0 is out of range"),
+        ("train.eval_every=-1", "'train.eval_every' = -1 is out of range"),
+        ("inference.tta.scales=[1,.inf]", "'inference.tta.scales'"),
+        ("inference.tta.scales=[1,1e30]", "'inference.tta.scales'"),
     ],
 )
 def test_issue_26_keys_have_rules(override, message):

@@ -41,7 +41,9 @@ def test_imagefolder_counts_and_problems(tmp_path: Path) -> None:
 def test_imagefolder_missing_metadata_and_ok(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     report = check_dataset("imagefolder", tmp_path / "empty")
-    assert "no metadata.jsonl or metadata.csv" in report.format() and not report.ok
+    assert (
+        "no metadata.jsonl, metadata.csv or metadata.parquet" in report.format() and not report.ok
+    )
     report = check_dataset("imagefolder", make_folder(tmp_path / "fine"))
     assert report.ok, report.format()
 

@@ -1,4 +1,4 @@
-"""``imagefolder``: the Hugging Face ImageFolder layout with metadata.jsonl / metadata.csv."""
+"""``imagefolder``: the Hugging Face ImageFolder layout with metadata.jsonl / .csv / .parquet."""
 
 from __future__ import annotations
 
@@ -70,6 +70,30 @@ def test_csv_with_text_and_json_list_columns(tmp_path: Path) -> None:
     assert ImageFolderDataset(tmp_path, "train").expressions(0) == ["a caption"]
 
 
+def test_metadata_parquet_is_read_as_the_datasets_library_reads_it(tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    write_image(tmp_path / "train" / "a.png", 10)
+    write_image(tmp_path / "train" / "b.png", 20)
+    rows = {"file_name": ["a.png", "b.png"], "expressions": [["red circle", "it"], ["a square"]]}
+    pq.write_table(pa.table(rows), tmp_path / "train" / "metadata.parquet")
+    ds = ImageFolderDataset(tmp_path, "train")
+    assert [ds.expressions(i) for i in range(2)] == [["red circle", "it"], ["a square"]]
+    assert ds.image(1)[0, 0, 0] == 20
+    datasets = pytest.importorskip("datasets")
+    theirs = datasets.load_dataset(
+        "imagefolder", data_dir=str(tmp_path), split="train", cache_dir=str(tmp_path / "cache")
+    )
+    assert theirs["expressions"] == rows["expressions"]  # the same rows, the same layout
+    pq.write_table(pa.table({"name": ["a.png"]}), tmp_path / "train" / "metadata.parquet")
+    with pytest.raises(DatasetError, match=r"metadata\.parquet: no 'file_name' column: \['name'\]"):
+        ImageFolderDataset(tmp_path, "train")
+    (tmp_path / "train" / "metadata.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DatasetError, match=r"metadata\.parquet: cannot read as Parquet"):
+        ImageFolderDataset(tmp_path, "train")
+
+
 def test_split_folders_follow_imagefolder_names(tmp_path: Path) -> None:
     make_folder(tmp_path / "train")
     make_folder(tmp_path / "validation")
@@ -91,7 +115,9 @@ def test_build_dataset_reads_it(tmp_path: Path) -> None:
 
 def test_missing_metadata_file_is_named(tmp_path: Path) -> None:
     write_image(tmp_path / "a.png")
-    with pytest.raises(DatasetError, match=r"no metadata\.jsonl or metadata\.csv"):
+    with pytest.raises(
+        DatasetError, match=r"no metadata\.jsonl, metadata\.csv or metadata\.parquet"
+    ):
         ImageFolderDataset(tmp_path, "train")
 
 

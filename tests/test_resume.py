@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from tseg.checkpoint import CheckpointError, resolve
 from tseg.config import build_config
-from tseg.engine import TrainingError, TrainingInterrupted  # their old home still works
+from tseg.errors import TrainingError, TrainingInterrupted
 from tseg.train import train
 
 

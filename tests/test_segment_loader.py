@@ -6,27 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from conftest import MICRO
+from conftest import untrained_checkpoint
 from PIL import Image
 
-from tseg.checkpoint import save_checkpoint
 from tseg.cli import main
-from tseg.config import build_config
-from tseg.data import build_dataset
 from tseg.inference.segment import ImageFiles, image_loader
-from tseg.train import build_model
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained micro checkpoint: its maps are arbitrary but deterministic."""
-    cfg = build_config(None, MICRO)
-    torch.manual_seed(0)
-    model = build_model(cfg, build_dataset(cfg.data, "train"))
-    path = tmp_path_factory.mktemp("loader") / "run"
-    save_checkpoint(model, cfg, path, step=1)
-    return path
+    return untrained_checkpoint(tmp_path_factory.mktemp("loader") / "run")
 
 
 def photo_folder(root: Path) -> Path:

@@ -11,13 +11,14 @@ import pytest
 import torch
 
 from tseg.cli import main
+from tseg.coco_masks import decode, encode
 from tseg.config import PAMRConfig, build_config
 from tseg.data.shapes import ShapesDataset
 from tseg.errors import ConfigError, DatasetError
 from tseg.inference.pamr import _neighbours, affinities, pamr, refine
 from tseg.losses import bce_loss, dice_loss
 from tseg.selftrain import PseudoMaskDataset, PseudoMasks, pseudo_label
-from tseg.selftrain.store import MANIFEST, decode, encode, shard_path
+from tseg.selftrain.store import MANIFEST, shard_path
 from tseg.train import train
 
 # --- PAMR against its formula --------------------------------------------------------------
@@ -135,6 +136,27 @@ def test_pseudo_masks_are_coco_files_with_a_manifest(teacher, tmp_path):
     assert np.array_equal(mask > 0, decode(ann["segmentation"]))
     ds = ShapesDataset("train", 24, 32, seed=0)
     assert ann["expression"] in ds.expressions(ann["image_id"])
+
+
+def test_pseudo_label_coco_writes_every_mask_to_one_instances_file(teacher, tmp_path, capsys):
+    from pycocotools.coco import COCO
+
+    out, file = tmp_path / "pl", tmp_path / "pseudo.json"
+    args = ["pseudo-label", str(teacher), "--out", str(out), "--coco", str(file), "--quiet"]
+    assert main([*args, *LABEL]) == 0
+    stats = json.loads((out / MANIFEST).read_text())["stats"]
+    assert f"wrote {stats['kept']} pseudo masks to {file}" in capsys.readouterr().out
+    coco = COCO(str(file))  # one file: the images of all 3 shards, ids unique over them
+    assert sorted(coco.getImgIds()) == list(range(24)) and len(coco.getAnnIds()) == stats["kept"]
+    assert len({a["id"] for a in coco.dataset["annotations"]}) == stats["kept"]
+    names = [c["name"] for c in coco.dataset["categories"]]
+    assert len(names) == len(set(names))  # one category per expression, over every shard
+    stored = PseudoMasks(out).images
+    for ann in coco.dataset["annotations"]:
+        expression = names[ann["category_id"] - 1]
+        assert expression == ann["expression"] and "ignore" not in ann
+        fg = next(rle for e, rle, _, _ in stored[ann["image_id"]][1] if e == expression)
+        assert np.array_equal(coco.annToMask(ann) > 0, decode(fg))
 
 
 def test_label_rules_filter_pairs_and_mark_ignore(teacher, tmp_path):

@@ -14,15 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import MICRO, torchrun_env
+from conftest import torchrun_env, untrained_checkpoint
 from PIL import Image
 
-from tseg.checkpoint import save_checkpoint
 from tseg.cli import main
-from tseg.config import build_config
-from tseg.data import build_dataset
 from tseg.distributed import Shard, ShardingError
-from tseg.train import build_model
 
 TORCHRUN_ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -30,12 +26,7 @@ TORCHRUN_ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained micro checkpoint; val holds 10 images, i.e. 3 batches of 4."""
-    cfg = build_config(None, [*MICRO, "data.val_size=10"])
-    torch.manual_seed(0)
-    model = build_model(cfg, build_dataset(cfg.data, "train"))
-    path = tmp_path_factory.mktemp("shard") / "run"
-    save_checkpoint(model, cfg, path, step=1)
-    return path
+    return untrained_checkpoint(tmp_path_factory.mktemp("shard") / "run", ("data.val_size=10",))
 
 
 @contextlib.contextmanager

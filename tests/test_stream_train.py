@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -210,6 +212,12 @@ def test_two_processes_see_every_sample_once_per_epoch_and_resume_exactly(
     assert all(r["formats"] == [["images", "own", "targets", "texts"]] for r in ranks)
     a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "parts")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(x) for x in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
+    # The log counts both processes' images: rank 0's epoch is batches of 4, 4, 4, 2 (14
+    # samples), rank 1's 4, 4, 2 (10), so the sums differ from twice rank 0's (8, 16, 24, ...).
+    per_rank = [[4, 4, 4, 2] * 2, [4, 4, 2] * 3]
+    expected = [sum(sum(b[: s + 1]) for b in per_rank) for s in range(8)]
+    assert [r["images"] for r in log if "loss" in r] == expected == [8, 16, 22, 28, 36, 42, 50, 56]
     positions = read_meta(resolve(tmp_path / "parts"))["train_state"]["stream"]
     assert len(positions) == 2 and positions[0] != positions[1]
     # Another number of processes cannot continue the positions (the layout warns first).
@@ -221,3 +229,49 @@ def test_two_processes_see_every_sample_once_per_epoch_and_resume_exactly(
             [*stream_overrides(shards), "train.steps=9", f"train.out_dir={tmp_path / 'parts'}"],
             True,
         )
+
+
+def _bad_epoch_main(rank: int, world: int, port: int, out: Path, shards: str) -> None:
+    """One forked process training on shards of which its own are all bad, or not: whatever
+    it raises is written down (join would only say that a process failed)."""
+    torch.set_num_threads(1)
+    torchrun_env(rank, world, port)
+    device = torch.device("cpu")
+    created = distributed.init(device)
+    try:
+        _train([*stream_overrides(shards), "train.threads=1", "train.steps=3",
+                f"train.out_dir={out / 'run'}"])  # fmt: skip
+    except DatasetError as e:
+        (out / f"error{rank}.txt").write_text(str(e))
+    finally:
+        distributed.cleanup(created)
+
+
+def test_an_epoch_without_good_samples_on_one_process_stops_every_process(
+    tmp_path: Path,
+) -> None:
+    """Under torchrun, one process's stream gives no good sample: both processes raise its
+    error (the other one waited forever in its next collective)."""
+    good = _shards(tmp_path / "good", 3, 3)
+    bad = tmp_path / "bad" / "train-000000.tar"
+    bad.parent.mkdir()
+    with tarfile.open(bad, "w") as tar:  # one sample whose text is not JSON
+        for name, data in (("k.png", b"x"), ("k.json", b"{not json")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        mp.start_processes(
+            _bad_epoch_main,
+            args=(2, _free_port(), tmp_path, f"{expand_shards(good)[0]}::{bad}"),
+            nprocs=2,
+            join=True,
+            start_method="fork",
+        )
+    finally:
+        torch.set_num_threads(threads)
+    errors = [(tmp_path / f"error{r}.txt").read_text() for r in (0, 1)]
+    assert errors[0] == errors[1] and "read no good sample" in errors[0]
+    assert "not valid JSON" in errors[0]

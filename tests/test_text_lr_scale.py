@@ -16,7 +16,10 @@ def test_param_groups_carry_the_text_scale(micro_overrides):
     cfg = build_config(None, [*micro_overrides, "train.text_lr_scale=0.25"])
     model = build_model(cfg, build_dataset(cfg.data, "train"))
     opt = build_optimizer(model, cfg.train)
-    text_ids = {id(p) for p in model.text_encoder.parameters()}
+    text_ids = {id(p) for p in model.text_encoder.parameters() if p.requires_grad}
+    grouped = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert text_ids and text_ids <= grouped  # every trainable text parameter is optimised
+    assert any(g["lr_scale"] == 0.25 for g in opt.param_groups)
     for g in opt.param_groups:
         in_text = {id(p) in text_ids for p in g["params"]}
         assert len(in_text) == 1, "a group mixes text-encoder and other parameters"

@@ -22,7 +22,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .config import Config, ConfigError, from_dict, parse_yaml, save_yaml
+from .atomic import atomic_write_text, fsync_path
+from .config import Config, ConfigError, from_dict, parse_yaml, save_yaml, yaml_problem
 from .errors import CheckpointError
 from .models.text_encoder import load_tokenizer
 from .models.tseg import TSEG
@@ -34,34 +35,6 @@ WEIGHTS, CONFIG, TOKENIZER, META = "model.safetensors", "config.yaml", "tokenize
 # A temporary older than this, left by a crashed write, is removed by the next save (a younger
 # one may belong to a write still under way in another process).
 STALE_S = 60.0
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a small text file via a temporary file and a rename (the file and its folder are
-    synced, so after a crash the name holds the old text or the new, never an empty file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync(path.parent)
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file's or folder's data and metadata to disk (a folder: the names it holds)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError as e:  # some file systems cannot sync a folder; the data is synced anyway
-        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
 
 
 def _remove_stale_temporaries(run_dir: Path, own: Path) -> None:
@@ -156,12 +129,12 @@ def _save_checkpoint(
         # Every byte on disk before the rename makes it visible, and the rename on disk before
         # `latest` names it: a power cut leaves the old checkpoint or the complete new one.
         for f in tmp.iterdir():
-            _fsync(f)
-        _fsync(tmp)
+            fsync_path(f)
+        fsync_path(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync(run_dir)
+        fsync_path(run_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -186,16 +159,47 @@ def resolve(path: str | Path) -> Path:
         name = (p / "latest").read_text(encoding="utf-8").strip()
         if not name or "/" in name or name.startswith("."):
             raise CheckpointError(f"'{p / 'latest'}' names an invalid checkpoint {name!r}")
+        if not (p / name).is_dir():
+            raise CheckpointError(
+                f"'{p / 'latest'}' names checkpoint '{name}', which is not in '{p}' "
+                f"(it holds {_held(p)})"
+            )
         p = p / name
     if not p.is_dir():
         raise CheckpointError(
             f"checkpoint '{p}' is not a folder (expected {WEIGHTS}, {CONFIG}, {TOKENIZER})"
+        )
+    if not (p / WEIGHTS).exists() and ((p / "log.jsonl").exists() or _ckpts(p)):
+        # A run folder: training stopped before its first save, or `latest` was lost.
+        found = _ckpts(p)
+        hint = (
+            f"it holds {', '.join(x.name for x in found)} but no 'latest' file: "
+            f"name one, e.g. '{found[-1]}'"
+            if found
+            else "training stopped before its first checkpoint was saved (see its log.jsonl)"
+        )
+        raise CheckpointError(f"run folder '{p}' has no checkpoint to load: {hint}")
+    graphs = sorted(x.name for x in p.glob("*.onnx"))
+    if graphs and not (p / WEIGHTS).exists():
+        raise CheckpointError(
+            f"'{p}' holds ONNX graphs ({', '.join(graphs)}) but no tseg_onnx.json, which an "
+            "export folder needs beside them (run tseg export onnx again)"
         )
     for f in (WEIGHTS, CONFIG, TOKENIZER, META):
         if not (p / f).is_file():
             raise CheckpointError(f"checkpoint '{p}' is incomplete: '{f}' is missing")
     hub.remember_text_config(p)  # a bundled text encoder config.json (tseg export hf)
     return p
+
+
+def _ckpts(run_dir: Path) -> list[Path]:
+    """The complete-looking ``ckpt-*`` folders of a run folder, oldest first."""
+    return sorted(x for x in run_dir.glob("ckpt-*") if (x / WEIGHTS).is_file())
+
+
+def _held(run_dir: Path) -> str:
+    found = _ckpts(run_dir)
+    return ", ".join(x.name for x in found) if found else "no checkpoint"
 
 
 def read_meta(ckpt: Path) -> dict[str, Any]:
@@ -240,9 +244,15 @@ def load_checkpoint(
 
     try:
         text = (ckpt / CONFIG).read_text(encoding="utf-8")
-        cfg = from_dict(parse_yaml(text, str(ckpt / CONFIG)) or {})
-    except (ConfigError, yaml.YAMLError, UnicodeDecodeError) as e:
+        data = parse_yaml(text, str(ckpt / CONFIG))
+        if data is None or data == {}:
+            # Defaults would build another architecture and blame the weights for it.
+            raise ConfigError("it is empty; a checkpoint's config.yaml holds its training config")
+        cfg = from_dict(data)
+    except (ConfigError, UnicodeDecodeError) as e:
         raise CheckpointError(f"'{ckpt / CONFIG}': {e}") from None
+    except yaml.YAMLError as e:
+        raise CheckpointError(f"'{ckpt / CONFIG}' is not valid YAML: {yaml_problem(e)}") from None
     model = model_from_checkpoint(cfg, ckpt, str(ckpt / WEIGHTS))
     return model.to(device).eval(), cfg, ckpt
 

@@ -58,6 +58,24 @@ class _Described(str):
         return str(self) + "; ".join(f"{k}: {v}" for k, v in self._load().items())
 
 
+def out_path(text: str) -> str:
+    """An argparse type for output folders: an empty name would write into the working folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty name (it would write into the working folder)")
+    return text
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is below 0")
+    return value
+
+
 def _module(name: str) -> Any:
     return importlib.import_module(f"tseg.{name}")
 
@@ -134,7 +152,6 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         max_images=ns.max_images,
         presence=ns.presence,
         classes=ns.classes,
-        confidence_threshold=ns.confidence_threshold,
         choose_presence=ns.choose_presence_threshold,
         choose_threshold=ns.choose_threshold,
     )
@@ -146,6 +163,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         dataset=ns.dataset,
         dataset_root=ns.dataset_root,
         image_dir=ns.image_dir,
+        annotations=ns.annotations,
         request=request,
         inference=changes,
         labels=labels,
@@ -171,8 +189,15 @@ def cmd_segment(ns: argparse.Namespace) -> int:
         progress=not ns.quiet,
         inference=changes,
         labels=labels,
+        out_format=ns.format,
     )
-    if report.folder is not None:  # one image: where it went and its confidences
+    if report.coco is not None and report.main:
+        note = f"; {report.failed} could not be read (errors above)" if report.failed else ""
+        print(
+            f"wrote the masks of {report.written} image(s) to {report.coco} (COCO instances, "
+            f"RLE; the categories are the expressions){note}"
+        )
+    elif report.folder is not None:  # one image: where it went and its confidences
         print(f"wrote masks, overlay and scores to {report.folder}")
         for confidence, expression in report.scores:
             print(f"  {confidence:.3f}  {expression}")
@@ -210,6 +235,13 @@ def cmd_pseudo_label(ns: argparse.Namespace) -> int:
         progress=not ns.quiet,
     )
     if env_rank() == 0:
+        if ns.coco:
+            from pathlib import Path
+
+            from .selftrain.store import export_coco
+
+            n = export_coco(ns.out, Path(ns.coco))
+            print(f"wrote {n} pseudo masks to {ns.coco} (COCO instances, RLE)")
         stats = manifest.get("stats", {})
         print(
             f"wrote pseudo masks of {manifest['images']} images to {ns.out}: kept "
@@ -259,6 +291,7 @@ def cmd_data_check(ns: argparse.Namespace) -> int:
         splits=ns.splits,
         check_images=not ns.skip_images,
         strict_polygons=not ns.lenient_polygons,
+        text_column=ns.text_column,
     )
     print(report.format())
     return 0 if report.ok else 1
@@ -336,6 +369,8 @@ def cmd_weights(ns: argparse.Namespace) -> int:
     for r in rows:
         where = " in the Hugging Face cache" if r.get("cache") else ""
         state = f"present{where}" if r["present"] else f"MISSING{where and ' from the cache'}"
+        if r.get("problem"):
+            state = f"BROKEN{where}: {r['problem']}"
         print(f"[{r['preset']}] {r['name']} {r.get('file') or ''}: {state}")
         print(f"    config key: {r['config_key']}   path: {r['path'] or '(not set)'}")
         if r.get("sha256"):
@@ -348,7 +383,7 @@ def cmd_weights(ns: argparse.Namespace) -> int:
         print(
             "hub names are read from the Hugging Face cache (HF_HOME / HF_HUB_CACHE; docs/hub.md)"
         )
-    return 0
+    return 1 if any(r.get("problem") for r in rows) else 0
 
 
 def add_inference_flags(p: argparse.ArgumentParser) -> None:
@@ -420,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "args", nargs="*", help="an experiment YAML, then dotted overrides like train.steps=100"
     )
-    t.add_argument("--out", help="run folder (same as train.out_dir=...)")
+    t.add_argument("--out", type=out_path, help="run folder (same as train.out_dir=...)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument(
         "--resume",
@@ -432,7 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a checkpoint on its dataset")
     e.add_argument("checkpoint", help="a checkpoint folder or a run folder")
     e.add_argument("--split", nargs="+", default=["val"], help="splits to evaluate (default: val)")
-    e.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images")
+    e.add_argument(
+        "--max-images", type=count, default=0, help="evaluate only the first N images (0: all)"
+    )
     e.add_argument("--presence", action="store_true", help="also report presence ROC AUC")
     e.add_argument(
         "--choose-threshold",
@@ -473,12 +510,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset-root",
         help="the dataset folder (default: the checkpoint's data.root)",
     )
-    e.add_argument("--image-dir", help="pairs/semantic: the image folder, if not the default")
     e.add_argument(
-        "--confidence-threshold",
+        "--image-dir",
+        help="pairs/semantic: another image folder (relative: to --dataset-root)",
+    )
+    e.add_argument(
+        "--annotations",
+        help="pairs/semantic with --dataset coco: the COCO instances file itself (images beside "
+        "it, then in --image-dir)",
+    )
+    e.add_argument(
+        "--class-threshold",
+        "--confidence-threshold",  # its earlier name
+        dest="class_threshold",
         type=float,
-        default=0.5,
-        help="voc-zeroshot: drop classes whose confidence is below this (default 0.5)",
+        help="*-zeroshot: drop classes whose confidence is below this (default: the "
+        "checkpoint's inference.class_threshold, 0.5 unless set; as tseg segment --classes)",
     )
     add_inference_flags(e)
     e.set_defaults(func=cmd_eval)
@@ -494,7 +541,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("expressions", nargs="*", help='expressions, e.g. "red circle" "blue shapes"')
     s.add_argument("--expressions-file", help="a text file with one expression per line")
-    s.add_argument("--out", default="segment_out", help="output folder")
+    s.add_argument(
+        "--out",
+        type=out_path,
+        default="segment_out",
+        help="output folder (default: segment_out); a rerun into it replaces the folders of "
+        "the images it writes again and adds them to its index.json",
+    )
+    s.add_argument(
+        "--format",
+        choices=("png", "coco"),
+        default="png",
+        help="png: per image a folder of mask PNGs, an overlay and scores.json (default); coco: "
+        "one OUT/instances.json, COCO instances with RLE masks, the expression as the category",
+    )
     add_inference_flags(s)
     s.add_argument("--device", default="auto", **_device())
     s.add_argument(
@@ -509,7 +569,12 @@ def build_parser() -> argparse.ArgumentParser:
         "'voc' (the packaged VOC classes and synonyms; section 4.6)",
     )
     s.add_argument(
-        "--class-threshold", type=float, help="drop classes below this confidence (default 0.5)"
+        "--class-threshold",
+        "--confidence-threshold",  # tseg eval's earlier name for it
+        dest="class_threshold",
+        type=float,
+        help="--classes: drop classes below this confidence (default: the checkpoint's "
+        "inference.class_threshold, 0.5 unless set)",
     )
     s.add_argument("--max-pixels", type=int, help="refuse larger images (default 100,000,000)")
     s.set_defaults(func=cmd_segment)
@@ -523,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stopped run. On N processes: torchrun --nproc_per_node N -m tseg.cli pseudo-label ...",
     )
     pl.add_argument("run", help="the teacher: a run or checkpoint folder")
-    pl.add_argument("--out", required=True, help="the pseudo-mask folder")
+    pl.add_argument("--out", type=out_path, required=True, help="the pseudo-mask folder")
     pl.add_argument("--split", default="train", help="split to label (default train)")
     pl.add_argument(
         "--refine",
@@ -556,6 +621,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--device", default="auto", **_device())
     pl.add_argument("--quiet", action="store_true", help="no progress bar")
     pl.add_argument(
+        "--coco",
+        metavar="FILE",
+        help="also write every pseudo mask to one COCO instances file (RLE, the expression as "
+        "the category) that pycocotools, FiftyOne and annotation tools import",
+    )
+    pl.add_argument(
         "overrides",
         nargs="*",
         help="key=value changes, e.g. data.root=... inference.pamr.iterations=5",
@@ -570,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
         "folder under --out, resumable.",
     )
     st.add_argument("args", nargs="*", help="an experiment YAML, then dotted overrides")
-    st.add_argument("--out", help="folder of the stages (default: train.out_dir)")
+    st.add_argument("--out", type=out_path, help="folder of the stages (default: train.out_dir)")
     st.add_argument("--rounds", type=int, help="rounds (default: pseudo.rounds, 1)")
     st.add_argument("--teacher", help="an existing weak run to start from (no teacher training)")
     st.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -579,7 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "demo", help="train a configs/demo recipe on synthetic shapes on the CPU and show results"
     )
-    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--out", type=out_path, default="runs/demo")
     d.add_argument(
         "--seed", type=int, default=None, help="training seed (default: the recipe's, 0)"
     )
@@ -622,7 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
         "onnx", help="image and text encoders as ONNX graphs + tseg_onnx.json (needs [onnx])"
     )
     xo.add_argument("checkpoint", help="a checkpoint folder or a run folder")
-    xo.add_argument("--out", required=True, help="output folder")
+    xo.add_argument("--out", type=out_path, required=True, help="output folder")
     xo.add_argument(
         "--no-check", action="store_true", help="skip comparing ONNX Runtime with torch"
     )
@@ -640,7 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(push it with `hf upload`; load it with tseg segment/eval ORG/NAME)",
     )
     xh.add_argument("checkpoint", help="a checkpoint folder or a run folder")
-    xh.add_argument("--out", required=True, help="output folder")
+    xh.add_argument("--out", type=out_path, required=True, help="output folder")
     xh.add_argument("--repo", help="the repo name ORG/NAME the model card uses")
     xh.add_argument(
         "--license", default="apache-2.0", help="licence id for the card (default %(default)s)"
@@ -669,13 +740,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "root",
         help="the dataset folder (refer data folder, VGPhraseCut_v0, VOCdevkit, your COCO or "
-        "ImageFolder folder), or for webdataset the shard pattern",
+        "ImageFolder folder), a COCO file itself, or for webdataset the shard pattern",
     )
     c.add_argument("--split-by", help="RefCOCO*: unc, umd or google")
-    c.add_argument("--image-dir", help="image folder, if not the default under root")
-    c.add_argument("--splits", nargs="+", help="PhraseCut / VOC: only these splits")
     c.add_argument(
-        "--skip-images", action="store_true", help="do not check every image file exists"
+        "--image-dir", help="image folder, if not the default under root (relative: to root)"
+    )
+    c.add_argument("--splits", nargs="+", help="PhraseCut / VOC / hf: only these splits")
+    c.add_argument(
+        "--text-column",
+        default="",
+        help="hf: the text column (default: expressions, sentences, text or caption)",
+    )
+    c.add_argument(
+        "--skip-images",
+        action="store_true",
+        help="skip the per-image pass (the paper's datasets: that each image file exists; "
+        "own data and shards: that each image decodes)",
     )
     c.add_argument(
         "--lenient-polygons",
@@ -690,7 +771,7 @@ def build_parser() -> argparse.ArgumentParser:
         "coco_captions)",
     )
     v.add_argument("source", help="a data.dataset value: shapes, refcoco, voc, imagefolder, ...")
-    v.add_argument("out", help="output folder")
+    v.add_argument("out", type=out_path, help="output folder")
     v.add_argument("--root", help="the source's data.root (data.shards for webdataset)")
     v.add_argument("--split", default="train", help="split to convert (default train)")
     v.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")

@@ -166,16 +166,25 @@ class DataConfig:
     """Which dataset, at what resolution, with which augmentation."""
 
     # shapes | refcoco | refcoco+ | refcocog | grefcoco | phrasecut | voc; a user's own data
-    # (docs/own_data.md): imagefolder | coco_captions | webdataset (weak) | coco (masks). The
-    # dataset registry (tseg.data.build_dataset) checks the name when it is loaded.
+    # (docs/own_data.md): imagefolder | coco_captions | webdataset (weak) | coco (masks) |
+    # hf (Hugging Face datasets: weak, and evaluation where a mask column exists). The dataset
+    # registry (tseg.data.build_dataset) checks the name when it is loaded.
     dataset: str = rule("shapes", NAME)
     root: str = rule("", TEXT)  # dataset folder (see README: files each dataset expects)
     # webdataset: tar shards, e.g. "shards/train-{000000..000099}.tar"
     shards: str = rule("", TEXT)
-    # webdataset: stream the shards into tseg train (tseg.data.stream, docs/own_data.md), exactly
-    # resumable, instead of reading them map-style; weak training only
+    # webdataset, hf: stream the shards into tseg train (tseg.data.stream, docs/own_data.md),
+    # exactly resumable, instead of reading them map-style; weak training only
     stream: bool = False
-    image_dir: str = rule("", TEXT)  # images, if not in the dataset's default place under root
+    # images, if not in the dataset's default place (relative: to data.root)
+    image_dir: str = rule("", TEXT)
+    # coco / coco_captions: the COCO JSON file itself (relative: to data.root), whatever its name;
+    # its images' file_name is looked up beside it, then in data.image_dir
+    annotations: str = rule("", TEXT)
+    # hf: the text column ("" = the first of expressions, sentences, text, caption) and the mask
+    # column ("" = mask, masks or segmentation when it holds images); data.root names the data
+    text_column: str = rule("", TEXT)
+    mask_column: str = rule("", TEXT)
     # RefCOCO*: unc | umd | google ("" = the dataset's default)
     split_by: str = rule("", OneOf(("", "unc", "umd", "google")))
     # PhraseCut: refuse polygons of fewer than 3 points (false: skip 0-1 point ones and draw
@@ -481,6 +490,24 @@ def recipe_path(name: str) -> Path:
     return path
 
 
+def config_file(path: str | Path) -> Path:
+    """An experiment file as given, else the packaged recipe of that name, so that
+    ``configs/refcoco_mpa.yaml`` (as the docs write it) and ``refcoco_mpa`` work outside a
+    checkout too."""
+    p = Path(path)
+    if p.exists():
+        return p
+    name = p.as_posix().removesuffix(".yaml").removesuffix(".yml")
+    name = name.removeprefix("configs/").removeprefix("./configs/")
+    packaged = CONFIGS / f"{name}.yaml"
+    if name and ".." not in Path(name).parts and packaged.is_file():
+        return packaged
+    known = ", ".join(
+        sorted(x.relative_to(CONFIGS).with_suffix("").as_posix() for x in CONFIGS.rglob("*.yaml"))
+    )
+    raise ConfigError(f"config file '{p}' does not exist (nor is it a packaged recipe: {known})")
+
+
 def recipe_overrides(name: str) -> list[str]:
     """A recipe as ``key=value`` overrides (for scripts that add or drop some of its keys)."""
     return [f"{k}={v}" for k, v in _flatten(load_yaml(recipe_path(name))).items()]
@@ -582,9 +609,9 @@ _BETWEEN: tuple[Between, ...] = (
     Between(("model.tau_min", "model.tau_init", "model.tau_max"), lambda lo, v, hi: lo <= v <= hi,
             "config key 'model.tau_init' = {1} is outside [model.tau_min, model.tau_max] = "
             "[{0}, {2}]"),
-    Between(("data.stream", "data.dataset"), lambda on, ds: not on or ds == "webdataset",
-            "config key 'data.stream' streams WebDataset shards, but data.dataset = {1}; set "
-            "data.dataset=webdataset data.shards=..."),
+    Between(("data.stream", "data.dataset"), lambda on, ds: not on or ds in ("webdataset", "hf"),
+            "config key 'data.stream' streams WebDataset shards or a Hugging Face dataset, but "
+            "data.dataset = {1}; set data.dataset=webdataset data.shards=... (or hf)"),
     Between(("data.stream", "train.mode"), lambda on, mode: not on or mode == "weak",
             "config key 'data.stream' trains on image-level text only (train.mode=weak), but "
             "train.mode = {1}: shards hold no masks or boxes"),
@@ -883,15 +910,31 @@ def parse_yaml(text: str, name: str) -> Any:
         loader.dispose()
 
 
+def yaml_problem(e: Exception) -> str:
+    """PyYAML's several-line message as one line: the problem and where (line, column)."""
+    problem = getattr(e, "problem", None) or getattr(e, "context", None)
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    if problem is None:
+        return " ".join(str(e).split())
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read an experiment YAML (a mapping) with a clear error for a missing or bad file."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file '{p}' is a folder, not a YAML file")
     if not p.is_file():
         raise ConfigError(f"config file '{p}' does not exist")
     try:
         data = parse_yaml(p.read_text(encoding="utf-8"), str(p))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file '{p}' is not valid YAML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config file '{p}' is not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file '{p}' is not valid YAML: {yaml_problem(e)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -904,14 +947,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def build_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
-    preset: str | None = None,
 ) -> Config:
     """Defaults, then the model preset, then the YAML file, then ``key=value`` overrides."""
-    file_data = load_yaml(path) if path else {}
+    file_data = load_yaml(config_file(path)) if path else {}
     flat_file = _flatten(file_data)
     pairs = [parse_override(o) for o in overrides or []]
-    # The preset can come from the CLI, the YAML file or the override list; last one wins.
-    name = preset or "tiny"
+    # The preset can come from the YAML file or the override list; the last one wins.
+    name = "tiny"
     for k, v in [*flat_file.items(), *pairs]:
         if k == "model.preset":
             name = str(v)

@@ -18,7 +18,8 @@ __all__ = [
 REAL_DATASETS = ("refcoco", "refcoco+", "refcocog", "grefcoco", "phrasecut", "voc")
 #: A user's own data (docs/own_data.md): images with text only, and COCO instances.
 WEAK_DATASETS = ("imagefolder", "coco_captions", "webdataset")
-OWN_DATASETS = (*WEAK_DATASETS, "coco")
+#: ``hf`` is weak unless a split has a mask column (``tseg.data.own.no_masks_reason``).
+OWN_DATASETS = (*WEAK_DATASETS, "coco", "hf")
 
 
 def build_dataset(cfg: DataConfig, split: str) -> RefDataset:
@@ -53,7 +54,10 @@ def build_dataset(cfg: DataConfig, split: str) -> RefDataset:
     if not cfg.root:
         raise DatasetError(f"config key 'data.root' is empty: set it to the {cfg.dataset} folder")
     name = {"train": cfg.train_split, "val": cfg.val_split}.get(split, split)
-    image_dir = cfg.image_dir or None
+    from .coco_layout import resolve_under
+
+    # relative to data.root, as every folder key of data is (tseg.data.coco_layout)
+    image_dir = resolve_under(cfg.root, cfg.image_dir) or None
     if cfg.dataset.startswith("refcoco"):
         from .refcoco import RefCocoDataset
 

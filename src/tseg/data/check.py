@@ -54,7 +54,7 @@ DATASET_NAMES: tuple[str, ...] = (
     "voc",
 )
 #: Checked by ``tseg.data.check_own`` (``root`` is the shard pattern for webdataset).
-OWN_DATA_NAMES: tuple[str, ...] = ("imagefolder", "coco_captions", "coco", "webdataset")
+OWN_DATA_NAMES: tuple[str, ...] = ("imagefolder", "coco_captions", "coco", "webdataset", "hf")
 
 #: Published counts: {dataset key: {split: {quantity: count}}}.
 EXPECTED: dict[str, dict[str, dict[str, int]]] = {
@@ -149,6 +149,7 @@ class CheckReport:
     missing: list[Path] = field(default_factory=list)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     expected: dict[str, dict[str, int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what was read, e.g. which columns
 
     @property
     def ok(self) -> bool:
@@ -178,6 +179,7 @@ class CheckReport:
                 lines.append("  " + split.ljust(10) + "".join(cells))
             if not self.expected:
                 lines.append("  (no published numbers to compare with)")
+        lines.extend(f"  {note}" for note in self.notes)
         for title, items in (("Problems", self.problems), ("Warnings", self.warnings)):
             if items:
                 lines.append(f"{title}:")
@@ -582,12 +584,13 @@ def check_dataset(
     splits: list[str] | None = None,
     check_images: bool = True,
     strict_polygons: bool = True,
+    text_column: str = "",
 ) -> CheckReport:
     """Check the files of dataset ``name`` under ``root``.
 
     Args:
         name: ``refcoco``, ``refcoco+``, ``refcocog``, ``grefcoco``, ``phrasecut`` or ``voc``; or
-            a user's own ``imagefolder``, ``coco_captions``, ``coco``, ``webdataset``
+            a user's own ``imagefolder``, ``coco_captions``, ``coco``, ``webdataset``, ``hf``
             (``check_own``).
         root: The folder a loader is given (``refer`` data folder, the folder holding
             ``grefcoco/`` and ``images/``, ``VGPhraseCut_v0``, or the ``VOCdevkit`` folder
@@ -598,6 +601,7 @@ def check_dataset(
         check_images: Also check that every image (and VOC label) file exists.
         strict_polygons: PhraseCut only: the loader's ``data.phrasecut_strict_polygons``;
             polygons of fewer than 3 points are problems when True, warnings when False.
+        text_column: hf only: ``data.text_column`` ("" = found by name).
 
     Returns:
         The report; ``report.ok`` is False when something must be fixed.
@@ -605,11 +609,20 @@ def check_dataset(
     Raises:
         DatasetError: Unknown dataset name or splitBy (nothing else).
     """
+    from tseg.data.coco_layout import resolve_under
+
+    # relative to the dataset folder, as the loaders resolve data.image_dir
+    image_dir = resolve_under(root, image_dir) if image_dir else None
     if name in OWN_DATA_NAMES:  # a user's own formats: tseg.data.check_own
         from tseg.data.check_own import check_own
 
         return check_own(
-            name, str(root), splits=splits, image_dir=image_dir, check_images=check_images
+            name,
+            str(root),
+            splits=splits,
+            image_dir=image_dir,
+            check_images=check_images,
+            text_column=text_column,
         )
     if name not in DATASET_NAMES:
         names = ", ".join(DATASET_NAMES + OWN_DATA_NAMES)

@@ -1,4 +1,4 @@
-"""``tseg data check`` for a user's own data: ``imagefolder``, ``coco_captions``, ``coco``, ``webdataset``.
+"""``tseg data check`` for a user's own data: imagefolder, coco_captions, coco, webdataset, hf.
 
 Each check reads everything the loader reads, but does not stop at the first problem: it
 counts images and expressions per split and, per kind of problem (a missing metadata or
@@ -18,22 +18,20 @@ from typing import Any
 
 from tseg.data.base import DatasetError
 from tseg.data.check import CheckReport
+from tseg.data.coco import missing_image
+from tseg.data.coco_layout import CocoSource
 from tseg.data.safe_pickle import read_rgb
 from tseg.data.weak import RecordError
 
 __all__ = ["OWN_FORMATS", "check_own"]
 
-OWN_FORMATS: tuple[str, ...] = ("imagefolder", "coco_captions", "coco", "webdataset")
+OWN_FORMATS: tuple[str, ...] = ("imagefolder", "coco_captions", "coco", "webdataset", "hf")
 
 _EXAMPLES = 3
 
 _IMAGEFOLDER_HINT = (
-    "an ImageFolder split holds images and a metadata.jsonl (or metadata.csv) with a 'file_name' "
+    "an ImageFolder split holds images and a metadata.jsonl (or .csv, .parquet) with a 'file_name' "
     "column (relative to the metadata file) and 'expressions' (a list) or 'text' / 'caption'"
-)
-_COCO_HINT = (
-    "root is the COCO folder: annotations/{kind}_<split>.json and the images in <split>/ "
-    "(e.g. annotations/{kind}_val2017.json and val2017/)"
 )
 
 
@@ -119,36 +117,48 @@ def _split_dir(root: Path, split: str) -> Path | None:
 
 
 def _coco_files(
-    report: CheckReport, root: Path, kind: str, splits: list[str] | None
-) -> Iterator[tuple[str, Path]]:
-    """(split, annotation file) of each split asked for (default: every ``<kind>_*.json``);
-    missing files go into the report."""
-    from tseg.data.coco import annotation_path
+    report: CheckReport,
+    root: Path,
+    kind: str,
+    splits: list[str] | None,
+    image_dir: str | None,
+    annotations: str | None,
+) -> Iterator[CocoSource]:
+    """The ``CocoSource`` of each split asked for (default: every split found, in any layout of
+    ``tseg.data.coco_layout``); what is missing goes into the report."""
+    from tseg.data.coco_layout import coco_source, coco_sources
 
-    hint = _COCO_HINT.format(kind=kind)
-    if splits is None:
-        found = (root / "annotations").glob(f"{kind}_*.json")
-        splits = sorted(p.stem.removeprefix(f"{kind}_") for p in found)
-        if not splits:
-            report._missing(root / "annotations" / f"{kind}_<split>.json", hint)
-    for split in splits:
-        path = annotation_path(root, kind, split)
-        if path.is_file():
-            yield split, path
-        else:
-            report._missing(path, hint)
+    try:
+        found = coco_sources(root, kind, annotations, image_dir) if splits is None else []
+        if splits is None and not found:  # raises what is there and what is expected
+            coco_source(root, kind, "<split>", annotations, image_dir)
+    except DatasetError as e:
+        report.problems.append(str(e))
+        report.missing.append(root / "annotations" / f"{kind}_<split>.json")
+        return
+    yield from found
+    for split in splits or []:
+        try:
+            yield coco_source(root, kind, split, annotations, image_dir)
+        except DatasetError as e:
+            report.problems.append(str(e))
+            report.missing.append(root / "annotations" / f"{kind}_{split}.json")
 
 
 def _check_coco_captions(
-    report: CheckReport, root: Path, splits: list[str] | None, image_dir: str | None, images: bool
+    report: CheckReport,
+    root: Path,
+    splits: list[str] | None,
+    image_dir: str | None,
+    images: bool,
+    annotations: str | None = None,
 ) -> None:
-    from tseg.data.coco import image_folder
     from tseg.data.coco_captions import read_captions
 
-    for split, path in _coco_files(report, root, "captions", splits):
-        folder = image_folder(root, split, image_dir)
+    for src in _coco_files(report, root, "captions", splits, image_dir, annotations):
+        split, path = src.split, src.json_path
         try:
-            by_id, captions, bad = read_captions(path, folder)
+            by_id, captions, bad = read_captions(path, src.image_dirs)
         except DatasetError as e:
             report.problems.append(str(e))
             continue
@@ -158,7 +168,7 @@ def _check_coco_captions(
         for image_id in captions:
             im = by_id[image_id]
             if not im.path.is_file():
-                problems.add("missing image", f"{path}: image id {image_id}: {im.path}")
+                problems.add("missing image", f"{path}: image id {image_id}: {missing_image(im)}")
             elif images:
                 size = (im.height, im.width) if im.height is not None else None
                 _check_image(im.path, str(im.path), problems, size)
@@ -172,15 +182,21 @@ def _check_coco_captions(
 
 
 def _check_coco(
-    report: CheckReport, root: Path, splits: list[str] | None, image_dir: str | None, images: bool
+    report: CheckReport,
+    root: Path,
+    splits: list[str] | None,
+    image_dir: str | None,
+    images: bool,
+    annotations: str | None = None,
 ) -> None:
-    from tseg.data.coco import image_folder, index_images, load_coco_json
+    from tseg.data.coco import index_images, load_coco_json
     from tseg.data.refcoco import decode_segmentation
 
-    for split, path in _coco_files(report, root, "instances", splits):
+    for src in _coco_files(report, root, "instances", splits, image_dir, annotations):
+        split, path = src.split, src.json_path
         try:
             data = load_coco_json(path, ("images", "annotations", "categories"))
-            by_id = index_images(data["images"], path, image_folder(root, split, image_dir), True)
+            by_id = index_images(data["images"], path, src.image_dirs, True)
         except DatasetError as e:
             report.problems.append(str(e))
             continue
@@ -210,7 +226,7 @@ def _check_coco(
         for image_id in used:
             im = by_id[image_id]
             if not im.path.is_file():
-                problems.add("missing image", f"{path}: image id {image_id}: {im.path}")
+                problems.add("missing image", f"{path}: image id {image_id}: {missing_image(im)}")
             elif images:
                 _check_image(im.path, str(im.path), problems, (im.height, im.width))
         report.counts[split] = {
@@ -268,6 +284,57 @@ def _check_webdataset(report: CheckReport, pattern: str, images: bool) -> None:
     problems.report(report, "shards", as_warning=tuple(problems.counts))
 
 
+# --------------------------------------------------------------------------- Hugging Face
+
+
+def _check_hf(
+    report: CheckReport, root: str, splits: list[str] | None, images: bool, text_column: str
+) -> None:
+    from tseg.data.hf import (
+        hf_columns,
+        load_hf_splits,
+        pick_split,
+        read_cell,
+        require_datasets,
+        row_expressions,
+    )
+
+    try:
+        found = load_hf_splits(root)
+    except DatasetError as e:
+        report.problems.append(str(e))
+        return
+    names = [s or "train" for s in found] if splits is None else splits
+    for split in names:
+        try:
+            split, ds = pick_split(found, split, root)
+            where = f"{root} [{split}]"
+            image_col, text_col, mask_col = hf_columns(ds.features, where, text_column)
+        except DatasetError as e:
+            report.problems.append(str(e))
+            continue
+        problems = _Problems()
+        expressions = 0
+        for i, value in enumerate(ds.select_columns([text_col])[text_col]):
+            try:
+                expressions += len(row_expressions(value, f"{where} row {i}: '{text_col}'"))
+            except RecordError as e:
+                problems.add(e.kind, str(e))
+        if images:
+            undecoded = require_datasets().Image(decode=False)
+            for i, cell in enumerate(ds.cast_column(image_col, undecoded)[image_col]):
+                try:
+                    read_cell(cell, f"{where} row {i}: '{image_col}'")
+                except DatasetError as e:
+                    problems.add("unreadable image", str(e))
+        report.counts[split] = {"images": len(ds), "expressions": expressions}
+        report.notes.append(
+            f"{split}: columns image={image_col!r}, text={text_col!r}, "
+            + (f"mask={mask_col!r}" if mask_col else "no mask column (training only)")
+        )
+        problems.report(report, split)
+
+
 def check_own(
     name: str,
     root: str,
@@ -275,15 +342,19 @@ def check_own(
     splits: list[str] | None = None,
     image_dir: str | None = None,
     check_images: bool = True,
+    text_column: str = "",
 ) -> CheckReport:
     """Check a user's own data (see the module docstring); never raises for broken data.
 
     Args:
-        name: ``imagefolder``, ``coco_captions``, ``coco`` or ``webdataset``.
-        root: The dataset folder, or for ``webdataset`` the shard pattern (``data.shards``).
+        name: ``imagefolder``, ``coco_captions``, ``coco``, ``webdataset`` or ``hf``.
+        root: The dataset folder (``coco`` / ``coco_captions``: or the COCO file itself), for
+            ``webdataset`` the shard pattern (``data.shards``), for ``hf`` what ``data.root``
+            names (``tseg.data.hf``).
         splits: Splits to check (default: every split found).
-        image_dir: COCO: the image folder, if not ``<root>/<split>``.
+        image_dir: COCO: another image folder, looked in after the layout's.
         check_images: Also decode every image (and, for ``coco``, every segmentation).
+        text_column: hf: ``data.text_column`` ("" = found by name).
     """
     if name not in OWN_FORMATS:
         raise DatasetError(f"unknown format {name!r}; expected one of {', '.join(OWN_FORMATS)}")
@@ -291,13 +362,19 @@ def check_own(
     if name == "webdataset":
         _check_webdataset(report, root, check_images)
         return report
+    if name == "hf":  # a folder, a parquet glob or a cached dataset name
+        _check_hf(report, root, splits, check_images, text_column)
+        return report
+    annotations = None
+    if name in ("coco", "coco_captions") and Path(root).is_file():  # the COCO file itself
+        annotations, root = root, str(Path(root).parent)
     if not Path(root).is_dir():
         report._missing(Path(root), "root is the dataset folder (data.root)", "folder")
         return report
     if name == "imagefolder":
         _check_imagefolder(report, Path(root), splits, check_images)
     elif name == "coco_captions":
-        _check_coco_captions(report, Path(root), splits, image_dir, check_images)
+        _check_coco_captions(report, Path(root), splits, image_dir, check_images, annotations)
     else:
-        _check_coco(report, Path(root), splits, image_dir, check_images)
+        _check_coco(report, Path(root), splits, image_dir, check_images, annotations)
     return report

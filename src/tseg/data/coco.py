@@ -5,8 +5,10 @@ Expected files (``root`` is the COCO folder, ``data.root``; ``split`` e.g. ``val
     <root>/annotations/instances_<split>.json   images (id, file_name, height, width),
                                                 categories (id, name), annotations (id,
                                                 image_id, category_id, segmentation, iscrowd)
-    <root>/<split>/<file_name>                  the images (``data.image_dir`` to put them
-                                                elsewhere)
+    <root>/<split>/<file_name>                  the images (``data.image_dir``: another folder)
+
+or the files of the annotation tools (CVAT, Roboflow, labelme2coco, Label Studio), or one file
+given as ``data.annotations`` (``tseg.data.coco_layout`` says where each looks for images).
 
 Segmentations may be polygons, uncompressed RLE (as crowd regions are stored) or compressed
 RLE; pycocotools decodes them (``tseg.data.refcoco.decode_segmentation``, which validates them
@@ -30,6 +32,7 @@ category names and reports mIoU over a dataset-level confusion matrix.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,7 @@ __all__ = [
     "image_folder",
     "index_images",
     "load_coco_json",
+    "missing_image",
 ]
 
 IGNORE_INDEX = 255
@@ -92,17 +96,20 @@ class CocoImage:
     path: Path
     height: int | None
     width: int | None
+    looked: tuple[Path, ...] = ()  # the folders searched for the file (for a not-found message)
 
 
 def index_images(
-    images: list[Any], json_path: Path, image_dir: Path, need_size: bool
+    images: list[Any], json_path: Path, image_dir: Path | Sequence[Path], need_size: bool
 ) -> dict[int, CocoImage]:
-    """``images`` -> {id: CocoImage}, each field checked.
+    """``images`` -> {id: CocoImage}, each field checked; ``file_name`` is looked up in each
+    folder of ``image_dir`` in turn (``tseg.data.coco_layout``), the first holding it wins.
 
     Raises:
         DatasetError: A malformed entry, a repeated id, or (``need_size``) no height / width;
             the message names ``images[i]``.
     """
+    dirs = [image_dir] if isinstance(image_dir, Path) else list(image_dir)
     out: dict[int, CocoImage] = {}
     for i, im in enumerate(images):
         where = f"{json_path}: images[{i}]"
@@ -112,12 +119,15 @@ def index_images(
             raise DatasetError(f"{where}: field 'id' must be an integer, got {im.get('id')!r}")
         if im["id"] in out:
             raise DatasetError(f"{where}: image id {im['id']} is listed twice")
-        path = join_inside(image_dir, im.get("file_name"), where=f"{where} 'file_name'")
+        paths = [join_inside(d, im.get("file_name"), where=f"{where} 'file_name'") for d in dirs]
+        path = next((p for p in paths if p.is_file()), paths[0]) if len(paths) > 1 else paths[0]
         h, w = im.get("height"), im.get("width")
         sized = _is_int(h) and _is_int(w) and h > 0 and w > 0
         if need_size and not sized:
             raise DatasetError(f"{where}: fields 'height' and 'width' must be positive integers")
-        out[im["id"]] = CocoImage(im["id"], path, h if sized else None, w if sized else None)
+        out[im["id"]] = CocoImage(
+            im["id"], path, h if sized else None, w if sized else None, tuple(dirs)
+        )
     return out
 
 
@@ -133,9 +143,17 @@ def existing_images(
     for image_id in sorted(ids):
         im = images[image_id]
         if not im.path.is_file():
-            raise DatasetError(f"{json_path}: image id {image_id}: file {im.path} not found")
+            raise DatasetError(f"{json_path}: image id {image_id}: {missing_image(im)}")
         out.append(im)
     return out
+
+
+def missing_image(im: CocoImage) -> str:
+    """ "file X not found" and, when several folders were searched, which."""
+    if len(im.looked) < 2:
+        return f"file {im.path} not found"
+    name = im.path.relative_to(im.looked[0])
+    return f"file {name} not found (looked in {', '.join(f'{d}/' for d in im.looked)})"
 
 
 class CocoItems:
@@ -160,9 +178,11 @@ class CocoDataset(CocoItems):
     """COCO instances: one item per annotated image, one expression per category present.
 
     Args:
-        root: The COCO folder (holds ``annotations/``).
-        split: The split in the file names, e.g. ``val2017`` (``instances_val2017.json``).
-        image_dir: The image folder; default ``<root>/<split>``.
+        root: The dataset folder, in any layout of ``tseg.data.coco_layout`` (COCO's
+            ``annotations/instances_<split>.json``, CVAT, Roboflow, labelme2coco, Label Studio).
+        split: The split, e.g. ``val2017`` (``instances_val2017.json``).
+        image_dir: Another folder to look for images in, after the layout's.
+        annotations: The instances file itself (its ``file_name`` relative to its folder).
 
     Raises:
         DatasetError: A missing or malformed file, an annotation naming an unknown image or
@@ -172,14 +192,20 @@ class CocoDataset(CocoItems):
     ignore_index = IGNORE_INDEX
 
     def __init__(
-        self, root: str | os.PathLike[str], split: str = "val2017", image_dir: str | None = None
+        self,
+        root: str | os.PathLike[str],
+        split: str = "val2017",
+        image_dir: str | None = None,
+        annotations: str | None = None,
     ) -> None:
+        from tseg.data.coco_layout import coco_source
+
         self.root = Path(root)
         self.split = split
-        self.json_path = annotation_path(root, "instances", split)
-        self.image_dir = image_folder(root, split, image_dir)
+        src = coco_source(root, "instances", split, annotations, image_dir)
+        self.json_path, self.image_dirs, self.layout = src.json_path, src.image_dirs, src.layout
         data = load_coco_json(self.json_path, ("images", "annotations", "categories"))
-        images = index_images(data["images"], self.json_path, self.image_dir, need_size=True)
+        images = index_images(data["images"], self.json_path, self.image_dirs, need_size=True)
         self._categories: dict[int, int] = {}  # category id -> index in class_names
         names: list[str] = []
         seen: dict[str, int] = {}

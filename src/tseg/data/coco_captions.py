@@ -19,15 +19,14 @@ image file is an error naming the file and the annotation.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from tseg.data.base import DatasetError
 from tseg.data.coco import (
     CocoImage,
     CocoItems,
-    annotation_path,
     existing_images,
-    image_folder,
     index_images,
     load_coco_json,
 )
@@ -37,7 +36,7 @@ __all__ = ["CocoCaptionsDataset", "read_captions"]
 
 
 def read_captions(
-    json_path: Path, image_dir: Path
+    json_path: Path, image_dir: Path | Sequence[Path]
 ) -> tuple[dict[int, CocoImage], dict[int, list[list[str]]], list[RecordError]]:
     """Parse a captions file -> (images by id, captions by image id, bad annotations).
 
@@ -82,9 +81,10 @@ class CocoCaptionsDataset(CocoItems, WeakDataset):
     """A COCO captions split: one item per captioned image.
 
     Args:
-        root: The COCO folder (holds ``annotations/``).
+        root: The COCO folder (holds ``annotations/captions_<split>.json``).
         split: The split in the file names, e.g. ``train2017``.
-        image_dir: The image folder; default ``<root>/<split>``.
+        image_dir: Another folder to look for images in, after ``<root>/<split>``, ``images/``.
+        annotations: The captions file itself (its ``file_name`` relative to its folder).
 
     Raises:
         DatasetError: See the module docstring.
@@ -93,14 +93,20 @@ class CocoCaptionsDataset(CocoItems, WeakDataset):
     name = "coco_captions"
 
     def __init__(
-        self, root: str | os.PathLike[str], split: str = "train2017", image_dir: str | None = None
+        self,
+        root: str | os.PathLike[str],
+        split: str = "train2017",
+        image_dir: str | None = None,
+        annotations: str | None = None,
     ) -> None:
+        from tseg.data.coco_layout import coco_source
+
         self.root = Path(root)
         self.split = split
-        self.json_path = annotation_path(root, "captions", split)
+        src = coco_source(root, "captions", split, annotations, image_dir)
+        self.json_path, self.image_dirs = src.json_path, src.image_dirs
         self.source = self.json_path
-        self.image_dir = image_folder(root, split, image_dir)
-        images, captions, bad = read_captions(self.json_path, self.image_dir)
+        images, captions, bad = read_captions(self.json_path, self.image_dirs)
         if bad:
             raise bad[0]
         self.num_images_without_captions = len(images) - len(captions)

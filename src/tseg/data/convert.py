@@ -38,6 +38,17 @@ FORMATS: tuple[str, ...] = ("webdataset", "imagefolder", "coco_captions")
 
 def image_bytes(ds: RefDataset, idx: int) -> tuple[str, bytes]:
     """(suffix without the dot, encoded bytes) of image ``idx``: the source file or a PNG."""
+    stored = getattr(ds, "image_bytes", None)  # a Hugging Face dataset's encoded cell
+    if callable(stored):
+        data = stored(idx)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                kind = (im.format or "").lower()
+        except Exception:  # PIL raises several types for a bad header; ds.image names the row
+            kind = ""
+        suffix = {"jpeg": "jpg", "png": "png", "webp": "webp"}.get(kind)
+        if suffix is not None:
+            return suffix, data
     path_of = getattr(ds, "image_path", None)
     if callable(path_of):
         path = Path(path_of(idx))

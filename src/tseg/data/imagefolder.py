@@ -2,25 +2,27 @@
 
 Expected files (``root`` is the dataset folder, ``data.root``)::
 
-    <root>/[<split>/]metadata.jsonl      or metadata.csv; one or more, in any subfolder
+    <root>/[<split>/]metadata.jsonl      or metadata.csv, metadata.parquet; in any subfolder
     <root>/[<split>/]<any/sub/folder>/<image>.jpg|png|webp ...
 
 As in ImageFolder, a split is a subfolder named after it (``train/``; ``validation/``,
 ``valid/``, ``val/`` or ``dev/`` for ``val``; ``test/`` or ``testing/``); a root without any
-split folder is the training split. Every ``metadata.jsonl`` / ``metadata.csv`` below the
-split's folder is read (sorted by path, all of one format), and each row's ``file_name`` is
-relative to the folder of its metadata file. A row's text is, as ``tseg.data.weak`` reads it:
+split folder is the training split. Every ``metadata.jsonl`` / ``metadata.csv`` /
+``metadata.parquet`` below the split's folder is read (sorted by path, all of one format;
+Parquet through ``pyarrow``, which the ``datasets`` library brings), and each row's
+``file_name`` is relative to the folder of its metadata file. A row's text is, as
+``tseg.data.weak`` reads it:
 
-* ``expressions``: a list of strings (in CSV, which has no list type, a JSON list in the cell:
+* ``expressions``: a list of strings (a list column in Parquet; in CSV, which has no list
+  type, a JSON list in the cell:
   ``"[""red circle"", ""blue square""]"``; ImageFolder itself would read that as one string);
 * or ``text`` / ``caption``: one string.
 
 Rows naming the same image are merged (one caption per row is common): an item is an image
 with the distinct expressions of all its rows, in the order the rows come. Items follow the
 first row of each image. A row naming a missing image, or with no text, an empty list, a
-non-string or an empty expression, is an error that names the file and line (``tseg data
-check imagefolder ROOT`` lists them all). ``metadata.parquet`` is not read (convert it to
-JSON lines).
+non-string or an empty expression, is an error that names the file and line (a Parquet
+file's row number) (``tseg data check imagefolder ROOT`` lists them all).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ __all__ = [
     "split_folder",
 ]
 
-METADATA_NAMES: tuple[str, ...] = ("metadata.jsonl", "metadata.csv")
+METADATA_NAMES: tuple[str, ...] = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
 
 #: Folder names of each split, in the order they are looked for (ImageFolder's keywords).
 SPLIT_FOLDERS: dict[str, tuple[str, ...]] = {
@@ -86,28 +88,19 @@ def find_metadata(folder: Path) -> list[Path]:
     """Every metadata file below ``folder``, sorted; all must be of one format.
 
     Raises:
-        DatasetError: None found, JSON lines mixed with CSV, or only ``metadata.parquet``.
+        DatasetError: None found, or files of two formats.
     """
     found = sorted(p for name in METADATA_NAMES for p in folder.rglob(name) if p.is_file())
     if not found:
-        parquet = sorted(folder.rglob("metadata.parquet"))
-        extra = (
-            f"; {parquet[0]} is Parquet, which tseg does not read: write it as metadata.jsonl"
-            if parquet
-            else ""
-        )
         raise DatasetError(
-            f"{folder}: no metadata.jsonl or metadata.csv (Hugging Face ImageFolder layout: a "
-            "metadata file beside the images, a 'file_name' column and the text in "
-            f"'expressions', 'text' or 'caption'){extra}"
+            f"{folder}: no metadata.jsonl, metadata.csv or metadata.parquet (Hugging Face "
+            "ImageFolder layout: a metadata file beside the images, a 'file_name' column and "
+            "the text in 'expressions', 'text' or 'caption')"
         )
-    kinds = {p.suffix for p in found}
-    if len(kinds) > 1:
-        jsonl = next(p for p in found if p.suffix == ".jsonl")
-        csv_file = next(p for p in found if p.suffix == ".csv")
-        raise DatasetError(
-            f"{folder}: metadata files of two formats ({jsonl} and {csv_file}); use one format"
-        )
+    first = {p.suffix: p for p in reversed(found)}  # the first file of each format
+    if len(first) > 1:
+        a, b = sorted(first.values())[:2]
+        raise DatasetError(f"{folder}: metadata files of two formats ({a} and {b}); use one format")
     return found
 
 
@@ -136,6 +129,9 @@ def iter_rows(path: Path) -> Iterator[Row]:
     Raises:
         DatasetError: The file cannot be read, or a CSV has no ``file_name`` column.
     """
+    if path.suffix == ".parquet":
+        yield from _parquet_rows(path)
+        return
     text = _read_text(path)
     if path.suffix == ".jsonl":
         for lineno, line in enumerate(text.splitlines(), 1):
@@ -179,6 +175,24 @@ def iter_rows(path: Path) -> Iterator[Row]:
                 yield Row(where, path.parent, None, error)
                 continue
         yield Row(where, path.parent, record)
+
+
+def _parquet_rows(path: Path) -> Iterator[Row]:
+    """The rows of a ``metadata.parquet`` (``pyarrow``), named ``file: row N`` (from 1)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DatasetError(
+            f"{path}: reading metadata.parquet needs pyarrow: pip install 'tseg[hf]'"
+        ) from None
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid (not Parquet) is a ValueError
+        raise DatasetError(f"{path}: cannot read as Parquet ({e})") from None
+    if "file_name" not in table.column_names:
+        raise DatasetError(f"{path}: no 'file_name' column: {table.column_names}")
+    for i, record in enumerate(table.to_pylist(), 1):
+        yield Row(f"{path}: row {i}", path.parent, record)
 
 
 def parse_row(row: Row) -> tuple[Path, list[str]]:

@@ -1,11 +1,14 @@
-"""Streaming WebDataset shards into training batches, split across processes and workers, resumable.
+"""Streaming shards into training batches, split across processes and workers, resumable.
 
-``ShardStream`` is a torch ``IterableDataset`` that reads tar shards through the ``webdataset``
-library, decodes each sample (``tseg.data.shards.decode_sample``), augments it as the map-style
-path does (``tseg.data.pipeline.weak_item``) and yields collated batches. ``StreamLoader`` runs it
-in a ``DataLoader`` and keeps the ``StreamPosition``; ``StreamBatches`` runs it on from epoch to
-epoch for ``tseg train`` (``data.stream=true``, ``tseg.train.build.make_stream``), and
-``ShardTexts`` reads the shards' text for the vocabulary. The definitions (docs/own_data.md):
+``ShardStream`` is a torch ``IterableDataset`` that reads the shards of a ``ShardSource``, decodes
+each sample, augments it as the map-style path does (``tseg.data.pipeline.weak_item``) and yields
+collated batches. ``StreamLoader`` runs it in a ``DataLoader`` and keeps the ``StreamPosition``;
+``StreamBatches`` runs it on from epoch to epoch for ``tseg train`` (``data.stream=true``,
+``tseg.train.build.make_stream``). Two sources: ``ShardTexts``, WebDataset tar shards read
+through the ``webdataset`` library (``tseg.data.shards.decode_sample``), and
+``tseg.data.hf_stream.HfShards``, the shards of a Hugging Face dataset read through the
+``datasets`` library; each also gives its text for the vocabulary. ``stream_source`` picks one
+from the config. The definitions (docs/own_data.md):
 
 Who reads what. In epoch ``e`` the shard list is permuted by ``(seed, e)`` (identity with
 ``shuffle=False``); process ``rank`` of ``world_size`` takes every ``world_size``-th shard of that
@@ -43,7 +46,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import islice
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -54,6 +58,8 @@ from tseg.data.shards import decode_sample, expand_shards, read_shard, sample_te
 from tseg.data.weak import RecordError
 
 __all__ = [
+    "FirstTexts",
+    "ShardSource",
     "ShardStream",
     "ShardTexts",
     "StreamBatches",
@@ -61,6 +67,7 @@ __all__ = [
     "StreamPosition",
     "WeakTransform",
     "shard_order",
+    "stream_source",
 ]
 
 _MAX_REASONS = 5
@@ -155,6 +162,36 @@ class StreamPosition:
         return cls(**state)
 
 
+class ShardSource(Protocol):
+    """Shards a ``ShardStream`` reads: named, each a sequence of samples read in a fixed order.
+
+    ``read`` does not raise for a damaged shard: it appends the reason to ``errors`` and stops
+    (the samples before the damage are kept); ``decode`` raises ``RecordError`` for a bad
+    sample. ``too_few`` says how to make more shards (in the error for fewer than processes).
+    """
+
+    urls: list[str]
+    too_few: str
+
+    def read(self, index: int, start: int, errors: list[str]) -> Iterator[tuple[str, Any]]:
+        """(key, sample) of shard ``index`` from its ``start``-th sample on."""
+        ...
+
+    def decode(self, sample: Any, where: str) -> tuple[np.ndarray, list[str]]:
+        """A sample -> (RGB image uint8 [H, W, 3], expressions)."""
+        ...
+
+
+def stream_source(cfg: Any, split: str = "train") -> Any:
+    """The ``ShardSource`` (with its texts) that ``data.stream`` reads: ``data.shards`` for
+    webdataset, ``data.root``'s split for hf."""
+    if cfg.dataset == "hf":
+        from tseg.data.hf_stream import HfShards
+
+        return HfShards(cfg.root, {"train": cfg.train_split}.get(split, split), cfg.text_column)
+    return ShardTexts(expand_shards(cfg.shards))
+
+
 class WeakTransform:
     """image, expressions, rng -> a weak training item (``tseg.data.pipeline.weak_item``)."""
 
@@ -175,7 +212,8 @@ class ShardStream(IterableDataset):
     slot's final report (``"stream": {"report": True, ...}``). ``StreamLoader`` consumes these.
 
     Args:
-        shards: ``data.shards`` (a pattern, see ``tseg.data.shards.expand_shards``) or a list.
+        shards: ``data.shards`` (a pattern, see ``tseg.data.shards.expand_shards``), a list of
+            tar shards, or a ``ShardSource``.
         transform: ``(image, expressions, rng) -> item`` (e.g. ``WeakTransform(cfg.data)``).
         collate: ``list of items -> batch`` (e.g. ``WeakCollate()``).
         batch_size: Samples per batch (of this process).
@@ -190,7 +228,7 @@ class ShardStream(IterableDataset):
 
     def __init__(
         self,
-        shards: str | Sequence[str],
+        shards: str | Sequence[str] | ShardSource,
         transform: Callable[[np.ndarray, list[str], np.random.Generator], dict],
         collate: Callable[[list[dict]], dict],
         batch_size: int,
@@ -201,7 +239,10 @@ class ShardStream(IterableDataset):
         shuffle: bool = True,
     ) -> None:
         super().__init__()
-        self.urls = expand_shards(shards) if isinstance(shards, str) else list(shards)
+        if isinstance(shards, str):
+            shards = expand_shards(shards)
+        self.source = shards if hasattr(shards, "read") else ShardTexts(list(shards))
+        self.urls = list(self.source.urls)
         if not self.urls:
             raise DatasetError("the shard list is empty")
         if not 0 <= rank < world_size:
@@ -209,7 +250,7 @@ class ShardStream(IterableDataset):
         if len(self.urls) < world_size:
             raise DatasetError(
                 f"{len(self.urls)} shard(s) for {world_size} processes: a process would read "
-                "nothing; write more, smaller shards (tseg data convert --shard-size)"
+                f"nothing; {self.source.too_few}"
             )
         if len(self.urls) < world_size * slots:
             warnings.warn(
@@ -274,13 +315,12 @@ class ShardStream(IterableDataset):
             index = shards[ordinal]
             url = self.urls[index]
             errors: list[str] = []
-            for k, (key, files) in enumerate(read_shard(url, errors)):
-                if k < offset:
-                    continue  # consumed before the resume
+            # from the first sample not consumed before a resume (earlier ones are not decoded)
+            for k, (key, sample) in enumerate(self.source.read(index, offset, errors), offset):
                 offset = k + 1
                 where = f"{url}: {key}"
                 try:
-                    image, exprs = decode_sample(files, where)
+                    image, exprs = self.source.decode(sample, where)
                 except RecordError as e:
                     bad += 1
                     reasons.append(str(e))
@@ -406,30 +446,22 @@ class StreamBatches:
         return self.loader.position.state_dict()
 
 
-class ShardTexts:
-    """The expressions of the first ``limit`` good samples of ``urls``, in listed order, read
-    on first use without decoding an image: the text a streamed run trains its from-scratch
-    vocabulary (and tf-idf ground truth) on, as ``RefDataset.expressions`` gives it otherwise.
-    Samples without usable text are skipped, as the stream skips them."""
+class FirstTexts:
+    """The expressions of a source's first ``limit`` good samples, in shard order, read on first
+    use without decoding an image (``good_texts``): the text a streamed run trains its
+    from-scratch vocabulary (and tf-idf ground truth) on, as ``RefDataset.expressions`` gives
+    it otherwise. Samples without usable text are skipped, as the stream skips them."""
 
-    def __init__(self, urls: Sequence[str], limit: int = 20000) -> None:
-        self.urls, self.limit = list(urls), limit
-        self._texts: list[list[str]] | None = None
+    limit = 20000
+    _texts: list[list[str]] | None = None
+
+    def good_texts(self) -> Iterator[list[str]]:
+        """Every good sample's expressions, in shard order."""
+        raise NotImplementedError
 
     def _read(self) -> list[list[str]]:
         if self._texts is None:
-            texts: list[list[str]] = []
-            for url in self.urls:
-                for key, files in read_shard(url, []):
-                    try:
-                        texts.append(sample_text(files, f"{url}: {key}"))
-                    except RecordError:
-                        continue
-                    if len(texts) >= self.limit:
-                        break
-                if len(texts) >= self.limit:
-                    break
-            self._texts = texts
+            self._texts = list(islice(self.good_texts(), self.limit))
         return self._texts
 
     def __len__(self) -> int:
@@ -437,3 +469,31 @@ class ShardTexts:
 
     def expressions(self, idx: int) -> list[str]:
         return list(self._read()[idx])
+
+
+class ShardTexts(FirstTexts):
+    """WebDataset tar shards as a ``ShardSource``, with their first texts (``FirstTexts``)."""
+
+    too_few = "write more, smaller shards (tseg data convert --shard-size)"
+
+    def __init__(self, urls: Sequence[str], limit: int = 20000) -> None:
+        self.urls, self.limit = list(urls), limit
+
+    def read(self, index: int, start: int, errors: list[str]) -> Iterator[tuple[str, Any]]:
+        """(key, {suffix: bytes}) of tar shard ``index`` from sample ``start`` on (the ones
+        before are read, a tar has no index, but not decoded)."""
+        for k, item in enumerate(read_shard(self.urls[index], errors)):
+            if k >= start:
+                yield item
+
+    def decode(self, sample: Any, where: str) -> tuple[np.ndarray, list[str]]:
+        """``tseg.data.shards.decode_sample``."""
+        return decode_sample(sample, where)
+
+    def good_texts(self) -> Iterator[list[str]]:
+        for url in self.urls:
+            for key, files in read_shard(url, []):
+                try:
+                    yield sample_text(files, f"{url}: {key}")
+                except RecordError:
+                    continue

@@ -81,9 +81,9 @@ def load_class_names(
     try:
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise DatasetError(f"{source}: malformed YAML{at}: {getattr(e, 'problem', e)}") from None
+        from tseg.config import yaml_problem
+
+        raise DatasetError(f"{source}: malformed YAML: {yaml_problem(e)}") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{source}: expected a mapping of class -> list of names")
     unknown = [str(k) for k in data if k not in classes]

@@ -34,7 +34,9 @@ class EvalRequest:
     )
     classes: str | None = None  # voc / semantic: YAML of class -> names (None: the packaged /
     # the dataset's class names)
-    confidence_threshold: float = 0.5  # *-zeroshot: drop classes below this confidence
+    # *-zeroshot: drop classes below this confidence (None: the Segmenter's class_threshold,
+    # i.e. the checkpoint's inference.class_threshold, as tseg segment --classes uses)
+    confidence_threshold: float | None = None
     # pairs: choose inference.presence_threshold on the (first) split and store it in the
     # checkpoint (``tseg.eval.pairs.choose_presence``)
     choose_presence: bool = False
@@ -50,6 +52,10 @@ class Protocol:
     dataset: str | None  # a ``data.dataset`` name; None: the checkpoint's (or ``--dataset``)
     run: Callable[[Segmenter, RefDataset, EvalRequest], dict[str, Any]]
     help: str
+
+
+def _class_threshold(seg: Segmenter, r: EvalRequest) -> float:
+    return seg.class_threshold if r.confidence_threshold is None else r.confidence_threshold
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -77,7 +83,7 @@ PROTOCOLS: dict[str, Protocol] = {
             ds,
             r.classes,
             zero_shot=True,
-            confidence_threshold=r.confidence_threshold,
+            confidence_threshold=_class_threshold(seg, r),
             max_images=r.max_images,
             shard=r.shard,
         ),
@@ -97,7 +103,7 @@ PROTOCOLS: dict[str, Protocol] = {
             ds,
             semantic_classes(ds, r.classes),
             zero_shot=True,
-            confidence_threshold=r.confidence_threshold,
+            confidence_threshold=_class_threshold(seg, r),
             max_images=r.max_images,
             shard=r.shard,
         ),
@@ -117,6 +123,7 @@ def evaluate_checkpoint(
     request: EvalRequest | None = None,
     inference: Mapping[str, Any] | None = None,
     labels: Mapping[str, str] | None = None,
+    annotations: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint or run folder; returns what ``tseg eval`` prints.
 
@@ -127,6 +134,7 @@ def evaluate_checkpoint(
         request: the protocol's options (``EvalRequest``).
         inference: changes to the checkpoint's ``inference`` config (``tta.enabled``, ...);
             ``labels`` name them in error messages (the CLI's flags).
+        annotations: a COCO file to evaluate on (``data.annotations``; with ``dataset`` coco).
 
     Returns:
         {"checkpoint", "inference": the options used, ["ranks"], ["protocol"], split: metrics}.
@@ -152,7 +160,9 @@ def evaluate_checkpoint(
             # Chosen on the first split, stored in the checkpoint, used for every split.
             if protocol != "pairs":
                 raise DatasetError("--choose-* options work with --protocol pairs")
-            ds = _dataset(protocol, proto, cfg.data, splits[0], dataset, dataset_root, image_dir)
+            ds = _dataset(
+                protocol, proto, cfg.data, splits[0], dataset, dataset_root, image_dir, annotations
+            )
             if request.choose_threshold:
                 chosen = choose_mask_threshold(seg, ds, request.batch_size, request.max_images)
                 cfg.inference.set_threshold(seg.setting, chosen["threshold"])
@@ -169,7 +179,9 @@ def evaluate_checkpoint(
             seg = Segmenter(model, where, cfg.inference, labels, **changes)
             head["inference"] = seg.describe()
         for split in splits:
-            ds = _dataset(protocol, proto, cfg.data, split, dataset, dataset_root, image_dir)
+            ds = _dataset(
+                protocol, proto, cfg.data, split, dataset, dataset_root, image_dir, annotations
+            )
             out[split] = proto.run(seg, ds, request)
     return {**head, **out}
 
@@ -182,10 +194,11 @@ def _dataset(
     dataset: str | None,
     root: str | None,
     image_dir: str | None,
+    annotations: str | None = None,
 ) -> RefDataset:
     """The split a protocol evaluates: of the checkpoint's dataset, or of the one given."""
     if proto.dataset is None:
-        return build_dataset(override_data(data, dataset, root, image_dir), split)
+        return build_dataset(override_data(data, dataset, root, image_dir, annotations), split)
     if root:
         return build_dataset(DataConfig(dataset=proto.dataset, root=root), split)
     if data.dataset != proto.dataset:

@@ -21,6 +21,7 @@ import yaml
 from ..checkpoint import CONFIG, META, TOKENIZER, WEIGHTS, load_checkpoint, resolve
 from ..errors import ExportError
 from ..hub import TEXT_CONFIG, repo_id
+from . import check_out
 
 # metrics.json keys -> the Hub's metric ids (https://huggingface.co/metrics) and display names.
 METRIC_IDS = {"miou": ("mean_iou", "mIoU"), "oiou": ("overall_iou", "oIoU")}
@@ -168,8 +169,7 @@ def export_hf(
     ckpt = resolve(checkpoint)
     model, _, _ = load_checkpoint(ckpt)  # it must load before it is published
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"--out '{out}' is a file, not a folder")
+    check_out(out, WEIGHTS)
     out.mkdir(parents=True, exist_ok=True)
     for f in (WEIGHTS, CONFIG, META, TOKENIZER):
         shutil.copyfile(ckpt / f, out / f)

@@ -36,7 +36,7 @@ from ..checkpoint import TOKENIZER, load_checkpoint
 from ..config import to_dict
 from ..models.image_encoder import IMAGENET_MEAN, IMAGENET_STD
 from ..models.tseg import TSEG
-from . import ExportError
+from . import ExportError, check_out
 from .ort_segmenter import FORMAT_VERSION, META
 
 IMAGE_FILE, TEXT_FILE = "image_encoder.onnx", "text_encoder.onnx"
@@ -171,8 +171,9 @@ def export_onnx(
             raise ExportError(
                 f"ONNX export needs the onnx extra ({name} is missing): pip install 'tseg[onnx]'"
             )
-    model, cfg, ckpt = load_checkpoint(checkpoint)
     out = Path(out_dir)
+    check_out(out, META)
+    model, cfg, ckpt = load_checkpoint(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     # A folder that held an export is not one while this runs: a failure leaves no metadata
     # that would describe other graphs.

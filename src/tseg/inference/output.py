@@ -1,12 +1,15 @@
 """Writing segmentation results: one mask PNG per expression, an overlay and a JSON of scores;
 for zero-shot semantic segmentation a class-label PNG, its overlay and the class confidences;
-and ``index.json``, which says which input image each output folder belongs to."""
+and ``index.json``, which says which input image each output folder belongs to. Or, instead of
+all of these, one COCO instances file of every image's masks (``write_coco``)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -63,6 +66,9 @@ def write_index(
     is what tells them apart. An image that could not be read has ``"folder": null`` and its
     ``"error"``; ``errors`` maps its index in ``paths`` to the message. ``tseg segment``
     writes it whenever it writes a result.
+
+    A rerun into the same ``out`` adds to the index instead of forgetting the earlier images:
+    their entries stay, first, unless this run has the same image or wrote their folder again.
     """
     errors = errors or {}
     images = []
@@ -73,8 +79,27 @@ def write_index(
             images.append({"image": str(path), "folder": stem})
     out.mkdir(parents=True, exist_ok=True)
     index = out / INDEX
-    index.write_text(json.dumps({"images": images}, indent=1), encoding="utf-8")
+    new_images = {e["image"] for e in images}
+    new_folders = {e["folder"] for e in images if e["folder"]}
+    kept = [
+        e
+        for e in _earlier_entries(index)
+        if e.get("image") not in new_images and e.get("folder") not in new_folders
+    ]
+    from ..atomic import atomic_write_text  # a killed run leaves the old index or the new
+
+    atomic_write_text(index, json.dumps({"images": kept + images}, indent=1))
     return index
+
+
+def _earlier_entries(index: Path) -> list[dict]:
+    """The entries of an earlier run's index.json ([] if there is none or it is unreadable)."""
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    entries = data.get("images") if isinstance(data, dict) else None
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
 def write_zero_shot(
@@ -111,3 +136,44 @@ def write_zero_shot(
         encoding="utf-8",
     )
     return d
+
+
+COCO_FILE = "instances.json"
+
+
+def coco_annotations(preds: list[Prediction]) -> list[dict[str, Any]]:
+    """One image's predictions -> its COCO annotations (``tseg.coco_masks``): one per non-empty
+    mask, with its expression and confidence (``score``)."""
+    from ..coco_masks import annotation
+
+    anns = (
+        annotation(p.mask, expression=p.expression, score=round(float(p.confidence), 6))
+        for p in preds
+    )
+    return [a for a in anns if a is not None]
+
+
+def write_coco(
+    out: Path, paths: list[Path], results: list[tuple[int, tuple[int, int], list[dict[str, Any]]]]
+) -> Path:
+    """Write ``out/instances.json``: the images segmented (``results``: index into ``paths``,
+    (height, width), annotations), each ``file_name`` relative to the images' common folder
+    (``info.image_root``, what FiftyOne's ``data_path`` or a COCO loader's image folder is).
+    Images that could not be read are left out."""
+    from ..coco_masks import instances, write_json_atomic
+
+    root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+    images = [
+        {
+            "id": i + 1,
+            "file_name": paths[i].resolve().relative_to(root).as_posix(),
+            "height": int(hw[0]),
+            "width": int(hw[1]),
+        }
+        for i, hw, _ in results
+    ]
+    info = {"description": "tseg segment: categories are the expressions", "image_root": str(root)}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / COCO_FILE
+    write_json_atomic(path, instances(images, [anns for _, _, anns in results], info))
+    return path

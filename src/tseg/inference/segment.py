@@ -1,4 +1,5 @@
-"""``tseg segment``: image files and expressions in, mask PNGs, overlays and scores out.
+"""``tseg segment``: image files and expressions in, mask PNGs, overlays and scores out (or one
+COCO instances file: ``out_format="coco"``, ``tseg.coco_masks``).
 
 ``segment_files`` is the whole command: it reads the expressions (or the zero-shot class names),
 collects the image files, decodes them in worker processes ahead of the model, runs each through
@@ -25,7 +26,7 @@ from ..errors import InputError
 from ..export.ort_segmenter import META as EXPORT_META
 from ..export.ort_segmenter import OrtSegmenter, read_export_meta
 from ..imageio import MAX_PIXELS, Predicts, check_expressions, load_image
-from .output import write_index, write_prediction, write_zero_shot
+from .output import coco_annotations, write_coco, write_index, write_prediction, write_zero_shot
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
@@ -44,6 +45,7 @@ class SegmentReport:
     # With a single image: where its results went and (confidence, expression) per expression.
     folder: Path | None = None
     scores: list[tuple[float, str]] = field(default_factory=list)
+    coco: Path | None = None  # out_format="coco": the instances file written
 
 
 def is_export_folder(model: str | Path) -> bool:
@@ -63,8 +65,10 @@ def segment_files(
     progress: bool = True,
     inference: Mapping[str, Any] | None = None,
     labels: Mapping[str, str] | None = None,
+    out_format: str = "png",
 ) -> SegmentReport:
-    """Segment a file, a folder's images or a glob pattern's files; write one folder per image.
+    """Segment a file, a folder's images or a glob pattern's files; write one folder per image
+    (or, with ``out_format="coco"``, one COCO instances file).
 
     Args:
         checkpoint: a checkpoint or run folder, or a folder written by ``tseg export onnx``
@@ -82,7 +86,17 @@ def segment_files(
         inference: changes to the checkpoint's ``inference`` config (``threshold``,
             ``tta.enabled``, ``class_threshold``, ...), checked by the config's rules.
         labels: names of those values in error messages (the CLI's flags).
+        out_format: "png": per image a folder of mask PNGs, an overlay and scores.json, and
+            ``index.json``; "coco": ``out/instances.json`` alone, every image's masks as RLE
+            with the expression as the category (``tseg.inference.output.write_coco``).
     """
+    if out_format not in ("png", "coco"):
+        raise InputError(f"--format = {out_format!r}: choose png or coco")
+    if out_format == "coco" and classes:
+        raise InputError(
+            "--format coco writes one mask per expression; --classes writes class-label PNGs "
+            "(use --format png)"
+        )
     export = is_export_folder(checkpoint)
     changes = export_options(inference or {}, labels, device) if export else None
     class_names = read_classes(classes) if classes else None
@@ -97,7 +111,7 @@ def segment_files(
     if workers < 0:
         raise InputError(f"--workers = {workers} must be 0 (decode in this process) or more")
     stems = output_stems(paths)  # over all images, before sharding, so ranks agree
-    job = _Job(paths, stems, exprs, class_names, Path(out), workers, progress)
+    job = _Job(paths, stems, exprs, class_names, Path(out), workers, progress, out_format == "coco")
     if changes is not None:
         return _segment_export(job, Path(checkpoint), changes)
     return _segment_torch(job, checkpoint, device, inference, labels)
@@ -114,6 +128,9 @@ class _Job:
     out: Path
     workers: int
     progress: bool
+    coco: bool = False  # one instances file instead of the folders
+    # coco: (index into paths, (height, width), annotations) of each image segmented here
+    results: list[tuple[int, tuple[int, int], list[dict[str, Any]]]] = field(default_factory=list)
 
     @property
     def single(self) -> bool:
@@ -162,10 +179,11 @@ def _segment_torch(
         )
         counts = shard.gather((written, failed))
         all_errors = dict(shard.gather_keyed([(i, (i, e)) for i, e in errors]))
+        results = shard.gather_keyed([(r[0], r) for r in job.results]) if job.coco else []
         report.main = shard.is_main
         # Not when nothing was written: a run that read no image leaves no folder behind.
         if shard.is_main and sum(c[0] for c in counts):
-            write_index(job.out, paths, job.stems, all_errors)
+            _finish(job, report, all_errors, results)
     report.written, report.failed = (sum(c[j] for c in counts) for j in range(2))
     return report
 
@@ -191,6 +209,10 @@ def _segment_decoded(
             continue
         preds = seg.predict(image, job.exprs)
         stem = job.stems[i]
+        if job.coco:  # kept for the one file written at the end
+            job.results.append((i, image.shape[:2], coco_annotations(preds)))
+            written += 1
+            continue
         if job.class_names is not None:
             d = write_zero_shot(job.out, stem, image, preds, job.class_names, class_threshold)
         else:
@@ -277,8 +299,21 @@ def _segment_export(job: _Job, folder: Path, changes: dict[str, Any]) -> Segment
         written, failed, errors = _segment_decoded(job, seg, class_threshold, decoded, report, say)
     report.written, report.failed = written, failed
     if written:  # a run that read no image leaves no folder behind
-        write_index(job.out, job.paths, job.stems, dict(errors))
+        _finish(job, report, dict(errors), job.results)
     return report
+
+
+def _finish(
+    job: _Job,
+    report: SegmentReport,
+    errors: dict[int, str],
+    results: list[tuple[int, tuple[int, int], list[dict[str, Any]]]],
+) -> None:
+    """What is written once, after every image: ``index.json``, or the COCO file."""
+    if job.coco:
+        report.coco = write_coco(job.out, job.paths, results)
+    else:
+        write_index(job.out, job.paths, job.stems, errors)
 
 
 def read_expressions(expressions: list[str], file: str | None) -> list[str]:
@@ -321,9 +356,15 @@ def read_classes(spec: str) -> dict[str, list[str]]:
             raise InputError(f"classes file '{p}' does not exist")
         try:
             keys = list((yaml.safe_load(p.read_text(encoding="utf-8")) or {}).keys())
-        except (yaml.YAMLError, AttributeError) as e:
+        except UnicodeDecodeError:
+            raise InputError(f"classes file '{p}' is not UTF-8 text") from None
+        except yaml.YAMLError as e:
+            from ..config import yaml_problem
+
+            raise InputError(f"classes file '{p}' is not valid YAML: {yaml_problem(e)}") from None
+        except AttributeError:
             raise InputError(
-                f"classes file '{p}' is not a YAML mapping of class -> names: {e}"
+                f"classes file '{p}' is not a YAML mapping of class -> names"
             ) from None
         return load_class_names(p, classes=keys)
     names = [c.strip() for c in spec.split(",") if c.strip()]

@@ -10,6 +10,7 @@ and a missing or unreadable file raises :class:`WeightsError` at once, naming it
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
@@ -163,6 +164,36 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _zip_or_pickle(path: Path) -> bool:
+    """torch.save (since 1.6) and numpy.savez write zip archives; older torch.save a pickle,
+    which opens with the PROTO opcode (0x80). Only the header is read: nothing is unpickled."""
+    with open(path, "rb") as f:
+        head = f.read(1)
+    return head == b"\x80" or zipfile.is_zipfile(path)
+
+
+def file_problem(path: Path) -> str:
+    """Why a present weight or tokenizer file cannot be what its name says ('' if it can).
+
+    Reads headers only (a safetensors header, a zip's magic, a JSON document), so a file of
+    random bytes or a truncated download is reported without loading any tensor.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            with safe_open(str(path), framework="pt") as f:
+                f.keys()
+        elif suffix in (".pth", ".pt", ".bin", ".npz") and not _zip_or_pickle(path):
+            return "neither a zip archive nor a pickle, as torch.save and numpy.savez write"
+        elif suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, SafetensorError) as e:  # JSON and UTF-8 errors are ValueErrors
+        return f"unreadable as {suffix}: {' '.join(str(e).split())[:120]}"
+    return ""
+
+
 def _resolve(spec: WeightSpec, values: Mapping[str, Any]) -> tuple[str, str]:
     """(path, note): the configured path, else the packaged default, else '' and why."""
     configured = str(values.get(spec.config_key, "") or "")
@@ -221,6 +252,7 @@ def weights_report(
                     "expected": expected[role],
                     "path": str(found) if found else path,
                     "present": found is not None,
+                    "problem": file_problem(found) if found else "",
                     "sha256": sha256_file(found) if found and hash_files else "",
                     "size": found.stat().st_size if found else 0,
                     "note": note or ("" if found else f"not found under '{path}'"),
@@ -247,6 +279,7 @@ def _hub_rows(preset: str, spec: WeightSpec, repo: str, hash_files: bool) -> lis
                 "expected": " or ".join(names),
                 "path": str(found) if found else f"{hub.HUB_PREFIX}{repo}",
                 "present": found is not None,
+                "problem": file_problem(found) if found else "",
                 "sha256": sha256_file(found) if found and hash_files else "",
                 "size": found.stat().st_size if found else 0,
                 "note": "" if found else f"not in the Hugging Face cache '{hub.cache_dir()}'",

@@ -27,21 +27,14 @@ from tqdm import tqdm
 
 from .. import distributed
 from ..checkpoint import WEIGHTS, load_checkpoint
+from ..coco_masks import annotation, encode, instances, write_json_atomic
 from ..config import Config, parse_override, set_key, validate
-from ..data import WEAK_DATASETS, build_dataset
+from ..data import build_dataset
+from ..data.own import no_masks_reason
 from ..errors import DatasetError
 from ..eval.pairs import choose_mask_threshold
 from ..inference.segmenter import Segmenter
-from .store import (
-    FORMAT,
-    MANIFEST,
-    encode,
-    first_difference,
-    identity,
-    read_json,
-    shard_path,
-    write_json_atomic,
-)
+from .store import FORMAT, MANIFEST, first_difference, identity, read_json, shard_path
 
 VAL_IMAGES = 100  # val images the threshold of a refinement is chosen on
 
@@ -91,7 +84,7 @@ def choose_threshold(seg: Segmenter, cfg: Config, teacher_threshold: float) -> d
     no masks."""
     if cfg.pseudo.threshold:
         return {"threshold": cfg.pseudo.threshold, "chosen": "pseudo.threshold"}
-    if cfg.data.dataset in WEAK_DATASETS:
+    if no_masks_reason(cfg.data, "val") is not None:
         return {"threshold": teacher_threshold, "chosen": "the teacher's inference.threshold"}
     chosen = choose_mask_threshold(
         seg, build_dataset(cfg.data, "val"), cfg.eval.batch_size, VAL_IMAGES
@@ -114,41 +107,30 @@ def label_pairs(
             continue
         # Relative to the threshold: refined maps are chosen at thresholds from 0.1 to 0.9.
         ignore = (p >= (1.0 - band) * threshold) & ~fg if band > 0 else None
-        ys, xs = np.nonzero(fg)
-        x0, y0 = int(xs.min()), int(ys.min())
         kept.append(
-            {
-                "expression": text,
-                "score": round(float(c), 5),
-                "segmentation": encode(fg),
-                "ignore": encode(ignore) if ignore is not None else None,
-                "area": int(fg.sum()),
-                "ignored": int(ignore.sum()) if ignore is not None else 0,
-                "bbox": [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
-                "iscrowd": 0,
-            }
+            annotation(
+                fg,
+                expression=text,
+                score=round(float(c), 5),
+                ignore=encode(ignore) if ignore is not None else None,
+                ignored=int(ignore.sum()) if ignore is not None else 0,
+            )
         )
     return kept, counts
+
+
+def _file_name(ds: Any, i: int) -> str:
+    """Image ``i``'s file as the dataset names it (COCO's ``file_name``), else its index."""
+    path_of = getattr(ds, "image_path", None)
+    return str(path_of(i)) if callable(path_of) else str(i)
 
 
 def _shard(
     images: list[dict[str, Any]], pairs: list[list[dict[str, Any]]], counts: dict[str, int]
 ) -> dict[str, Any]:
     """A COCO instances file: categories are the shard's expressions."""
-    names = list(dict.fromkeys(p["expression"] for ps in pairs for p in ps))
-    cat = {n: j + 1 for j, n in enumerate(names)}
-    anns, k = [], 0
-    for im, ps in zip(images, pairs):
-        for p in ps:
-            k += 1
-            anns.append({"id": im["id"] * 1000 + k, "image_id": im["id"], **p})
-            anns[-1]["category_id"] = cat[p["expression"]]
-    return {
-        "info": {"description": "tseg pseudo masks", "format": FORMAT, "counts": counts},
-        "images": images,
-        "categories": [{"id": j, "name": n} for n, j in cat.items()],
-        "annotations": anns,
-    }
+    info = {"description": "tseg pseudo masks", "format": FORMAT, "counts": counts}
+    return instances(images, pairs, info)
 
 
 def _start_manifest(out: Path, fresh: dict[str, Any]) -> dict[str, Any]:
@@ -263,7 +245,13 @@ def _pseudo_label(
                 counts["ignored"] += sum(p["ignored"] for p in kept)
                 h, w = pic.shape[:2]
                 images.append(
-                    {"id": i, "height": h, "width": w, "file_name": str(i), "expressions": ts}
+                    {
+                        "id": i,
+                        "height": h,
+                        "width": w,
+                        "file_name": _file_name(ds, i),
+                        "expressions": ts,
+                    }
                 )
                 pairs.append(kept)
             bar.update(len(idxs))

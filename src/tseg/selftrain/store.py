@@ -19,14 +19,13 @@ killed run resumes at the first missing shard (``tseg.selftrain.pseudo``).
 from __future__ import annotations
 
 import json
-import os
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..coco_masks import decode, instances, write_json_atomic
 from ..config import DataConfig
 from ..errors import DatasetError
 
@@ -60,31 +59,6 @@ def identity(cfg: DataConfig, split: str) -> dict[str, Any]:
 
 def shard_path(folder: Path, k: int) -> Path:
     return folder / f"shard-{k:05d}.json"
-
-
-def encode(mask: np.ndarray) -> dict[str, Any]:
-    """bool [H, W] -> COCO compressed RLE ``{"size": [H, W], "counts": str}`` (pycocotools)."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
-def decode(rle: dict[str, Any]) -> np.ndarray:
-    """COCO compressed RLE -> bool [H, W]."""
-    from pycocotools import mask as mask_utils
-
-    with warnings.catch_warnings():  # pycocotools < 2.1 trips numpy 2's copy deprecation
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}) > 0
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON under a temporary name, then rename: the final name only ever holds a whole
-    file (a kill mid-write leaves a ``.tmp`` that is rewritten next time)."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -148,6 +122,39 @@ class PseudoMasks:
 
     def __len__(self) -> int:
         return len(self.images)
+
+
+#: The annotation fields of ``export_coco``'s file: standard COCO, the score and expression.
+_EXPORTED = ("segmentation", "area", "bbox", "iscrowd", "score", "expression")
+
+
+def export_coco(folder: str | Path, path: Path) -> int:
+    """A finished pseudo-mask folder as one COCO instances file (``tseg.coco_masks``): every
+    shard's images (``file_name`` the dataset's image file where it has one, else its index)
+    and kept pairs, renumbered, the expressions as the categories, without the ignore masks
+    (a tseg extension). Returns the number of masks written.
+
+    Raises:
+        DatasetError: As ``PseudoMasks`` (no folder, an unfinished run, a bad shard).
+    """
+    masks = PseudoMasks(folder)  # checks the manifest and every shard
+    images, pairs = [], []
+    for k in range(masks.manifest["shards"]):
+        shard = read_json(shard_path(masks.folder, k), "pseudo-mask shard")
+        own: dict[int, list[dict[str, Any]]] = {}
+        for a in shard["annotations"]:
+            own.setdefault(a["image_id"], []).append({f: a[f] for f in _EXPORTED if f in a})
+        for im in shard["images"]:
+            images.append({f: im[f] for f in ("id", "file_name", "height", "width")})
+            pairs.append(own.get(im["id"], []))
+    info = {
+        "description": "tseg pseudo masks: categories are the expressions",
+        "pseudo_masks": str(masks.folder),
+        "threshold": masks.manifest.get("threshold", {}).get("threshold"),
+    }
+    data = instances(images, pairs, info)
+    write_json_atomic(path, data)
+    return len(data["annotations"])
 
 
 class PseudoMaskDataset:

@@ -80,13 +80,6 @@ def _resizable(im: Image.Image) -> Image.Image:
     return im
 
 
-def resize_to(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 RGB [H, W, 3] -> (w, h) ``size`` (bilinear; antialiased when shrinking)."""
-    if (a.shape[1], a.shape[0]) == size:
-        return a
-    return np.asarray(Image.fromarray(a).resize(size, Image.Resampling.BILINEAR))
-
-
 def longest_at_most(w: int, h: int, side: int) -> tuple[int, int]:
     """(w, h) shrunk (never enlarged) so that the longer side is at most ``side``."""
     f = min(1.0, side / max(w, h))

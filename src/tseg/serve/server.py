@@ -88,6 +88,11 @@ def bind(host: str, port: int, backlog: int) -> socket.socket:
             raise
     except OSError as e:
         raise InputError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    except UnicodeError:  # getaddrinfo's IDNA encoding: an empty or over-long label
+        raise InputError(
+            f"--host {host[:80]!r} is not a host name or address (an empty label or one over 63 "
+            "characters)"
+        ) from None
     return sock
 
 

@@ -22,14 +22,14 @@ from ..checkpoint import WEIGHTS, model_from_checkpoint, read_meta, resolve
 from ..config import Config, TrainConfig
 from ..data import RefDataset, build_dataset
 from ..data.pipeline import EpochSampler, TrainSet, WeakCollate
-from ..data.shards import expand_shards
 from ..data.stream import (
+    ShardSource,
     ShardStream,
-    ShardTexts,
     StreamBatches,
     StreamLoader,
     StreamPosition,
     WeakTransform,
+    stream_source,
 )
 from ..errors import TrainingError
 from ..models.text_encoder import train_tokenizer, wrap_tokenizer
@@ -163,13 +163,14 @@ def make_loader(
 
 def make_stream(
     cfg: Config,
-    texts: ShardTexts,
+    texts: ShardSource,
     rank: int = 0,
     world_size: int = 1,
     position: dict[str, Any] | None = None,
 ) -> StreamBatches:
-    """The weak training batches of process ``rank`` of ``world_size`` streamed from
-    ``data.shards`` (``data.stream=true``; docs/own_data.md says who reads which shard).
+    """The weak training batches of process ``rank`` of ``world_size`` streamed from the shards
+    of ``texts`` (``data.stream=true``: ``data.shards``, or an hf dataset's; docs/own_data.md
+    says who reads which shard).
 
     Batches are what ``make_loader``'s collate makes for ``train.mode=weak`` (``WeakCollate``,
     keeping each image's expressions for global negatives under DDP). ``position`` (a
@@ -185,7 +186,7 @@ def make_stream(
     n = len(texts) if cfg.train.ground_truth == "tfidf" else 0  # tf-idf alone reads the corpus
     workers = cfg.data.num_workers
     stream = ShardStream(
-        texts.urls,
+        texts,
         WeakTransform(cfg.data),
         objective.collate(cfg, texts, n, world_size),
         cfg.train.batch_size,
@@ -271,7 +272,7 @@ def build_run(
     dtype = amp_dtype(tc.amp, device)
     torch.manual_seed(tc.seed)
     if cfg.data.stream:  # the shards' text (for the vocabulary); the batches stream below
-        train_ds: Any = ShardTexts(expand_shards(cfg.data.shards))
+        train_ds: Any = stream_source(cfg.data, "train")
     else:
         train_ds = build_dataset(cfg.data, "train")
     if tc.mode == "pseudo":  # the student: pseudo masks in place of the dataset's own

@@ -17,7 +17,9 @@ from tqdm import tqdm
 from .. import distributed
 from ..checkpoint import resolve, save_error, store_inference
 from ..config import Config, save_yaml
-from ..data import WEAK_DATASETS, build_dataset
+from ..data import build_dataset
+from ..data.base import DatasetError
+from ..data.own import no_masks_reason
 from ..errors import CheckpointError, TrainingError, TrainingInterrupted
 from ..eval.pairs import choose_mask_threshold, evaluate_pairs
 from ..inference.segmenter import Segmenter
@@ -134,7 +136,14 @@ def _train(
                     f"Continue with: tseg train ... --resume (train.out_dir={run_dir})"
                 )
             if step % tc.log_every == 0 or step == tc.steps - 1:
-                mean_loss = distributed.all_reduce(out["loss"].clone(), "mean").item()
+                # One reduction for both: the loss averaged, the images summed over processes
+                # (a stream's processes need not see equally many: their shards differ).
+                loss = out["loss"]
+                both = torch.tensor(
+                    [loss.item(), float(seen)], dtype=torch.float64, device=loss.device
+                )
+                both = distributed.all_reduce(both, "sum")
+                mean_loss, seen_all = both[0].item() / world, int(round(both[1].item()))
                 elapsed = time.time() - t0
                 if log is not None:
                     rec = {
@@ -143,8 +152,8 @@ def _train(
                         "loss": round(mean_loss, 5),
                         "lr": out["lr"],
                         "tau": round(model.tau.item(), 4),
-                        "images_per_s": round(seen * world / elapsed, 2),
-                        "images": seen * world,
+                        "images_per_s": round(seen_all / elapsed, 2),
+                        "images": seen_all,
                         "time_s": round(elapsed, 3),
                     }
                     if governor is not None:
@@ -181,7 +190,7 @@ def _train(
             results["resumed_from_step"] = run.start
         if tc.init_from:
             results["init_from"] = str(tc.init_from)
-        if cfg.eval.choose_threshold and cfg.data.dataset not in WEAK_DATASETS:
+        if cfg.eval.choose_threshold and no_masks_reason(cfg.data, "val") is None:
             seg = Segmenter(model, device, cfg.inference)  # the recipe's TTA/PAMR/CRF, if any
             chosen = choose_mask_threshold(
                 seg, build_dataset(cfg.data, "val"), cfg.eval.batch_size, cfg.eval.max_images
@@ -273,7 +282,7 @@ def _accumulate(run: Run, accum: int, timings: dict[str, float] | None) -> tuple
     epoch, images = 0, 0
     for m in range(accum):
         t0 = time.perf_counter()
-        epoch, batch = next(run.stream)
+        epoch, batch = _next_batch(run)
         if run.collate is not None:  # global negatives
             batch = with_global_negatives(batch, run.collate)
         t1 = time.perf_counter()
@@ -291,16 +300,37 @@ def _accumulate(run: Run, accum: int, timings: dict[str, float] | None) -> tuple
     return loss_sum / accum, epoch, images
 
 
+def _next_batch(run: Run) -> tuple[int, dict]:
+    """The next (epoch, batch) of ``run.stream``; a DatasetError on one process raises on all.
+
+    Under torchrun the processes agree after each fetch (one flag, reduced): otherwise the
+    others would wait forever in their next collective (e.g. a stream epoch that gave one
+    process no good sample). Every process raises the first failing rank's message.
+    """
+    error = ""
+    try:
+        item = next(run.stream)
+    except DatasetError as e:
+        if not distributed.is_dist():
+            raise
+        error = str(e) or type(e).__name__  # never empty: the flag below is set from it
+    if distributed.is_dist():
+        failed = torch.tensor(float(bool(error)), device=run.device)
+        if distributed.all_reduce(failed, "max"):
+            messages = distributed.all_gather_object(error)
+            rank = next(r for r, m in enumerate(messages) if m)
+            raise DatasetError(messages[rank])
+    return item
+
+
 def _evaluate_split(model: TSEG, cfg: Config, split: str, device: torch.device) -> dict[str, Any]:
     """``evaluate_pairs`` on a split, sharded over the processes (each gets every image's metrics).
 
     Weak data (images with text only) has no masks to score: the split is skipped, saying so.
     """
-    if cfg.data.dataset in WEAK_DATASETS:
-        return {
-            "skipped": f"data.dataset={cfg.data.dataset} has no masks; evaluate the checkpoint "
-            "on data with masks: tseg eval CHECKPOINT --dataset coco --dataset-root FOLDER"
-        }
+    reason = no_masks_reason(cfg.data, split)
+    if reason is not None:
+        return {"skipped": reason}
     return evaluate_pairs(
         Segmenter(model, device, cfg.inference),
         build_dataset(cfg.data, split),
