@@ -14,7 +14,7 @@ run's input and patch size (``tseg.eval.oracle``). A second table repeats GAP, S
     python benchmarks/accuracy.py --quick --preset tiny   # the from-scratch demo model
 
 Writes benchmarks/results/accuracy[_tiny].json (every figure, config, commit, wall time,
-machine) and accuracy[_tiny].md (the tables the README shows).
+machine) and accuracy[_tiny].md (the tables docs/results.md shows).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The demo's figures, recorded: `tseg demo --preset P --seed S` for each seed, with its metrics,
 wall time, commit and machine load, in benchmarks/results/demo_<preset>.json (and .md).
 
-    python benchmarks/demo_seeds.py --preset offline --seeds 0      # the README's demo figures
+    python benchmarks/demo_seeds.py --preset offline --seeds 0      # the demo's figures (docs/results.md)
     python benchmarks/demo_seeds.py --preset tiny --seeds 0 1 2     # does the tiny recipe learn?
     python benchmarks/demo_seeds.py --preset tiny --seeds 0 1 2 --jobs 3   # side by side
 
