@@ -29,26 +29,29 @@ def overlay(
 
     ``scale`` enlarges small images (nearest neighbour) so the legend text stays readable.
     """
-    out = image.astype(np.float32)
-    h, w = out.shape[:2]
+    pic = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+    h, w = image.shape[:2]
+    # Pillow blends in C: ``paste(colour, box, mask)`` with the mask at alpha * 255 is
+    # pixel * (1 - alpha) + colour * alpha in 8 bits. Blending in float32 through numpy's
+    # boolean indexing spent ~100 ms of a folder's 16 expressions per 640 x 480 photo.
+    level = int(round(255 * min(max(alpha, 0.0), 1.0)))
     for k, m in enumerate(masks.astype(bool)):
         rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
         if not len(rows):
             continue
-        # Only the mask's bounding box, one pixel wider (its outline needs the neighbours):
-        # a folder's 16 expressions on a 640 x 480 photo spent 47 ms here on whole images.
+        # Only the mask's bounding box, one pixel wider (its outline needs the neighbours).
         y0, y1 = max(rows[0] - 1, 0), min(rows[-1] + 2, h)
         x0, x1 = max(cols[0] - 1, 0), min(cols[-1] + 2, w)
-        sub, region = m[y0:y1, x0:x1], out[y0:y1, x0:x1]  # views: writes land in ``out``
-        c = np.array(colour(k), dtype=np.float32)
-        region[sub] = (1 - alpha) * region[sub] + alpha * c
+        sub = m[y0:y1, x0:x1]
+        box = (int(x0), int(y0), int(x1), int(y1))
+        pic.paste(colour(k), box, Image.fromarray(sub.astype(np.uint8) * np.uint8(level)))
         # Outline: mask pixels with a 4-neighbour outside the mask or the image.
         inner = np.zeros_like(sub)
         inner[1:-1, 1:-1] = (
             sub[1:-1, 1:-1] & sub[:-2, 1:-1] & sub[2:, 1:-1] & sub[1:-1, :-2] & sub[1:-1, 2:]
         )
-        region[sub & ~inner] = c
-    pic = Image.fromarray(out.clip(0, 255).astype(np.uint8))
+        edge = (sub & ~inner).astype(np.uint8) * np.uint8(255)
+        pic.paste(colour(k), box, Image.fromarray(edge))
     if scale > 1:
         pic = pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST)
     font = ImageFont.load_default()
