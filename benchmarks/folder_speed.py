@@ -69,7 +69,7 @@ from benchmarks.lib.tseg_model import PAPER_FROM_SCRATCH, build_tseg, phrases  #
 TSEG_WORKER_ROWS = ("tseg-workers0", "tseg-workers1", "tseg-workers2")
 PRECISION_ROWS = {"tseg-bf16": "bf16", "tseg-int8": "int8"}
 ONNX_ROWS = {"tseg-onnx": "fp32", "tseg-onnx-int8": "int8"}  # row -> export precision
-ALL_ROWS = (*TSEG_WORKER_ROWS, *PRECISION_ROWS, *ONNX_ROWS, "clipseg")
+ALL_ROWS = (*TSEG_WORKER_ROWS, *PRECISION_ROWS, *ONNX_ROWS, "clipseg", "encoder")
 # (width, height): photo sizes around 640 x 480, landscape and portrait.
 PHOTO_SIZES: tuple[tuple[int, int], ...] = (
     (640, 480),
@@ -477,6 +477,55 @@ def clipseg_timed(
         shutil.rmtree(out, ignore_errors=True)
 
 
+def encoder_run(spec: dict[str, Any]) -> dict[str, Any]:
+    """The ``encoder`` row's child: the checkpoint's image encoder alone (fp32, torch), every
+    photo decoded beforehand, then ``preprocess`` + ``encode_image`` per photo, timed: the
+    images/s no folder run can beat (issue 29's ``folder_over_encoder``)."""
+    import torch
+
+    from tseg.checkpoint import load_checkpoint
+    from tseg.imageio import load_image
+
+    torch.set_num_threads(int(spec["threads"]))
+    model, _, _ = load_checkpoint(spec["checkpoint"])
+    model.eval()
+    images = [load_image(p) for p in spec["paths"]]
+    with torch.inference_mode():
+        model.encode_image(model.preprocess(images[0])[None])  # warm-up, untimed
+        t = time.perf_counter()
+        for image in images:
+            model.encode_image(model.preprocess(image)[None])  # [1, N, D]
+        wall = time.perf_counter() - t
+    return {"images": len(images), "encoder_s": round(wall, 3),
+            "images_per_s": round(len(images) / wall, 4)}  # fmt: skip
+
+
+def encoder_row(s: Settings, ckpt: Path, folder: Path, tmp: Path) -> dict[str, Any]:
+    """The bare image encoder's images/s on the folder's photos, in its own process, alone."""
+    spec = {"checkpoint": str(ckpt), "threads": s.threads,
+            "paths": [str(p) for p in sorted(folder.glob("*.jpg"))]}  # fmt: skip
+    spec_file = tmp / "encoder.json"
+    spec_file.write_text(json.dumps(spec), encoding="utf-8")
+    r = run_timed(
+        [sys.executable, str(Path(__file__).resolve()), "--encoder-run", str(spec_file)], s
+    )
+    if r["rc"] != 0:
+        return {"status": "error", "error": last_line(r["stderr"]) or f"rc {r['rc']}"}
+    return {"status": "ok", **json.loads(last_line(r["stdout"]))}
+
+
+def folder_targets(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``folder_over_encoder``: the best fp32 torch ``tseg segment`` row (images/s after
+    start-up, every output written) over the bare encoder's images/s on the same photos."""
+    enc = rows.get("encoder", {})
+    tseg = [r["images_per_s_excluding_startup"] for k, r in rows.items()
+            if k in TSEG_WORKER_ROWS and r.get("status") == "ok"]  # fmt: skip
+    if enc.get("status") != "ok" or not tseg:
+        return {}
+    v = max(tseg) / enc["images_per_s"]
+    return {"folder_over_encoder": {"value": round(v, 3), "goal": ">= 0.85", "met": v >= 0.85}}
+
+
 def _steady(row: dict[str, Any]) -> float:
     return row.get("images_per_s_excluding_startup") or row.get("images_per_s") or 0.0
 
@@ -634,12 +683,17 @@ def run(s: Settings, command: str | None = None) -> dict[str, Any]:
                 rows[name] = r
             log(f"{name}: {_fmt(rows[name])}")
 
+        if "encoder" in s.rows:
+            rows["encoder"] = encoder_row(s, ckpt, folder, tmp)
+            log(f"encoder: {rows['encoder']}")
+
         if "clipseg" in s.rows:
             cw = s.clipseg_workers if s.clipseg_workers is not None else max(1, best_w)
             rows["clipseg"] = clipseg_rows(s, folder, exprs, tmp, cw)
             report["best"]["clipseg_batch"] = rows["clipseg"].get("batch")
             log(f"clipseg: {_fmt(rows['clipseg'])}")
 
+    report["targets"] = folder_targets(rows)
     report["wall_time_s"] = round(time.perf_counter() - start, 1)
     return provenance.finish(report)
 
@@ -670,6 +724,12 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     notes = []
     for name, row in r["rows"].items():
+        if name == "encoder" and row.get("status") == "ok":
+            notes.append(
+                f"`encoder`: the image encoder alone (fp32, decoded photos, preprocess + "
+                f"encode_image) runs at **{row['images_per_s']:.2f}** images/s."
+            )
+            continue
         if row.get("status") != "ok":
             notes.append(f"`{name}` {row.get('status')}: {row.get('note') or row.get('error')}")
             continue
@@ -684,6 +744,10 @@ def markdown(r: dict[str, Any]) -> str:
         notes.append(f"CLIPSeg: {clip['batch_choice']}; {clip['images_note']}.")
     if notes:
         lines += ["", *(f"- {n}" for n in notes)]
+    if r.get("targets"):
+        lines += ["", "| Target | value | goal | met |", "|---|---|---|---|"]
+        for k, v in r["targets"].items():
+            lines.append(f"| {k} | {v['value']} | {v['goal']} | {'yes' if v['met'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -715,7 +779,11 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON path; the markdown table goes beside it with .md",
     )
     ap.add_argument("--clipseg-run", help=argparse.SUPPRESS)  # internal: one CLIPSeg row
+    ap.add_argument("--encoder-run", help=argparse.SUPPRESS)  # internal: the encoder row
     args = ap.parse_args(argv)
+    if args.encoder_run:
+        print(json.dumps(encoder_run(json.loads(Path(args.encoder_run).read_text()))))
+        return 0
     if args.clipseg_run:
         print(json.dumps(clipseg_run(json.loads(Path(args.clipseg_run).read_text()))))
         return 0
