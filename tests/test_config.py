@@ -101,6 +101,18 @@ def test_every_rule_between_keys_names_existing_keys_and_every_number_has_a_rule
     assert dataclasses.fields(config.TrainConfig)
 
 
+def test_a_rule_between_keys_naming_no_value_is_refused() -> None:
+    """``tseg.config.between`` checks its rules' keys when imported: a key that is not a field,
+    or a section rather than a value, raises (so a renamed field cannot leave a rule idle)."""
+    from tseg.config.between import check_keys
+    from tseg.config.rules import Between
+
+    check_keys([Between(("train.steps", "model.image.depth"), lambda a, b: True, "")])
+    for key in ("train.stepz", "nope.steps", "model.image", "model.head.x"):
+        with pytest.raises(ValueError, match=f"names '{key}'"):
+            check_keys([Between(("train.steps", key), lambda a, b: True, "")])
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
