@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tseg.config import CONFIGS, build_config, choices, recipe_path, to_dict
+from tseg.config import build_config, choices, recipe_names, recipe_path, to_dict
 
 FIXTURE = Path(__file__).parent / "fixtures" / "built_configs.json"
 ENTRIES: list[dict[str, Any]] = json.loads(FIXTURE.read_text(encoding="utf-8"))["entries"]
@@ -43,5 +43,14 @@ def test_the_fixture_covers_every_preset_and_recipe() -> None:
         if o.startswith("model.preset=")
     }
     assert presets == set(choices("model.preset"))
-    shipped = {p.relative_to(CONFIGS).with_suffix("").as_posix() for p in CONFIGS.rglob("*.yaml")}
-    assert {e["recipe"] for e in ENTRIES if e["recipe"]} == shipped
+    assert {e["recipe"] for e in ENTRIES if e["recipe"]} == set(recipe_names())
+
+
+def test_a_preset_file_built_alone_is_the_preset() -> None:
+    """Presets are YAML files read by the experiment files' loader; each names itself."""
+    from tseg.config.recipes import PRESET_DIR
+
+    assert sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) == sorted(choices("model.preset"))
+    for name in choices("model.preset"):
+        alone = build_config(PRESET_DIR / f"{name}.yaml")
+        assert alone == build_config(None, [f"model.preset={name}"]), name

@@ -32,7 +32,7 @@ from .build import (
     with_inference,
 )
 from .presets import PRESETS
-from .recipes import CONFIGS, config_file, recipe_overrides, recipe_path, recipes
+from .recipes import CONFIGS, config_file, recipe_names, recipe_overrides, recipe_path, recipes
 from .rules import (
     MANY,
     NAME,
@@ -107,6 +107,7 @@ __all__ = [
     "load_yaml",
     "parse_override",
     "parse_yaml",
+    "recipe_names",
     "recipe_overrides",
     "recipe_path",
     "recipes",

@@ -11,6 +11,8 @@ from .yaml_io import load_yaml
 #: The experiment files and the demo / benchmark recipes: the repository's ``configs/``, which the
 #: package carries as ``tseg/configs`` (a link in the source tree, copied into a wheel).
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+#: The model presets' files (``tseg.config.presets``): configs too, but not recipes to train.
+PRESET_DIR = CONFIGS / "presets"
 
 
 def recipe_path(name: str) -> Path:
@@ -33,10 +35,14 @@ def config_file(path: str | Path) -> Path:
     packaged = CONFIGS / f"{name}.yaml"
     if name and ".." not in Path(name).parts and packaged.is_file():
         return packaged
-    known = ", ".join(
-        sorted(x.relative_to(CONFIGS).with_suffix("").as_posix() for x in CONFIGS.rglob("*.yaml"))
-    )
+    known = ", ".join(recipe_names())
     raise ConfigError(f"config file '{p}' does not exist (nor is it a packaged recipe: {known})")
+
+
+def recipe_names() -> list[str]:
+    """Every packaged recipe's name (``demo/offline``, ...), the presets' files left out."""
+    paths = (p for p in CONFIGS.rglob("*.yaml") if PRESET_DIR not in p.parents)
+    return sorted(p.relative_to(CONFIGS).with_suffix("").as_posix() for p in paths)
 
 
 def recipe_overrides(name: str) -> list[str]:
