@@ -55,6 +55,12 @@ def test_round_trip():
         ("train.text_lr_scale=-0.1", "'train.text_lr_scale' = -0.1 is out of range [0.0, inf]"),
         ("train.accum_steps=0", "'train.accum_steps' = 0 is out of range"),
         ("trainsteps", "is not of the form key=value"),
+        # keys of an unreleased layout are unknown keys like any other
+        ("inference.tta_scales=1,2", "unknown config key 'inference.tta_scales'"),
+        ("inference.crf_iterations=3", "unknown config key 'inference.crf_iterations'"),
+        ("eval.split=val", "unknown config key 'eval.split'"),
+        ("train.tfidf_threshold=0.5", "unknown config key 'train.tfidf_threshold'"),
+        ("inference.tta=true", "config key 'inference.tta' is a section; expected a mapping"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):

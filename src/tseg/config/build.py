@@ -24,43 +24,13 @@ from .schema_inference import InferenceConfig
 from .values import check, coerce, field_types, flatten, short
 from .yaml_io import load_yaml, parse_override
 
-# Keys of earlier versions, as old checkpoints' config.yaml holds them: renamed, or never read.
-_RENAMED = {
-    "inference.tta_scales": "inference.tta.scales",
-    "inference.tta_flip": "inference.tta.flip",
-    **{
-        f"inference.crf_{k}": f"inference.crf.{k}"
-        for k in (
-            "iterations",
-            "gaussian_sxy",
-            "gaussian_compat",
-            "bilateral_sxy",
-            "bilateral_srgb",
-            "bilateral_compat",
-        )
-    },
-}
-_DROPPED = ("eval.split", "train.tfidf_threshold")
-
-
-def _current_key(key: str, value: Any) -> str | None:
-    """Today's name of ``key`` (None: a dropped key). A bool for a section that has ``enabled``
-    (``inference.tta=true``, the earlier flat form) switches it on or off."""
-    if key in _DROPPED:
-        return None
-    if key in ("inference.tta", "inference.crf", "inference.pamr") and not isinstance(value, dict):
-        return f"{key}.enabled"
-    return _RENAMED.get(key, key)
-
 
 def set_key(
     cfg: Any, key: str, value: Any, labels: Mapping[str, str] | None = None, prefix: str = ""
 ) -> None:
     """Set a dotted key (``model.image.depth``) on ``cfg`` (a Config, or the section at
     ``prefix``), converting the value; ``validate`` (or ``check``) then checks it."""
-    full = _current_key(f"{prefix}.{key}" if prefix else key, value)
-    if full is None:
-        return
+    full = f"{prefix}.{key}" if prefix else key
     parts = full.split(".")[len(prefix.split(".")) if prefix else 0 :]
     obj: Any = cfg
     for i, part in enumerate(parts):
@@ -109,6 +79,8 @@ def with_inference(
             if value is None:
                 getattr(out, key).enabled = False
             continue
+        if key in ("tta", "crf", "pamr") and not isinstance(value, dict):
+            key = f"{key}.enabled"  # a bool switches the configured section on or off
         set_key(out, key, value, labels, prefix="inference")
     check(out, "inference", labels)
     return out
