@@ -8,8 +8,10 @@ from ..errors import ConfigError
 from .values import flatten
 from .yaml_io import load_yaml
 
-#: The experiment files and the demo / benchmark recipes: the repository's ``configs/``, which the
-#: package carries as ``tseg/configs`` (a link in the source tree, copied into a wheel).
+#: The experiment files and the demo / benchmark recipes, shipped in the package as
+#: ``tseg/configs`` (real files, so a wheel and an editable install read the same ones); the
+#: repository's ``configs/`` is a link to it, so the docs' ``configs/<name>.yaml`` is a path in a
+#: checkout (and ``config_file`` finds the packaged recipe outside one).
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 #: The model presets' files (``tseg.config.presets``): configs too, but not recipes to train.
 PRESET_DIR = CONFIGS / "presets"
