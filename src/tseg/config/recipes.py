@@ -27,7 +27,7 @@ def recipe_path(name: str) -> Path:
 
 def config_file(path: str | Path) -> Path:
     """An experiment file as given, else the packaged recipe of that name, so that
-    ``configs/refcoco_mpa.yaml`` (as the docs write it) and ``refcoco_mpa`` work outside a
+    ``configs/refcoco.yaml`` (as the docs write it) and ``refcoco`` work outside a
     checkout too."""
     p = Path(path)
     if p.exists():
