@@ -173,11 +173,11 @@ def test_config_files_that_are_not_yaml_get_one_line(tmp_path, capsys, monkeypat
 
 def test_packaged_recipes_outside_a_checkout(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # no configs/ here: the package's copy is read
-    assert build_config("configs/refcoco_mpa.yaml").data.dataset == "refcoco"
-    assert build_config("refcoco_spa").model.head == "spa"
+    assert build_config("configs/refcoco.yaml").data.dataset == "refcoco"
+    assert build_config("refcoco+", ["model.head=spa"]).model.head == "spa"
     (tmp_path / "configs").mkdir()  # a file of the name given wins over the packaged one
-    (tmp_path / "configs" / "refcoco_mpa.yaml").write_text("model: {head: gap}\n")
-    assert build_config("configs/refcoco_mpa.yaml").model.head == "gap"
+    (tmp_path / "configs" / "refcoco.yaml").write_text("model: {head: gap}\n")
+    assert build_config("configs/refcoco.yaml").model.head == "gap"
 
 
 def test_tseg_weights_names_a_file_of_random_bytes(tmp_path, capsys) -> None:

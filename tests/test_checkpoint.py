@@ -107,35 +107,16 @@ def test_config_with_other_preset_round_trips(tmp_path):
     assert loaded.model.head == "spa"
 
 
-def test_config_of_an_earlier_version_still_loads(micro_cfg, tmp_path):
-    """Checkpoints written before the inference section was nested hold its flat keys (and two
-    keys nothing ever read); they load, with the old keys mapped to the new ones."""
+def test_config_with_a_key_of_no_field_is_refused_by_name(micro_cfg, tmp_path):
+    """A config.yaml key that is no field (e.g. the flat ``inference.tta_scales`` of an
+    unreleased layout) is refused as any unknown key is, naming the file and the key."""
     import yaml
 
     ckpt = save_checkpoint(_model(micro_cfg), micro_cfg, tmp_path / "run", step=1)
     data = yaml.safe_load((ckpt / "config.yaml").read_text())
-    data["inference"] = {
-        "threshold": 0.4,
-        "tta": True,
-        "tta_scales": "1,0.5",
-        "tta_flip": False,
-        "crf": False,
-        "crf_iterations": 7,
-        "crf_gaussian_sxy": 2.0,
-        "crf_gaussian_compat": 3.0,
-        "crf_bilateral_sxy": 60.0,
-        "crf_bilateral_srgb": 11.0,
-        "crf_bilateral_compat": 9.0,
-        "class_threshold": 0.6,
-        "max_pixels": 1000000,
-    }
-    data["eval"]["split"] = "val"
-    data["train"]["tfidf_threshold"] = 0.5
+    data["inference"]["tta_scales"] = "1,0.5"
     (ckpt / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    _, cfg, _ = load_checkpoint(tmp_path / "run")
-    ic = cfg.inference
-    assert (ic.threshold, ic.class_threshold, ic.max_pixels) == (0.4, 0.6, 1_000_000)
-    assert (ic.tta.enabled, ic.tta.scales, ic.tta.flip) == (True, [1.0, 0.5], False)
-    assert not ic.crf.enabled and ic.crf.iterations == 7 and ic.crf.gaussian_sxy == 2.0
-    assert (ic.crf.bilateral_sxy, ic.crf.bilateral_srgb, ic.crf.bilateral_compat) == (60, 11, 9)
-    assert cfg.model == micro_cfg.model and cfg.train == micro_cfg.train
+    with pytest.raises(
+        CheckpointError, match="config.yaml'.*unknown config key 'inference.tta_scales'"
+    ):
+        load_checkpoint(tmp_path / "run")

@@ -55,6 +55,12 @@ def test_round_trip():
         ("train.text_lr_scale=-0.1", "'train.text_lr_scale' = -0.1 is out of range [0.0, inf]"),
         ("train.accum_steps=0", "'train.accum_steps' = 0 is out of range"),
         ("trainsteps", "is not of the form key=value"),
+        # keys of an unreleased layout are unknown keys like any other
+        ("inference.tta_scales=1,2", "unknown config key 'inference.tta_scales'"),
+        ("inference.crf_iterations=3", "unknown config key 'inference.crf_iterations'"),
+        ("eval.split=val", "unknown config key 'eval.split'"),
+        ("train.tfidf_threshold=0.5", "unknown config key 'train.tfidf_threshold'"),
+        ("inference.tta=true", "config key 'inference.tta' is a section; expected a mapping"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):
@@ -99,6 +105,18 @@ def test_every_rule_between_keys_names_existing_keys_and_every_number_has_a_rule
         if isinstance(value, (int, float, list)) and not isinstance(value, bool):
             assert config.rules(key), key
     assert dataclasses.fields(config.TrainConfig)
+
+
+def test_a_rule_between_keys_naming_no_value_is_refused() -> None:
+    """``tseg.config.between`` checks its rules' keys when imported: a key that is not a field,
+    or a section rather than a value, raises (so a renamed field cannot leave a rule idle)."""
+    from tseg.config.between import check_keys
+    from tseg.config.rules import Between
+
+    check_keys([Between(("train.steps", "model.image.depth"), lambda a, b: True, "")])
+    for key in ("train.stepz", "nope.steps", "model.image", "model.head.x"):
+        with pytest.raises(ValueError, match=f"names '{key}'"):
+            check_keys([Between(("train.steps", key), lambda a, b: True, "")])
 
 
 @pytest.mark.parametrize(

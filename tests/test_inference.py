@@ -161,8 +161,8 @@ def test_inference_config_is_stored_and_overridable(micro_overrides, tmp_path):
         None,
         [
             *micro_overrides,
-            "inference.tta=true",
-            "inference.tta_scales=1,2",
+            "inference.tta.enabled=true",
+            "inference.tta.scales=1,2",
             "inference.threshold=0.7",
             "inference.thresholds.tta=0.6",
         ],
@@ -186,9 +186,11 @@ def test_bad_inference_config_values(micro_overrides, tmp_path):
         build_config(None, [*micro_overrides, "inference.threshold=1.5"])
     # Checked when the config is built, not when a Segmenter first uses it.
     with pytest.raises(ConfigError, match="'inference.tta.scales' = '1,big' is not a comma"):
-        build_config(None, [*micro_overrides, "inference.tta=true", "inference.tta.scales=1,big"])
+        build_config(
+            None, [*micro_overrides, "inference.tta.enabled=true", "inference.tta.scales=1,big"]
+        )
     with pytest.raises(ConfigError, match=r"'inference.tta.scales' = \[1.0, -2.0\]: every scale"):
-        build_config(None, [*micro_overrides, "inference.tta_scales=1,-2"])  # the old name too
+        build_config(None, [*micro_overrides, "inference.tta.scales=1,-2"])
     cfg = build_config(None, micro_overrides)
     model = build_model(cfg, build_dataset(cfg.data, "train"))
     with pytest.raises(ConfigError, match="'inference.threshold' = 2.0 is out of range"):
