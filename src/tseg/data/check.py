@@ -41,7 +41,8 @@ from typing import Any
 
 from tseg.data import grefcoco, phrasecut, refcoco, voc
 from tseg.data.base import DatasetError
-from tseg.data.safe_pickle import join_inside, load_json, load_pickle
+from tseg.data.files import join_inside, load_json
+from tseg.data.safe_pickle import load_pickle
 
 __all__ = ["DATASET_NAMES", "EXPECTED", "CheckReport", "check_dataset"]
 

@@ -20,7 +20,7 @@ from tseg.data.base import DatasetError
 from tseg.data.check import CheckReport
 from tseg.data.coco import missing_image
 from tseg.data.coco_layout import CocoSource
-from tseg.data.safe_pickle import read_rgb
+from tseg.data.files import read_rgb
 from tseg.data.weak import RecordError
 
 __all__ = ["OWN_FORMATS", "check_own"]

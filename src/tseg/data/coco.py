@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from tseg.data.base import DatasetError, normalize_expression
+from tseg.data.files import join_inside, load_json, read_rgb
 from tseg.data.refcoco import decode_segmentation
-from tseg.data.safe_pickle import join_inside, load_json, read_rgb
 
 __all__ = [
     "IGNORE_INDEX",

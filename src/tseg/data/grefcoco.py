@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from tseg.data.base import DatasetError, normalize_expression
+from tseg.data.files import load_json
 from tseg.data.refcoco import (
     CocoImageItems,
     default_image_dir,
@@ -46,7 +47,6 @@ from tseg.data.refcoco import (
     index_images,
     load_instances,
 )
-from tseg.data.safe_pickle import load_json
 
 __all__ = [
     "SPLITS",

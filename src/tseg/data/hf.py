@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from tseg.data.base import DatasetError, normalize_expression
+from tseg.data.files import read_rgb
 from tseg.data.imagefolder import SPLIT_FOLDERS
-from tseg.data.safe_pickle import read_rgb
 from tseg.data.weak import RecordError, WeakDataset, clean_expressions
 
 __all__ = [

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from tseg.data.base import DatasetError
-from tseg.data.safe_pickle import join_inside, read_rgb
+from tseg.data.files import join_inside, read_rgb
 from tseg.data.weak import RecordError, WeakDataset, expressions_from_record, merge_expressions
 
 __all__ = [

@@ -45,7 +45,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from tseg.data.base import DatasetError, normalize_expression
-from tseg.data.safe_pickle import coordinate_range, is_number, load_json, read_rgb
+from tseg.data.files import load_json, read_rgb
+from tseg.data.numbers import coordinate_range, is_number
 
 __all__ = [
     "SPLITS",

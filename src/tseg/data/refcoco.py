@@ -39,14 +39,9 @@ from typing import Any
 import numpy as np
 
 from tseg.data.base import DatasetError, normalize_expression
-from tseg.data.safe_pickle import (
-    coordinate_range,
-    is_number,
-    join_inside,
-    load_json,
-    load_pickle,
-    read_rgb,
-)
+from tseg.data.files import join_inside, load_json, read_rgb
+from tseg.data.numbers import coordinate_range, is_number
+from tseg.data.safe_pickle import load_pickle
 
 __all__ = [
     "DATASETS",

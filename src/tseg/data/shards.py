@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from tseg.data.base import DatasetError
-from tseg.data.safe_pickle import read_rgb
+from tseg.data.files import read_rgb
 from tseg.data.weak import (
     RecordError,
     WeakDataset,

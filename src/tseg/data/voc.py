@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from tseg.data.base import DatasetError
-from tseg.data.safe_pickle import read_rgb
+from tseg.data.files import read_rgb
 
 __all__ = [
     "IGNORE_INDEX",
