@@ -186,8 +186,8 @@ def test_image_size_is_checked_against_the_file(tmp_path: Path) -> None:
 def test_semantic_classes_and_eval_data(tmp_path: Path) -> None:
     from test_data_imagefolder import make_folder
 
+    from tseg.data.eval_data import override_data, semantic_classes
     from tseg.data.imagefolder import ImageFolderDataset
-    from tseg.data.own import override_data, semantic_classes
 
     ds = CocoDataset(make_instances(tmp_path / "coco"), "val2017")
     assert semantic_classes(ds) == {"cat": ["cat"], "dog": ["dog"]}

@@ -42,20 +42,21 @@ from typing import Any
 from tseg.data import grefcoco, phrasecut, refcoco, voc
 from tseg.data.base import DatasetError
 from tseg.data.files import join_inside, load_json
+from tseg.data.paths import resolve_under
+from tseg.data.registry import DATASETS
+from tseg.data.registry import names as registry_names
 from tseg.data.safe_pickle import load_pickle
 
-__all__ = ["DATASET_NAMES", "EXPECTED", "CheckReport", "check_dataset"]
-
-DATASET_NAMES: tuple[str, ...] = (
-    "refcoco",
-    "refcoco+",
-    "refcocog",
-    "grefcoco",
-    "phrasecut",
-    "voc",
-)
-#: Checked by ``tseg.data.check_own`` (``root`` is the shard pattern for webdataset).
-OWN_DATA_NAMES: tuple[str, ...] = ("imagefolder", "coco_captions", "coco", "webdataset", "hf")
+__all__ = [
+    "EXPECTED",
+    "CheckOptions",
+    "CheckReport",
+    "check_dataset",
+    "check_grefcoco",
+    "check_phrasecut",
+    "check_refcoco",
+    "check_voc",
+]
 
 #: Published counts: {dataset key: {split: {quantity: count}}}.
 EXPECTED: dict[str, dict[str, dict[str, int]]] = {
@@ -157,7 +158,8 @@ class CheckReport:
         """True when there is no problem (warnings allowed)."""
         return not self.problems
 
-    def _missing(self, path: Path, hint: str, kind: str = "file") -> None:
+    def add_missing(self, path: Path, hint: str, kind: str = "file") -> None:
+        """Record a missing file (or folder, ``kind``) as a problem, with how to get it."""
         self.missing.append(path)
         self.problems.append(f"missing {kind} {path}\n    -> {hint}")
 
@@ -230,9 +232,9 @@ def _check_refcoco(
     inst_file = refcoco.instances_path(root, dataset)
     for path in (refs_file, inst_file):
         if not path.is_file():
-            report._missing(path, get_refer)
+            report.add_missing(path, get_refer)
     if not image_dir.is_dir():
-        report._missing(image_dir, _GET_COCO.format(dir=image_dir), "folder")
+        report.add_missing(image_dir, _GET_COCO.format(dir=image_dir), "folder")
     if not refs_file.is_file():
         return
 
@@ -347,9 +349,9 @@ def _check_grefcoco(report: CheckReport, root: Path, image_dir: Path, check_imag
     get = _GET_GREFCOCO.format(dir=refs_file.parent)
     for path in (refs_file, inst_file):
         if not path.is_file():
-            report._missing(path, get)
+            report.add_missing(path, get)
     if not image_dir.is_dir():
-        report._missing(image_dir, _GET_COCO.format(dir=image_dir), "folder")
+        report.add_missing(image_dir, _GET_COCO.format(dir=image_dir), "folder")
     if not refs_file.is_file():
         return
     try:
@@ -436,7 +438,7 @@ def _check_phrasecut(
     info_file = phrasecut.image_info_path(root)
     info: dict[int, dict[str, Any]] = {}
     if not info_file.is_file():
-        report._missing(info_file, _GET_PHRASECUT)
+        report.add_missing(info_file, _GET_PHRASECUT)
     else:
         try:
             data = load_json(info_file)
@@ -450,12 +452,12 @@ def _check_phrasecut(
         except DatasetError as e:
             report.problems.append(f"{e}\n    -> {_GET_PHRASECUT}")
     if not image_dir.is_dir():
-        report._missing(image_dir, _GET_PHRASECUT, "folder")
+        report.add_missing(image_dir, _GET_PHRASECUT, "folder")
 
     for split in splits:
         path = phrasecut.refer_path(root, split)
         if not path.is_file():
-            report._missing(path, _GET_PHRASECUT)
+            report.add_missing(path, _GET_PHRASECUT)
             continue
         try:
             data = load_json(path)
@@ -521,11 +523,11 @@ def _check_phrasecut(
 def _check_voc(report: CheckReport, root: Path, splits: list[str], check_images: bool) -> None:
     voc_dir = root / "VOC2012"
     if not voc_dir.is_dir():
-        report._missing(voc_dir, _GET_VOC, "folder")
+        report.add_missing(voc_dir, _GET_VOC, "folder")
         return
     jpeg_dir = voc_dir / "JPEGImages"
     if not jpeg_dir.is_dir():
-        report._missing(jpeg_dir, _GET_VOC, "folder")
+        report.add_missing(jpeg_dir, _GET_VOC, "folder")
     ids_by_split: dict[str, list[str]] = {}
     for split in splits:
         list_file = voc.split_list_path(root, split)
@@ -534,10 +536,10 @@ def _check_voc(report: CheckReport, root: Path, splits: list[str], check_images:
         if not list_file.is_file():
             if split == "trainval":  # optional: no loader default needs it
                 continue
-            report._missing(list_file, hint)
+            report.add_missing(list_file, hint)
             continue
         if not label_dir.is_dir() and label_dir not in report.missing:
-            report._missing(label_dir, hint, "folder")
+            report.add_missing(label_dir, hint, "folder")
         try:
             ids = voc.read_id_list(list_file)
         except DatasetError as e:
@@ -573,7 +575,91 @@ def _check_voc(report: CheckReport, root: Path, splits: list[str], check_images:
         )
 
 
-# --------------------------------------------------------------------------- entry point
+# --------------------------------------------------------------------------- entry points
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """What ``tseg data check`` was asked for, beyond the dataset and its folder.
+
+    Attributes:
+        split_by: RefCOCO* only: ``unc``, ``umd`` or ``google`` (None: the dataset's default).
+        image_dir: The image folder if not the default (resolved under the root already).
+        splits: Splits to check (None: all, or every split found).
+        check_images: Also check that every image (and VOC label) file exists, or decodes.
+        strict_polygons: PhraseCut: the loader's ``data.phrasecut_strict_polygons``.
+        text_column: hf: ``data.text_column`` ("" = found by name).
+    """
+
+    split_by: str | None = None
+    image_dir: str | None = None
+    splits: list[str] | None = None
+    check_images: bool = True
+    strict_polygons: bool = True
+    text_column: str = ""
+
+
+def _start(name: str, root: Path, key: str, hint: str) -> CheckReport:
+    """The report of ``name`` with the published counts of ``key``; not ``ok`` (the folder
+    missing, with ``hint``) when ``root`` is not a folder, and then the check stops there."""
+    report = CheckReport(name, root)
+    report.expected = EXPECTED.get(key, {})
+    if not root.is_dir():
+        report.add_missing(root, hint, "folder")
+    return report
+
+
+def check_refcoco(name: str, root: str | os.PathLike[str], opts: CheckOptions) -> CheckReport:
+    """``tseg data check`` for refcoco, refcoco+ and refcocog (``opts.split_by``)."""
+    root = Path(root)
+    split_by = refcoco.check_dataset_args(name, opts.split_by, None)
+    report = _start(
+        f"{name} ({split_by})",
+        root,
+        f"{name}/{split_by}",
+        "root is the 'refer' data folder holding refcoco/, refcoco+/, refcocog/, images/",
+    )
+    if report.ok:
+        img = refcoco.default_image_dir(root) if opts.image_dir is None else Path(opts.image_dir)
+        _check_refcoco(report, name, root, split_by, img, opts.check_images)
+    return report
+
+
+def check_grefcoco(name: str, root: str | os.PathLike[str], opts: CheckOptions) -> CheckReport:
+    """``tseg data check grefcoco``."""
+    root = Path(root)
+    get = _GET_GREFCOCO.format(dir=grefcoco.grefs_path(root).parent)
+    report = _start(name, root, name, get)
+    if report.ok:
+        img = refcoco.default_image_dir(root) if opts.image_dir is None else Path(opts.image_dir)
+        _check_grefcoco(report, root, img, opts.check_images)
+    return report
+
+
+def check_phrasecut(name: str, root: str | os.PathLike[str], opts: CheckOptions) -> CheckReport:
+    """``tseg data check phrasecut`` (``opts.splits``, ``opts.strict_polygons``)."""
+    root = Path(root)
+    report = _start(name, root, name, _GET_PHRASECUT)
+    if report.ok:
+        img = phrasecut.default_image_dir(root) if opts.image_dir is None else Path(opts.image_dir)
+        chosen = list(phrasecut.SPLITS) if opts.splits is None else opts.splits
+        for s in chosen:
+            phrasecut.parse_splits(s)
+        _check_phrasecut(report, root, img, chosen, opts.check_images, opts.strict_polygons)
+    return report
+
+
+def check_voc(name: str, root: str | os.PathLike[str], opts: CheckOptions) -> CheckReport:
+    """``tseg data check voc`` (``opts.splits``)."""
+    root = Path(root)
+    report = _start(name, root, name, _GET_VOC)
+    if report.ok:
+        chosen = list(voc.SPLITS) if opts.splits is None else opts.splits
+        for s in chosen:
+            if s not in voc.SPLITS:
+                raise DatasetError(f"unknown VOC split {s!r}; valid: {', '.join(voc.SPLITS)}")
+        _check_voc(report, root, chosen, opts.check_images)
+    return report
 
 
 def check_dataset(
@@ -587,18 +673,20 @@ def check_dataset(
     strict_polygons: bool = True,
     text_column: str = "",
 ) -> CheckReport:
-    """Check the files of dataset ``name`` under ``root``.
+    """Check the files of dataset ``name`` under ``root``: the registry's check of ``name``.
 
     Args:
-        name: ``refcoco``, ``refcoco+``, ``refcocog``, ``grefcoco``, ``phrasecut`` or ``voc``; or
-            a user's own ``imagefolder``, ``coco_captions``, ``coco``, ``webdataset``, ``hf``
-            (``check_own``).
+        name: A registered dataset with a check: ``refcoco``, ``refcoco+``, ``refcocog``,
+            ``grefcoco``, ``phrasecut``, ``voc``; a user's own ``imagefolder``,
+            ``coco_captions``, ``coco``, ``webdataset``, ``hf`` (``check_own``); or one
+            registered later (``tseg.data.registry``).
         root: The folder a loader is given (``refer`` data folder, the folder holding
             ``grefcoco/`` and ``images/``, ``VGPhraseCut_v0``, or the ``VOCdevkit`` folder
             containing ``VOC2012/``); the shard pattern for ``webdataset``.
         split_by: RefCOCO* only: ``unc``, ``umd`` or ``google`` (default per dataset).
-        image_dir: RefCOCO* / gRefCOCO / PhraseCut image folder if not the default.
-        splits: PhraseCut / VOC: splits to check (default: all).
+        image_dir: RefCOCO* / gRefCOCO / PhraseCut / COCO image folder if not the default
+            (relative: to ``root``).
+        splits: PhraseCut / VOC / own data: splits to check (default: all).
         check_images: Also check that every image (and VOC label) file exists.
         strict_polygons: PhraseCut only: the loader's ``data.phrasecut_strict_polygons``;
             polygons of fewer than 3 points are problems when True, warnings when False.
@@ -610,60 +698,11 @@ def check_dataset(
     Raises:
         DatasetError: Unknown dataset name or splitBy (nothing else).
     """
-    from tseg.data.coco_layout import resolve_under
-
     # relative to the dataset folder, as the loaders resolve data.image_dir
     image_dir = resolve_under(root, image_dir) if image_dir else None
-    if name in OWN_DATA_NAMES:  # a user's own formats: tseg.data.check_own
-        from tseg.data.check_own import check_own
-
-        return check_own(
-            name,
-            str(root),
-            splits=splits,
-            image_dir=image_dir,
-            check_images=check_images,
-            text_column=text_column,
-        )
-    if name not in DATASET_NAMES:
-        names = ", ".join(DATASET_NAMES + OWN_DATA_NAMES)
+    spec = DATASETS.get(name)
+    if spec is None or spec.check is None:
+        names = ", ".join(registry_names(checked=True))
         raise DatasetError(f"unknown dataset {name!r}; expected one of {names}")
-    root = Path(root)
-    if name in refcoco.DATASETS:
-        split_by = refcoco.check_dataset_args(name, split_by, None)
-        report = CheckReport(f"{name} ({split_by})", root)
-        report.expected = EXPECTED.get(f"{name}/{split_by}", {})
-    else:
-        report = CheckReport(name, root)
-        report.expected = EXPECTED.get(name, {})
-    if not root.is_dir():
-        hint = {
-            "grefcoco": _GET_GREFCOCO.format(dir=grefcoco.grefs_path(root).parent),
-            "phrasecut": _GET_PHRASECUT,
-            "voc": _GET_VOC,
-        }.get(
-            name, "root is the 'refer' data folder holding refcoco/, refcoco+/, refcocog/, images/"
-        )
-        report._missing(root, hint, "folder")
-        return report
-
-    if name in refcoco.DATASETS:
-        assert split_by is not None
-        img_dir = refcoco.default_image_dir(root) if image_dir is None else Path(image_dir)
-        _check_refcoco(report, name, root, split_by, img_dir, check_images)
-    elif name == "grefcoco":
-        img_dir = refcoco.default_image_dir(root) if image_dir is None else Path(image_dir)
-        _check_grefcoco(report, root, img_dir, check_images)
-    elif name == "phrasecut":
-        img_dir = phrasecut.default_image_dir(root) if image_dir is None else Path(image_dir)
-        chosen = list(phrasecut.SPLITS) if splits is None else splits
-        for s in chosen:
-            phrasecut.parse_splits(s)
-        _check_phrasecut(report, root, img_dir, chosen, check_images, strict_polygons)
-    else:
-        chosen = list(voc.SPLITS) if splits is None else splits
-        for s in chosen:
-            if s not in voc.SPLITS:
-                raise DatasetError(f"unknown VOC split {s!r}; valid: {', '.join(voc.SPLITS)}")
-        _check_voc(report, root, chosen, check_images)
-    return report
+    opts = CheckOptions(split_by, image_dir, splits, check_images, strict_polygons, text_column)
+    return spec.check(name, root, opts)

@@ -39,11 +39,15 @@ from typing import Any
 
 import numpy as np
 
+from tseg.config import DataConfig
 from tseg.data.base import DatasetError, normalize_expression
 from tseg.data.files import join_inside, load_json, read_rgb
+from tseg.data.paths import require_root, resolve_under, split_name
 from tseg.data.refcoco import decode_segmentation
 
 __all__ = [
+    "build",
+    "coco_location",
     "IGNORE_INDEX",
     "CocoDataset",
     "CocoImage",
@@ -297,3 +301,22 @@ class CocoDataset(CocoItems):
 
     def __repr__(self) -> str:
         return f"CocoDataset({str(self.json_path)!r}, images={len(self)})"
+
+
+def coco_location(cfg: DataConfig) -> tuple[str | None, str | None]:
+    """(``data.image_dir``, ``data.annotations``) resolved under ``data.root`` (None: unset).
+
+    Raises:
+        DatasetError: Neither ``data.root`` nor ``data.annotations`` is set.
+    """
+    if not cfg.annotations:
+        require_root(cfg)
+    image_dir = resolve_under(cfg.root, cfg.image_dir) or None
+    return image_dir, resolve_under(cfg.root, cfg.annotations) or None
+
+
+def build(cfg: DataConfig, split: str) -> CocoDataset:
+    """``data.dataset=coco``: the split's instances file in any layout (``coco_layout``), or
+    ``data.annotations``."""
+    image_dir, annotations = coco_location(cfg)
+    return CocoDataset(cfg.root, split_name(cfg, split), image_dir, annotations)

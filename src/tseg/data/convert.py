@@ -187,10 +187,16 @@ def convert_dataset(
 
     Returns:
         (images written, the ``data.*`` config keys that train on the result).
+
+    Raises:
+        DatasetError: ``source`` is not a registered dataset (``tseg.data.registry``), or what
+            building it or ``convert`` raises.
     """
     from tseg.config import build_config
     from tseg.data import build_dataset
+    from tseg.data.registry import get
 
+    get(source)  # an unknown name: the registry's error, which lists the registered ones
     overrides = [f"data.dataset={source}", *settings]
     if root:
         overrides.append(f"{'data.shards' if source == 'webdataset' else 'data.root'}={root}")

@@ -38,8 +38,10 @@ from typing import Any
 
 import numpy as np
 
+from tseg.config import DataConfig
 from tseg.data.base import DatasetError, normalize_expression
 from tseg.data.files import load_json
+from tseg.data.paths import require_root, resolve_under, split_name
 from tseg.data.refcoco import (
     CocoImageItems,
     default_image_dir,
@@ -49,6 +51,7 @@ from tseg.data.refcoco import (
 )
 
 __all__ = [
+    "build",
     "SPLITS",
     "GRefCocoDataset",
     "grefs_path",
@@ -280,3 +283,12 @@ class GRefCocoDataset(CocoImageItems):
             f"GRefCocoDataset(split={self.split!r}, images={len(self)}, "
             f"expressions={self.num_pairs()}, no_target_refs={self.num_no_target_refs})"
         )
+
+
+def build(cfg: DataConfig, split: str) -> GRefCocoDataset:
+    """``data.dataset=grefcoco``; the no-target expressions are left out of "train" (weak
+    training reads every expression of an image as present in it)."""
+    require_root(cfg)
+    image_dir = resolve_under(cfg.root, cfg.image_dir) or None
+    name = split_name(cfg, split)
+    return GRefCocoDataset(cfg.root, name, image_dir, no_target=split != "train")

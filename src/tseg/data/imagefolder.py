@@ -37,11 +37,14 @@ from typing import Any
 
 import numpy as np
 
+from tseg.config import DataConfig
 from tseg.data.base import DatasetError
 from tseg.data.files import join_inside, read_rgb
+from tseg.data.paths import require_root, split_name
 from tseg.data.weak import RecordError, WeakDataset, expressions_from_record, merge_expressions
 
 __all__ = [
+    "build",
     "METADATA_NAMES",
     "SPLIT_FOLDERS",
     "ImageFolderDataset",
@@ -265,3 +268,9 @@ class ImageFolderDataset(WeakDataset):
 
     def __repr__(self) -> str:
         return f"ImageFolderDataset({str(self.folder)!r}, images={len(self)})"
+
+
+def build(cfg: DataConfig, split: str) -> ImageFolderDataset:
+    """``data.dataset=imagefolder``: the split folder of ``data.root``."""
+    require_root(cfg)
+    return ImageFolderDataset(cfg.root, split_name(cfg, split))

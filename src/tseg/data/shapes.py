@@ -52,9 +52,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tseg.config import DataConfig
 from tseg.data.base import DatasetError, normalize_expression
 
 __all__ = [
+    "build",
     "COLOURS",
     "DEFAULT_SIZES",
     "EXPRESSION_SETS",
@@ -760,3 +762,21 @@ def _false_expressions(
         text = pools[kind].pop(int(rng.integers(len(pools[kind]))))
         out.append(Expression(text, kind, ()))
     return out
+
+
+def build(cfg: DataConfig, split: str) -> ShapesDataset:
+    """``data.dataset=shapes``: ``split`` rendered at ``data.render_size`` (or ``image_size``);
+    "train" and "val" have ``data.train_size`` / ``val_size`` images, other splits ``test_size``.
+
+    Expressions that refer to nothing (``data.shapes_absent``) are given to every split but
+    "train": weak training reads every expression of an image as present in it.
+    """
+    sizes = {"train": cfg.train_size, "val": cfg.val_size}
+    return ShapesDataset(
+        split=split,
+        size=sizes.get(split, cfg.test_size),
+        image_size=cfg.render_size or cfg.image_size,
+        seed=cfg.seed,
+        expressions=cfg.shapes_expressions,
+        absent=cfg.shapes_absent if split != "train" else 0,
+    )

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from tseg.config import DataConfig
 from tseg.data.base import DatasetError
 from tseg.data.files import read_rgb
 from tseg.data.weak import (
@@ -49,6 +50,7 @@ from tseg.data.weak import (
 )
 
 __all__ = [
+    "build",
     "IMAGE_SUFFIXES",
     "ShardDataset",
     "decode_sample",
@@ -306,3 +308,17 @@ class ShardDataset(WeakDataset):
 
     def __repr__(self) -> str:
         return f"ShardDataset({self.source!r}, shards={len(self.shards)}, samples={len(self)})"
+
+
+def build(cfg: DataConfig, split: str) -> ShardDataset:
+    """``data.dataset=webdataset``: ``data.shards``, the training data (there is no other split).
+
+    Raises:
+        DatasetError: ``split`` is not the training split.
+    """
+    if split not in ("train", cfg.train_split):
+        raise DatasetError(
+            f"data.dataset=webdataset: data.shards holds the training data; there is no "
+            f"split {split!r} (evaluate on data with masks, e.g. --dataset coco)"
+        )
+    return ShardDataset(cfg.shards)

@@ -29,10 +29,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from tseg.config import DataConfig
 from tseg.data.base import DatasetError
 from tseg.data.files import read_rgb
+from tseg.data.paths import require_root, split_name
 
 __all__ = [
+    "build",
     "IGNORE_INDEX",
     "SPLITS",
     "VOC_CLASSES",
@@ -233,3 +236,9 @@ class VocDataset:
 
     def __repr__(self) -> str:
         return f"VocDataset(split={self.split!r}, images={len(self)})"
+
+
+def build(cfg: DataConfig, split: str) -> VocDataset:
+    """``data.dataset=voc`` (``data.train_split=train_aug`` for the SBD-augmented set)."""
+    require_root(cfg)
+    return VocDataset(cfg.root, split_name(cfg, split))
