@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tseg.data.base import DatasetError
-from tseg.data.check import CheckOptions, CheckReport
+from tseg.data.check.report import CheckOptions, CheckReport
 from tseg.data.coco import missing_image
 from tseg.data.coco_layout import CocoSource
 from tseg.data.files import read_rgb
