@@ -16,9 +16,9 @@ from tseg.config import build_config
 from tseg.data import build_dataset
 from tseg.data.base import DatasetError
 from tseg.data.convert import convert
+from tseg.data.own.shards import ShardDataset, expand_shards
 from tseg.data.pipeline import WeakCollate
 from tseg.data.shapes import ShapesDataset
-from tseg.data.shards import ShardDataset, expand_shards
 from tseg.data.stream import (
     ShardStream,
     ShardTexts,

@@ -29,7 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from tseg.data.base import DatasetError, RefDataset
-from tseg.data.weak import IMAGE_EXTENSIONS
+from tseg.data.own.weak import IMAGE_EXTENSIONS
 
 __all__ = ["FORMATS", "convert", "convert_dataset", "image_bytes"]
 
@@ -90,7 +90,7 @@ def _items(
 def _to_webdataset(
     ds: RefDataset, out: Path, shard_size: int, prefix: str, progress: bool
 ) -> dict[str, Any]:
-    from tseg.data.shards import require_webdataset
+    from tseg.data.own.shards import require_webdataset
 
     require_webdataset()
     from webdataset import TarWriter

@@ -57,7 +57,7 @@ def semantic_classes(ds: Any, classes_file: str | None = None) -> dict[str, list
     Raises:
         DatasetError: ``ds`` has no per-class label map, or the file does not fit its classes.
     """
-    from tseg.data.voc import VocDataset
+    from tseg.data.paper.voc import VocDataset
     from tseg.data.zeroshot import load_class_names
 
     if isinstance(ds, VocDataset):

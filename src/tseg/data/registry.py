@@ -178,47 +178,47 @@ register(DatasetSpec(
     doc="coloured shapes rendered in memory, with exact masks (no download)",
 ))  # fmt: skip
 register(DatasetSpec(
-    "refcoco", "paper", lazy("tseg.data.refcoco", "build"), lazy("tseg.data.check.refcoco", "check_refcoco"),
+    "refcoco", "paper", lazy("tseg.data.paper.refcoco", "build"), lazy("tseg.data.check.refcoco", "check_refcoco"),
     doc="RefCOCO: the refer toolkit's files, COCO train2014 images",
 ))  # fmt: skip
 register(DatasetSpec(
-    "refcoco+", "paper", lazy("tseg.data.refcoco", "build"), lazy("tseg.data.check.refcoco", "check_refcoco"),
+    "refcoco+", "paper", lazy("tseg.data.paper.refcoco", "build"), lazy("tseg.data.check.refcoco", "check_refcoco"),
     doc="RefCOCO+: as RefCOCO, without location words",
 ))  # fmt: skip
 register(DatasetSpec(
-    "refcocog", "paper", lazy("tseg.data.refcoco", "build"), lazy("tseg.data.check.refcoco", "check_refcoco"),
+    "refcocog", "paper", lazy("tseg.data.paper.refcoco", "build"), lazy("tseg.data.check.refcoco", "check_refcoco"),
     doc="RefCOCOg: longer expressions, umd or google splits",
 ))  # fmt: skip
 register(DatasetSpec(
-    "grefcoco", "paper", lazy("tseg.data.grefcoco", "build"), lazy("tseg.data.check.refcoco", "check_grefcoco"),
+    "grefcoco", "paper", lazy("tseg.data.paper.grefcoco", "build"), lazy("tseg.data.check.refcoco", "check_grefcoco"),
     doc="gRefCOCO: expressions for several objects or none",
 ))  # fmt: skip
 register(DatasetSpec(
-    "phrasecut", "paper", lazy("tseg.data.phrasecut", "build"), lazy("tseg.data.check.phrasecut", "check_phrasecut"),
+    "phrasecut", "paper", lazy("tseg.data.paper.phrasecut", "build"), lazy("tseg.data.check.phrasecut", "check_phrasecut"),
     doc="PhraseCut: phrases on Visual Genome images",
 ))  # fmt: skip
 register(DatasetSpec(
-    "voc", "paper", lazy("tseg.data.voc", "build"), lazy("tseg.data.check.voc", "check_voc"),
+    "voc", "paper", lazy("tseg.data.paper.voc", "build"), lazy("tseg.data.check.voc", "check_voc"),
     doc="Pascal VOC 2012 + SBD: the 20 class names as text",
 ))  # fmt: skip
 register(DatasetSpec(
-    "imagefolder", "own", lazy("tseg.data.imagefolder", "build"), lazy("tseg.data.check.own", "check_imagefolder"), weak=True,
+    "imagefolder", "own", lazy("tseg.data.own.imagefolder", "build"), lazy("tseg.data.check.own", "check_imagefolder"), weak=True,
     doc="Hugging Face ImageFolder: images and a metadata file of texts",
 ))  # fmt: skip
 register(DatasetSpec(
-    "coco_captions", "own", lazy("tseg.data.coco_captions", "build"), lazy("tseg.data.check.own", "check_coco_captions"), weak=True,
+    "coco_captions", "own", lazy("tseg.data.own.coco_captions", "build"), lazy("tseg.data.check.own", "check_coco_captions"), weak=True,
     doc="COCO captions files, in any COCO layout",
 ))  # fmt: skip
 register(DatasetSpec(
-    "coco", "own", lazy("tseg.data.coco", "build"), lazy("tseg.data.check.own", "check_coco"),
+    "coco", "own", lazy("tseg.data.own.coco", "build"), lazy("tseg.data.check.own", "check_coco"),
     doc="COCO instances: category names as text, masks (official layout, CVAT, Roboflow, ...)",
 ))  # fmt: skip
 register(DatasetSpec(
-    "webdataset", "own", lazy("tseg.data.shards", "build"), lazy("tseg.data.check.own", "check_webdataset"), weak=True,
+    "webdataset", "own", lazy("tseg.data.own.shards", "build"), lazy("tseg.data.check.own", "check_webdataset"), weak=True,
     doc="WebDataset tar shards (`data.shards`), read or streamed",
 ))  # fmt: skip
 register(DatasetSpec(
-    "hf", "own", lazy("tseg.data.hf", "build"), lazy("tseg.data.check.own", "check_hf"),
-    no_masks=lazy("tseg.data.hf", "no_masks_reason"),
+    "hf", "own", lazy("tseg.data.own.hf", "build"), lazy("tseg.data.check.own", "check_hf"),
+    no_masks=lazy("tseg.data.own.hf", "no_masks_reason"),
     doc="Hugging Face `datasets`: masks where a split has a mask column",
 ))  # fmt: skip

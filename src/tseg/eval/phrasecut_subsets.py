@@ -38,7 +38,7 @@ from typing import Any
 
 from ..data.base import DatasetError
 from ..data.files import load_json
-from ..data.phrasecut import PhraseCutDataset
+from ..data.paper.phrasecut import PhraseCutDataset
 from .metrics_semantic import phrasecut_metrics
 
 __all__ = [

@@ -20,10 +20,10 @@ from typing import Any
 
 from tseg.data.base import DatasetError
 from tseg.data.check.report import CheckOptions, CheckReport
-from tseg.data.coco import missing_image
-from tseg.data.coco_layout import CocoSource
 from tseg.data.files import read_rgb
-from tseg.data.weak import RecordError
+from tseg.data.own.coco import missing_image
+from tseg.data.own.coco_layout import CocoSource
+from tseg.data.own.weak import RecordError
 
 __all__ = ["check_coco", "check_coco_captions", "check_hf", "check_imagefolder", "check_webdataset"]
 
@@ -68,7 +68,7 @@ def _check_image(path: Any, where: str, problems: _Problems, size: Any = None) -
 def _check_imagefolder(
     report: CheckReport, root: Path, splits: list[str] | None, images: bool
 ) -> None:
-    from tseg.data import imagefolder
+    from tseg.data.own import imagefolder
 
     if splits is None:
         present = [s for s in imagefolder.SPLIT_FOLDERS if _split_dir(root, s) is not None]
@@ -108,7 +108,7 @@ def _check_imagefolder(
 
 
 def _split_dir(root: Path, split: str) -> Path | None:
-    from tseg.data.imagefolder import SPLIT_FOLDERS
+    from tseg.data.own.imagefolder import SPLIT_FOLDERS
 
     return next((root / n for n in SPLIT_FOLDERS[split] if (root / n).is_dir()), None)
 
@@ -125,8 +125,8 @@ def _coco_files(
     annotations: str | None,
 ) -> Iterator[CocoSource]:
     """The ``CocoSource`` of each split asked for (default: every split found, in any layout of
-    ``tseg.data.coco_layout``); what is missing goes into the report."""
-    from tseg.data.coco_layout import coco_source, coco_sources
+    ``tseg.data.own.coco_layout``); what is missing goes into the report."""
+    from tseg.data.own.coco_layout import coco_source, coco_sources
 
     try:
         found = coco_sources(root, kind, annotations, image_dir) if splits is None else []
@@ -153,7 +153,7 @@ def _check_coco_captions(
     images: bool,
     annotations: str | None = None,
 ) -> None:
-    from tseg.data.coco_captions import read_captions
+    from tseg.data.own.coco_captions import read_captions
 
     for src in _coco_files(report, root, "captions", splits, image_dir, annotations):
         split, path = src.split, src.json_path
@@ -189,8 +189,8 @@ def _check_coco(
     images: bool,
     annotations: str | None = None,
 ) -> None:
-    from tseg.data.coco import index_images, load_coco_json
-    from tseg.data.refcoco import decode_segmentation
+    from tseg.data.own.coco import index_images, load_coco_json
+    from tseg.data.paper.refcoco import decode_segmentation
 
     for src in _coco_files(report, root, "instances", splits, image_dir, annotations):
         split, path = src.split, src.json_path
@@ -242,7 +242,7 @@ def _check_coco(
 
 
 def _check_webdataset(report: CheckReport, pattern: str, images: bool) -> None:
-    from tseg.data.shards import (
+    from tseg.data.own.shards import (
         IMAGE_SUFFIXES,
         decode_sample,
         expand_shards,
@@ -290,7 +290,7 @@ def _check_webdataset(report: CheckReport, pattern: str, images: bool) -> None:
 def _check_hf(
     report: CheckReport, root: str, splits: list[str] | None, images: bool, text_column: str
 ) -> None:
-    from tseg.data.hf import (
+    from tseg.data.own.hf import (
         hf_columns,
         load_hf_splits,
         pick_split,
@@ -384,7 +384,7 @@ def check_webdataset(name: str, root: str | os.PathLike[str], opts: CheckOptions
 
 def check_hf(name: str, root: str | os.PathLike[str], opts: CheckOptions) -> CheckReport:
     """``tseg data check hf ROOT``: what ``data.root`` names (a folder, a parquet glob or a
-    cached dataset name, ``tseg.data.hf``), with ``opts.text_column``."""
+    cached dataset name, ``tseg.data.own.hf``), with ``opts.text_column``."""
     report = CheckReport(name, Path(root))
     _check_hf(report, str(root), opts.splits, opts.check_images, opts.text_column)
     return report

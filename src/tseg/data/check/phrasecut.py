@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tseg.data import phrasecut
 from tseg.data.base import DatasetError
 from tseg.data.check.published import paper_report
 from tseg.data.check.report import CheckOptions, CheckReport, compare, list_paths
 from tseg.data.files import load_json
+from tseg.data.paper import phrasecut
 
 __all__ = ["check_phrasecut"]
 

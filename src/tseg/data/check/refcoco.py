@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tseg.data import grefcoco, refcoco
 from tseg.data.base import DatasetError
 from tseg.data.check.published import paper_report
 from tseg.data.check.report import CheckOptions, CheckReport, compare, list_paths
 from tseg.data.files import join_inside, load_json
+from tseg.data.paper import grefcoco, refcoco
 from tseg.data.safe_pickle import load_pickle
 
 __all__ = ["check_grefcoco", "check_refcoco"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tseg.data import voc
 from tseg.data.base import DatasetError
 from tseg.data.check.published import paper_report
 from tseg.data.check.report import CheckOptions, CheckReport, compare, list_paths
+from tseg.data.paper import voc
 
 __all__ = ["check_voc"]
 

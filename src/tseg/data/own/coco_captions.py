@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tseg.config import DataConfig
 from tseg.data.base import DatasetError
-from tseg.data.coco import (
+from tseg.data.own.coco import (
     CocoImage,
     CocoItems,
     coco_location,
@@ -32,8 +32,8 @@ from tseg.data.coco import (
     index_images,
     load_coco_json,
 )
+from tseg.data.own.weak import RecordError, WeakDataset, clean_expressions, merge_expressions
 from tseg.data.paths import split_name
-from tseg.data.weak import RecordError, WeakDataset, clean_expressions, merge_expressions
 
 __all__ = ["CocoCaptionsDataset", "build", "read_captions"]
 
@@ -102,7 +102,7 @@ class CocoCaptionsDataset(CocoItems, WeakDataset):
         image_dir: str | None = None,
         annotations: str | None = None,
     ) -> None:
-        from tseg.data.coco_layout import coco_source
+        from tseg.data.own.coco_layout import coco_source
 
         self.root = Path(root)
         self.split = split

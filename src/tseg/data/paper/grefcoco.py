@@ -15,7 +15,7 @@ target, which the file also marks ``"no_target": true``. This is how ReLA's
 ``gres_model/data/datasets/grefer.py`` and ``grefcoco.py`` read the file (a lone int
 ``ann_id`` is taken as a one-element list, as there).
 
-Masks: the union of the targets' COCO segmentations, decoded as ``tseg.data.refcoco`` does
+Masks: the union of the targets' COCO segmentations, decoded as ``tseg.data.paper.refcoco`` does
 (pycocotools, after validation), at the image's size; empty for a no-target expression.
 Crowd annotations (``iscrowd`` 1) are left out of the union, as ReLA's loader leaves them out
 of the ground truth; an expression whose targets are all crowd is refused.
@@ -41,14 +41,14 @@ import numpy as np
 from tseg.config import DataConfig
 from tseg.data.base import DatasetError, normalize_expression
 from tseg.data.files import load_json
-from tseg.data.paths import require_root, resolve_under, split_name
-from tseg.data.refcoco import (
+from tseg.data.paper.refcoco import (
     CocoImageItems,
     default_image_dir,
     index_annotations,
     index_images,
     load_instances,
 )
+from tseg.data.paths import require_root, resolve_under, split_name
 
 __all__ = [
     "build",

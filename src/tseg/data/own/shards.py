@@ -42,7 +42,7 @@ import numpy as np
 from tseg.config import DataConfig
 from tseg.data.base import DatasetError
 from tseg.data.files import read_rgb
-from tseg.data.weak import (
+from tseg.data.own.weak import (
     RecordError,
     WeakDataset,
     clean_expressions,

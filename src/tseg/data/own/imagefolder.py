@@ -11,7 +11,7 @@ split folder is the training split. Every ``metadata.jsonl`` / ``metadata.csv`` 
 ``metadata.parquet`` below the split's folder is read (sorted by path, all of one format;
 Parquet through ``pyarrow``, which the ``datasets`` library brings), and each row's
 ``file_name`` is relative to the folder of its metadata file. A row's text is, as
-``tseg.data.weak`` reads it:
+``tseg.data.own.weak`` reads it:
 
 * ``expressions``: a list of strings (a list column in Parquet; in CSV, which has no list
   type, a JSON list in the cell:
@@ -40,8 +40,8 @@ import numpy as np
 from tseg.config import DataConfig
 from tseg.data.base import DatasetError
 from tseg.data.files import join_inside, read_rgb
+from tseg.data.own.weak import RecordError, WeakDataset, expressions_from_record, merge_expressions
 from tseg.data.paths import require_root, split_name
-from tseg.data.weak import RecordError, WeakDataset, expressions_from_record, merge_expressions
 
 __all__ = [
     "build",

@@ -41,9 +41,9 @@ import numpy as np
 from tseg.config import DataConfig
 from tseg.data.base import DatasetError, normalize_expression
 from tseg.data.files import read_rgb
-from tseg.data.imagefolder import SPLIT_FOLDERS
+from tseg.data.own.imagefolder import SPLIT_FOLDERS
+from tseg.data.own.weak import RecordError, WeakDataset, clean_expressions
 from tseg.data.paths import require_root, split_name
-from tseg.data.weak import RecordError, WeakDataset, clean_expressions
 
 __all__ = [
     "build",
