@@ -22,7 +22,7 @@ from tseg.config import ConfigError, build_config
 from tseg.data.base import DatasetError
 from tseg.data.convert import convert
 from tseg.data.own.shards import expand_shards
-from tseg.data.shapes import ShapesDataset
+from tseg.data.synthetic.shapes import ShapesDataset
 from tseg.train import train
 from tseg.train.build import build_run, make_loader
 from tseg.train.objectives import with_global_negatives

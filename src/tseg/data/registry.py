@@ -174,7 +174,7 @@ def markdown_table() -> str:
 # One register call per dataset (docs/extending.md); their order is the order names are listed in.
 
 register(DatasetSpec(
-    "shapes", "synthetic", lazy("tseg.data.shapes", "build"),
+    "shapes", "synthetic", lazy("tseg.data.synthetic.shapes", "build"),
     doc="coloured shapes rendered in memory, with exact masks (no download)",
 ))  # fmt: skip
 register(DatasetSpec(
