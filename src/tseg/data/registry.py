@@ -7,7 +7,7 @@ on dataset names reads ``DATASETS``: the config's choice of ``data.dataset``, ``
 docs/datasets.md (``markdown_table``). The built-in datasets are the ``register`` lines at the
 end of this module; adding one is a new loader file and one such line (docs/extending.md).
 
-The specs point at their loaders through ``lazy("module", "function")``, imported on first call,
+The specs point at their loaders through ``lazy("package.module:function")``, imported on first call,
 so that reading the names (``tseg --help``, a config's validation) loads no loader (numpy,
 PIL, pycocotools, torch).
 """
@@ -127,11 +127,14 @@ def names(kind: str | None = None, *, checked: bool = False) -> tuple[str, ...]:
     )
 
 
-def lazy(module: str, attr: str) -> Callable[..., Any]:
-    """A function that imports ``module`` on its first call and calls its ``attr``.
+def lazy(target: str) -> Callable[..., Any]:
+    """``"package.module:function"`` as a function that imports the module when first called.
 
     The registry holds these instead of the loaders so that importing it stays light.
     """
+    module, _, attr = target.partition(":")
+    if not module or not attr:
+        raise ValueError(f"lazy({target!r}): expected 'package.module:function'")
 
     def call(*args: Any, **kwargs: Any) -> Any:
         return getattr(importlib.import_module(module), attr)(*args, **kwargs)
@@ -174,51 +177,77 @@ def markdown_table() -> str:
 # One register call per dataset (docs/extending.md); their order is the order names are listed in.
 
 register(DatasetSpec(
-    "shapes", "synthetic", lazy("tseg.data.synthetic.shapes", "build"),
+    "shapes", "synthetic",
+    build=lazy("tseg.data.synthetic.shapes:build"),
     doc="coloured shapes rendered in memory, with exact masks (no download)",
 ))  # fmt: skip
 register(DatasetSpec(
-    "refcoco", "paper", lazy("tseg.data.paper.refcoco", "build"), lazy("tseg.data.check.refcoco", "check_refcoco"),
+    "refcoco", "paper",
+    build=lazy("tseg.data.paper.refcoco:build"),
+    check=lazy("tseg.data.check.refcoco:check_refcoco"),
     doc="RefCOCO: the refer toolkit's files, COCO train2014 images",
 ))  # fmt: skip
 register(DatasetSpec(
-    "refcoco+", "paper", lazy("tseg.data.paper.refcoco", "build"), lazy("tseg.data.check.refcoco", "check_refcoco"),
+    "refcoco+", "paper",
+    build=lazy("tseg.data.paper.refcoco:build"),
+    check=lazy("tseg.data.check.refcoco:check_refcoco"),
     doc="RefCOCO+: as RefCOCO, without location words",
 ))  # fmt: skip
 register(DatasetSpec(
-    "refcocog", "paper", lazy("tseg.data.paper.refcoco", "build"), lazy("tseg.data.check.refcoco", "check_refcoco"),
+    "refcocog", "paper",
+    build=lazy("tseg.data.paper.refcoco:build"),
+    check=lazy("tseg.data.check.refcoco:check_refcoco"),
     doc="RefCOCOg: longer expressions, umd or google splits",
 ))  # fmt: skip
 register(DatasetSpec(
-    "grefcoco", "paper", lazy("tseg.data.paper.grefcoco", "build"), lazy("tseg.data.check.refcoco", "check_grefcoco"),
+    "grefcoco", "paper",
+    build=lazy("tseg.data.paper.grefcoco:build"),
+    check=lazy("tseg.data.check.refcoco:check_grefcoco"),
     doc="gRefCOCO: expressions for several objects or none",
 ))  # fmt: skip
 register(DatasetSpec(
-    "phrasecut", "paper", lazy("tseg.data.paper.phrasecut", "build"), lazy("tseg.data.check.phrasecut", "check_phrasecut"),
+    "phrasecut", "paper",
+    build=lazy("tseg.data.paper.phrasecut:build"),
+    check=lazy("tseg.data.check.phrasecut:check_phrasecut"),
     doc="PhraseCut: phrases on Visual Genome images",
 ))  # fmt: skip
 register(DatasetSpec(
-    "voc", "paper", lazy("tseg.data.paper.voc", "build"), lazy("tseg.data.check.voc", "check_voc"),
+    "voc", "paper",
+    build=lazy("tseg.data.paper.voc:build"),
+    check=lazy("tseg.data.check.voc:check_voc"),
     doc="Pascal VOC 2012 + SBD: the 20 class names as text",
 ))  # fmt: skip
 register(DatasetSpec(
-    "imagefolder", "own", lazy("tseg.data.own.imagefolder", "build"), lazy("tseg.data.check.own", "check_imagefolder"), weak=True,
+    "imagefolder", "own",
+    build=lazy("tseg.data.own.imagefolder:build"),
+    check=lazy("tseg.data.check.own:check_imagefolder"),
+    weak=True,
     doc="Hugging Face ImageFolder: images and a metadata file of texts",
 ))  # fmt: skip
 register(DatasetSpec(
-    "coco_captions", "own", lazy("tseg.data.own.coco_captions", "build"), lazy("tseg.data.check.own", "check_coco_captions"), weak=True,
+    "coco_captions", "own",
+    build=lazy("tseg.data.own.coco_captions:build"),
+    check=lazy("tseg.data.check.own:check_coco_captions"),
+    weak=True,
     doc="COCO captions files, in any COCO layout",
 ))  # fmt: skip
 register(DatasetSpec(
-    "coco", "own", lazy("tseg.data.own.coco", "build"), lazy("tseg.data.check.own", "check_coco"),
+    "coco", "own",
+    build=lazy("tseg.data.own.coco:build"),
+    check=lazy("tseg.data.check.own:check_coco"),
     doc="COCO instances: category names as text, masks (official layout, CVAT, Roboflow, ...)",
 ))  # fmt: skip
 register(DatasetSpec(
-    "webdataset", "own", lazy("tseg.data.own.shards", "build"), lazy("tseg.data.check.own", "check_webdataset"), weak=True,
+    "webdataset", "own",
+    build=lazy("tseg.data.own.shards:build"),
+    check=lazy("tseg.data.check.own:check_webdataset"),
+    weak=True,
     doc="WebDataset tar shards (`data.shards`), read or streamed",
 ))  # fmt: skip
 register(DatasetSpec(
-    "hf", "own", lazy("tseg.data.own.hf", "build"), lazy("tseg.data.check.own", "check_hf"),
-    no_masks=lazy("tseg.data.own.hf", "no_masks_reason"),
+    "hf", "own",
+    build=lazy("tseg.data.own.hf:build"),
+    check=lazy("tseg.data.check.own:check_hf"),
+    no_masks=lazy("tseg.data.own.hf:no_masks_reason"),
     doc="Hugging Face `datasets`: masks where a split has a mask column",
 ))  # fmt: skip
