@@ -39,6 +39,10 @@ empty expression list or a non-string expression is skipped and counted, and so 
 cannot be opened or read to its end (the samples read before the damage are kept). At the end of
 every epoch, skipped samples give one warning with their count and the first few reasons; an
 epoch in which a process got no good sample at all raises a ``DatasetError`` naming the shards.
+
+Longer than 400 lines because the position, the stream, the loader and the epoch runner are one
+exact-resume protocol: each reads and updates the others' state (``StreamPosition``), and the
+rules above are checked against all four at once; the sources' formats are in ``tseg.data.own``.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def check_dataset(
     Args:
         name: A registered dataset with a check: ``refcoco``, ``refcoco+``, ``refcocog``,
             ``grefcoco``, ``phrasecut``, ``voc``; a user's own ``imagefolder``,
-            ``coco_captions``, ``coco``, ``webdataset``, ``hf`` (``check_own``); or one
+            ``coco_captions``, ``coco``, ``webdataset``, ``hf`` (``tseg.data.check.own``); or one
             registered later (``tseg.data.registry``).
         root: The folder a loader is given (``refer`` data folder, the folder holding
             ``grefcoco/`` and ``images/``, ``VGPhraseCut_v0``, or the ``VOCdevkit`` folder
