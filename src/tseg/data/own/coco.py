@@ -46,13 +46,13 @@ from tseg.data.paper.refcoco import decode_segmentation
 from tseg.data.paths import require_root, resolve_under, split_name
 
 __all__ = [
-    "build",
-    "coco_location",
     "IGNORE_INDEX",
     "CocoDataset",
     "CocoImage",
     "CocoItems",
     "annotation_path",
+    "build",
+    "coco_location",
     "existing_images",
     "image_folder",
     "index_images",

@@ -46,12 +46,13 @@ from tseg.data.own.weak import RecordError, WeakDataset, clean_expressions
 from tseg.data.paths import require_root, split_name
 
 __all__ = [
-    "build",
     "MASK_COLUMNS",
     "TEXT_COLUMNS",
     "HfDataset",
+    "build",
     "hf_columns",
     "load_hf_splits",
+    "no_masks_reason",
     "pick_split",
     "read_cell",
     "require_datasets",

@@ -44,11 +44,11 @@ from tseg.data.own.weak import RecordError, WeakDataset, expressions_from_record
 from tseg.data.paths import require_root, split_name
 
 __all__ = [
-    "build",
     "METADATA_NAMES",
     "SPLIT_FOLDERS",
     "ImageFolderDataset",
     "Row",
+    "build",
     "find_metadata",
     "iter_rows",
     "parse_row",

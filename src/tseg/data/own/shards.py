@@ -50,9 +50,9 @@ from tseg.data.own.weak import (
 )
 
 __all__ = [
-    "build",
     "IMAGE_SUFFIXES",
     "ShardDataset",
+    "build",
     "decode_sample",
     "expand_shards",
     "is_remote",

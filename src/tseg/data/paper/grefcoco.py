@@ -51,9 +51,9 @@ from tseg.data.paper.refcoco import (
 from tseg.data.paths import require_root, resolve_under, split_name
 
 __all__ = [
-    "build",
     "SPLITS",
     "GRefCocoDataset",
+    "build",
     "grefs_path",
     "instances_path",
     "parse_ref",

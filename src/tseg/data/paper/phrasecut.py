@@ -51,10 +51,10 @@ from tseg.data.numbers import coordinate_range, is_number
 from tseg.data.paths import require_root, resolve_under, split_name
 
 __all__ = [
-    "build",
     "SPLITS",
     "PhraseCutDataset",
     "PhraseCutTask",
+    "build",
     "default_image_dir",
     "image_info_path",
     "parse_splits",

@@ -46,13 +46,13 @@ from tseg.data.paths import require_root, resolve_under, split_name
 from tseg.data.safe_pickle import load_pickle
 
 __all__ = [
-    "build",
     "DATASETS",
     "DEFAULT_SPLIT_BY",
     "CocoImage",
     "CocoImageItems",
     "VALID_SPLITS",
     "RefCocoDataset",
+    "build",
     "check_dataset_args",
     "decode_segmentation",
     "refs_path",

@@ -35,12 +35,12 @@ from tseg.data.files import read_rgb
 from tseg.data.paths import require_root, split_name
 
 __all__ = [
-    "build",
     "IGNORE_INDEX",
     "SPLITS",
     "VOC_CLASSES",
     "VOC_CLASS_NAMES",
     "VocDataset",
+    "build",
     "default_label_dir",
     "read_id_list",
     "read_label_png",
