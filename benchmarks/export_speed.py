@@ -79,7 +79,7 @@ def make_inputs(cfg_data, path: Path, n: int) -> None:
     """The timing image, ``n`` parity images and 16 expressions, saved for both workers."""
     from PIL import Image
 
-    from tseg.data.shapes import ShapesDataset
+    from tseg.data.synthetic.shapes import ShapesDataset
 
     ds = ShapesDataset(split="test", size=max(n, 20), image_size=cfg_data.image_size, seed=0)
     vocab = list(dict.fromkeys(e for i in range(len(ds)) for e in ds.expressions(i)))[:16]

@@ -39,7 +39,7 @@ from benchmarks.lib.report import RESULTS, write_report  # noqa: E402
 from tseg.checkpoint import load_checkpoint  # noqa: E402
 from tseg.config import build_config, recipe_overrides, to_dict  # noqa: E402
 from tseg.data import build_dataset  # noqa: E402
-from tseg.data.shapes import COLOURS, PARAPHRASES, SHAPES  # noqa: E402
+from tseg.data.synthetic.shapes import COLOURS, PARAPHRASES, SHAPES  # noqa: E402
 from tseg.distributed import pick_device  # noqa: E402
 from tseg.eval import evaluate_pairs  # noqa: E402
 from tseg.inference import Segmenter  # noqa: E402

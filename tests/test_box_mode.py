@@ -16,8 +16,8 @@ from tseg.checkpoint import CheckpointError
 from tseg.cli import main
 from tseg.config import build_config
 from tseg.data import DatasetError
+from tseg.data.paper.refcoco import RefCocoDataset
 from tseg.data.pipeline import BoxCollate, TrainSet, box_patch_targets
-from tseg.data.refcoco import RefCocoDataset
 from tseg.data.transforms import View, apply_view, random_view, sample_view, transform_boxes
 from tseg.train import OBJECTIVES, build_model, init_model_from, make_loader, train
 
@@ -168,7 +168,7 @@ def test_dataset_without_boxes_is_named(tmp_path: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert "'voc'" in err and "VocDataset" in err and "boxes" in err
     cfg = build_config(None, ["data.dataset=voc", f"data.root={root}"])
-    from tseg.data.voc import VocDataset
+    from tseg.data.paper.voc import VocDataset
 
     with pytest.raises(DatasetError, match="has no boxes"):
         TrainSet(VocDataset(root, "train"), cfg.data, 0, with_masks=False, with_boxes=True)

@@ -14,8 +14,8 @@ from test_data_refcoco import column_major_counts
 from tseg.config import build_config
 from tseg.data import build_dataset
 from tseg.data.base import DatasetError
-from tseg.data.coco import CocoDataset
-from tseg.data.coco_captions import CocoCaptionsDataset
+from tseg.data.own.coco import CocoDataset
+from tseg.data.own.coco_captions import CocoCaptionsDataset
 
 H, W = 20, 30
 
@@ -186,8 +186,8 @@ def test_image_size_is_checked_against_the_file(tmp_path: Path) -> None:
 def test_semantic_classes_and_eval_data(tmp_path: Path) -> None:
     from test_data_imagefolder import make_folder
 
-    from tseg.data.imagefolder import ImageFolderDataset
-    from tseg.data.own import override_data, semantic_classes
+    from tseg.data.eval_data import override_data, semantic_classes
+    from tseg.data.own.imagefolder import ImageFolderDataset
 
     ds = CocoDataset(make_instances(tmp_path / "coco"), "val2017")
     assert semantic_classes(ds) == {"cat": ["cat"], "dog": ["dog"]}

@@ -15,8 +15,8 @@ from tseg.config import build_config
 from tseg.data import build_dataset
 from tseg.data.base import DatasetError
 from tseg.data.check import check_dataset
-from tseg.data.coco import CocoDataset
-from tseg.data.coco_captions import CocoCaptionsDataset
+from tseg.data.own.coco import CocoDataset
+from tseg.data.own.coco_captions import CocoCaptionsDataset
 
 H, W = 16, 24
 

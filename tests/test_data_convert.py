@@ -18,7 +18,7 @@ from tseg.config import build_config
 from tseg.data import build_dataset
 from tseg.data.base import DatasetError
 from tseg.data.convert import convert
-from tseg.data.shapes import ShapesDataset
+from tseg.data.synthetic.shapes import ShapesDataset
 from tseg.train import train
 
 #: How each converted copy is read back: data.* overrides.

@@ -18,7 +18,7 @@ from pycocotools import mask as mask_utils
 from test_data_refcoco import write_coco_images
 
 from tseg.data.base import DatasetError, RefDataset
-from tseg.data.grefcoco import GRefCocoDataset, grefs_path, instances_path
+from tseg.data.paper.grefcoco import GRefCocoDataset, grefs_path, instances_path
 
 SIZES = {1: (20, 30), 2: (16, 24)}  # image id -> (height, width)
 

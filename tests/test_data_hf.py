@@ -17,8 +17,8 @@ from tseg.cli import main  # noqa: E402
 from tseg.config import build_config  # noqa: E402
 from tseg.data import build_dataset  # noqa: E402
 from tseg.data.base import DatasetError  # noqa: E402
-from tseg.data.hf import HfDataset  # noqa: E402
-from tseg.data.own import no_masks_reason  # noqa: E402
+from tseg.data.own.hf import HfDataset  # noqa: E402
+from tseg.data.registry import no_masks_reason  # noqa: E402
 
 H, W = 12, 16
 

@@ -16,7 +16,7 @@ from test_stream_train import _one_vocabulary  # noqa: E402
 
 from tseg.checkpoint import read_meta, resolve  # noqa: E402
 from tseg.config import build_config  # noqa: E402
-from tseg.data.hf_stream import HfShards  # noqa: E402
+from tseg.data.own.hf_stream import HfShards  # noqa: E402
 from tseg.data.pipeline import WeakCollate  # noqa: E402
 from tseg.data.stream import ShardStream, StreamLoader, WeakTransform  # noqa: E402
 from tseg.train import train  # noqa: E402

@@ -12,7 +12,7 @@ from PIL import Image
 from tseg.config import build_config
 from tseg.data import build_dataset
 from tseg.data.base import DatasetError
-from tseg.data.imagefolder import ImageFolderDataset, split_folder
+from tseg.data.own.imagefolder import ImageFolderDataset, split_folder
 
 
 def write_image(path: Path, value: int = 0, size: tuple[int, int] = (6, 5)) -> None:

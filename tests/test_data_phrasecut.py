@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from tseg.data.base import DatasetError, RefDataset
-from tseg.data.phrasecut import PhraseCutDataset, polygons_to_mask, task_polygons_to_mask
+from tseg.data.paper.phrasecut import PhraseCutDataset, polygons_to_mask, task_polygons_to_mask
 
 SIZES = {1: (20, 30), 2: (12, 16), 3: (10, 10)}  # image_id -> (height, width)
 

@@ -16,7 +16,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from tseg.data.base import DatasetError, RefDataset
-from tseg.data.refcoco import RefCocoDataset, _rle_string_counts, decode_segmentation
+from tseg.data.paper.refcoco import RefCocoDataset, _rle_string_counts, decode_segmentation
 
 # Image sizes (height, width) of the fixture images.
 SIZES = {1: (20, 30), 2: (16, 24), 3: (10, 10)}

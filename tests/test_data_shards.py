@@ -16,9 +16,8 @@ from tseg.config import build_config
 from tseg.data import build_dataset
 from tseg.data.base import DatasetError
 from tseg.data.convert import convert
+from tseg.data.own.shards import ShardDataset, expand_shards
 from tseg.data.pipeline import WeakCollate
-from tseg.data.shapes import ShapesDataset
-from tseg.data.shards import ShardDataset, expand_shards
 from tseg.data.stream import (
     ShardStream,
     ShardTexts,
@@ -27,6 +26,7 @@ from tseg.data.stream import (
     StreamPosition,
     WeakTransform,
 )
+from tseg.data.synthetic.shapes import ShapesDataset
 
 CFG = build_config(None, ["data.image_size=32"]).data
 

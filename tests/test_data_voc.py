@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from tseg.data.base import DatasetError, RefDataset
-from tseg.data.voc import VOC_CLASS_NAMES, VOC_CLASSES, VocDataset, read_id_list
+from tseg.data.paper.voc import VOC_CLASS_NAMES, VOC_CLASSES, VocDataset, read_id_list
 
 H, W = 12, 16
 VAL_IDS = ["2007_000033", "2007_000042"]

@@ -25,7 +25,7 @@ from tseg.checkpoint import save_checkpoint  # noqa: E402
 from tseg.cli import main  # noqa: E402
 from tseg.config import build_config  # noqa: E402
 from tseg.data import build_dataset  # noqa: E402
-from tseg.data.shapes import ShapesDataset  # noqa: E402
+from tseg.data.synthetic.shapes import ShapesDataset  # noqa: E402
 from tseg.data.transforms import eval_size, resize  # noqa: E402
 from tseg.errors import InputError  # noqa: E402
 from tseg.export import ExportError  # noqa: E402

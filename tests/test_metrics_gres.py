@@ -174,7 +174,7 @@ def test_summary_rejects_bad_input() -> None:
 def test_records_from_a_model_on_shapes_with_absent_expressions(micro_cfg) -> None:
     """The path an evaluation takes: model maps + dataset masks -> records -> summary."""
 
-    from tseg.data.shapes import ShapesDataset
+    from tseg.data.synthetic.shapes import ShapesDataset
     from tseg.eval.presence import choose_presence_threshold
     from tseg.inference import Segmenter
     from tseg.train import build_model

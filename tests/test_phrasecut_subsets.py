@@ -10,7 +10,7 @@ import pytest
 from test_data_phrasecut import make_phrasecut, rect
 
 from tseg.data.base import DatasetError
-from tseg.data.phrasecut import PhraseCutDataset
+from tseg.data.paper.phrasecut import PhraseCutDataset
 from tseg.eval.phrasecut_subsets import (
     SUBSETS,
     category_ranking_path,

@@ -19,8 +19,8 @@ from test_data_voc import make_voc
 
 from tseg.cli import main
 from tseg.config import Config
-from tseg.data.phrasecut import PhraseCutDataset
-from tseg.data.voc import VOC_CLASSES, VocDataset
+from tseg.data.paper.phrasecut import PhraseCutDataset
+from tseg.data.paper.voc import VOC_CLASSES, VocDataset
 from tseg.data.zeroshot import flatten_class_names, load_class_names
 from tseg.eval.protocols import evaluate_phrasecut, evaluate_voc
 from tseg.inference import Segmenter

@@ -16,7 +16,8 @@ from PIL import Image
 
 from tseg.data import safe_pickle
 from tseg.data.base import DatasetError
-from tseg.data.safe_pickle import join_inside, load_json, load_pickle, read_rgb
+from tseg.data.files import join_inside, load_json, read_rgb
+from tseg.data.safe_pickle import load_pickle
 
 
 def _write(tmp_path: Path, data: bytes, name: str = "x.p") -> Path:

@@ -13,7 +13,7 @@ import torch
 from tseg.cli import main
 from tseg.coco_masks import decode, encode
 from tseg.config import PAMRConfig, build_config
-from tseg.data.shapes import ShapesDataset
+from tseg.data.synthetic.shapes import ShapesDataset
 from tseg.errors import ConfigError, DatasetError
 from tseg.inference.pamr import _neighbours, affinities, pamr, refine
 from tseg.losses import bce_loss, dice_loss

@@ -33,7 +33,7 @@ from tseg.checkpoint import save_checkpoint
 from tseg.cli import build_parser, cmd_serve, main
 from tseg.config import build_config
 from tseg.data import build_dataset
-from tseg.data.shapes import ShapesDataset
+from tseg.data.synthetic.shapes import ShapesDataset
 from tseg.serve import imaging
 from tseg.serve.options import ServeOptions
 from tseg.serve.server import load_model, serving

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from tseg.data.base import DatasetError, RefDataset, normalize_expression, swap_left_right
-from tseg.data.shapes import (
+from tseg.data.synthetic.shapes import (
     COLOURS,
     PARAPHRASES,
     PLURALS,
@@ -197,7 +197,7 @@ def test_deterministic_within_and_across_instances() -> None:
 def test_deterministic_across_processes() -> None:
     code = (
         "import hashlib, numpy as np\n"
-        "from tseg.data.shapes import ShapesDataset\n"
+        "from tseg.data.synthetic.shapes import ShapesDataset\n"
         "ds = ShapesDataset('val', size=8, seed=7)\n"
         "h = hashlib.sha256()\n"
         "for i in range(8):\n"
@@ -522,7 +522,7 @@ _AREA = {
 
 
 def test_shape_geometry() -> None:
-    from tseg.data.shapes import _shape_mask
+    from tseg.data.synthetic.render import shape_mask as _shape_mask
 
     n = 401
     c = (np.arange(n) + 0.5) / n * 2 - 1

@@ -21,8 +21,8 @@ from tseg.checkpoint import CheckpointError, read_meta, resolve
 from tseg.config import ConfigError, build_config
 from tseg.data.base import DatasetError
 from tseg.data.convert import convert
-from tseg.data.shapes import ShapesDataset
-from tseg.data.shards import expand_shards
+from tseg.data.own.shards import expand_shards
+from tseg.data.synthetic.shapes import ShapesDataset
 from tseg.train import train
 from tseg.train.build import build_run, make_loader
 from tseg.train.objectives import with_global_negatives

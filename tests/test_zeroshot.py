@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tseg.data.base import DatasetError
-from tseg.data.voc import VOC_CLASSES
+from tseg.data.paper.voc import VOC_CLASSES
 from tseg.data.zeroshot import (
     flatten_class_names,
     load_class_names,

@@ -731,9 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "dataset",
-        choices=_Choices(
-            lambda: _module("data.check").DATASET_NAMES + _module("data.check").OWN_DATA_NAMES
-        ),
+        choices=_Choices(lambda: _module("data.registry").names(checked=True)),
         metavar="DATASET",
         help="one of %(choices)s",
     )

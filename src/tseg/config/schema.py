@@ -81,9 +81,9 @@ class DataConfig:
 
     # shapes | refcoco | refcoco+ | refcocog | grefcoco | phrasecut | voc; a user's own data
     # (docs/own_data.md): imagefolder | coco_captions | webdataset (weak) | coco (masks) |
-    # hf (Hugging Face datasets: weak, and evaluation where a mask column exists). The dataset
-    # registry (tseg.data.build_dataset) checks the name when it is loaded.
-    dataset: str = rule("shapes", NAME)
+    # hf (Hugging Face datasets: weak, and evaluation where a mask column exists). The choices
+    # are the dataset registry's names (tseg.data.registry), read when first checked.
+    dataset: str = rule("shapes", NAME, OneOf(registry("tseg.data.registry", "DATASETS")))
     root: str = rule("", TEXT)  # dataset folder (see README: files each dataset expects)
     # webdataset: tar shards, e.g. "shards/train-{000000..000099}.tar"
     shards: str = rule("", TEXT)

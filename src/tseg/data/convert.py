@@ -29,7 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from tseg.data.base import DatasetError, RefDataset
-from tseg.data.weak import IMAGE_EXTENSIONS
+from tseg.data.own.weak import IMAGE_EXTENSIONS
 
 __all__ = ["FORMATS", "convert", "convert_dataset", "image_bytes"]
 
@@ -90,7 +90,7 @@ def _items(
 def _to_webdataset(
     ds: RefDataset, out: Path, shard_size: int, prefix: str, progress: bool
 ) -> dict[str, Any]:
-    from tseg.data.shards import require_webdataset
+    from tseg.data.own.shards import require_webdataset
 
     require_webdataset()
     from webdataset import TarWriter
@@ -187,10 +187,16 @@ def convert_dataset(
 
     Returns:
         (images written, the ``data.*`` config keys that train on the result).
+
+    Raises:
+        DatasetError: ``source`` is not a registered dataset (``tseg.data.registry``), or what
+            building it or ``convert`` raises.
     """
     from tseg.config import build_config
     from tseg.data import build_dataset
+    from tseg.data.registry import get
 
+    get(source)  # an unknown name: the registry's error, which lists the registered ones
     overrides = [f"data.dataset={source}", *settings]
     if root:
         overrides.append(f"{'data.shards' if source == 'webdataset' else 'data.root'}={root}")

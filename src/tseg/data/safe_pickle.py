@@ -1,43 +1,27 @@
-"""Safe readers for untrusted dataset files.
+"""Safe reading of untrusted dataset pickles.
 
-Dataset annotations come from the internet, so nothing read here may execute code or
-escape the dataset root:
+Dataset annotations come from the internet, so nothing read here may execute code:
 
 * ``load_pickle`` reads pickles (the ``refs(<splitBy>).p`` files of the ``refer``
   toolkit) with an unpickler that refuses every global, so only plain containers and
   scalars can be built and no callable can ever be reached. It also bounds what the
   result expands to when walked (shared references followed): a 216-byte pickle of a list
   holding the same list twice, 30 deep, stands for 2**30 lists.
-* ``load_json`` reads JSON and turns every failure into a ``DatasetError``.
-* ``join_inside`` joins a relative path taken from an annotation file onto a root and
-  refuses absolute paths and ``..`` components.
-* ``read_rgb`` reads an image as uint8 RGB.
-* ``is_number`` / ``coordinate_range`` validate numbers and polygon coordinates.
+
+JSON, images and paths of the annotation files are read by ``tseg.data.files``; numbers and
+polygon coordinates are checked by ``tseg.data.numbers``.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import pickle
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import numpy as np
-from PIL import Image, UnidentifiedImageError
+from typing import Any
 
 from tseg.data.base import DatasetError
 
-__all__ = [
-    "PLAIN_TYPES",
-    "coordinate_range",
-    "is_number",
-    "join_inside",
-    "load_json",
-    "load_pickle",
-    "read_rgb",
-]
+__all__ = ["PLAIN_TYPES", "load_pickle"]
 
 #: The only types a loaded pickle may contain.
 PLAIN_TYPES: tuple[type, ...] = (dict, list, tuple, str, bytes, int, float, bool, type(None))
@@ -192,105 +176,3 @@ def load_pickle(path: str | os.PathLike[str]) -> Any:
         raise DatasetError(f"{source}: not a valid pickle ({type(e).__name__}: {e})") from None
     limit = EXPANSION_BASE + EXPANSION_PER_BYTE * size
     return _check_and_fix(obj, source, py2_era, limit)
-
-
-def load_json(path: str | os.PathLike[str]) -> Any:
-    """Read a JSON file, turning every failure into a ``DatasetError``.
-
-    NaN and infinities are refused: no dataset format here uses them and they would
-    otherwise slip into coordinates.
-    """
-    source = Path(path)
-
-    def no_constant(name: str) -> Any:
-        raise ValueError(f"non-standard JSON constant {name}")
-
-    try:
-        with open(source, "rb") as f:
-            return json.load(f, parse_constant=no_constant)
-    except FileNotFoundError:
-        raise DatasetError(f"{source}: file not found") from None
-    except OSError as e:
-        raise DatasetError(f"{source}: cannot read ({e.strerror or e})") from None
-    except json.JSONDecodeError as e:
-        raise DatasetError(
-            f"{source}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}"
-        ) from None
-    except (ValueError, RecursionError) as e:
-        raise DatasetError(f"{source}: malformed JSON ({e})") from None
-
-
-def join_inside(root: Path, relative: object, *, where: str) -> Path:
-    """Join a relative path read from an annotation file onto ``root``.
-
-    The check is lexical (no symlink resolution) so that dataset folders that are
-    symlinks to shared storage keep working.
-
-    Args:
-        root: The folder the path must stay in.
-        relative: The path as read from the annotation (must be a non-empty str).
-        where: What the path came from, for the error message.
-
-    Raises:
-        DatasetError: ``relative`` is not a string, is absolute, or has a ``..`` part.
-    """
-    if not isinstance(relative, str) or not relative or "\x00" in relative:
-        raise DatasetError(f"{where}: invalid file name {relative!r}")
-    parts = relative.replace("\\", "/").split("/")
-    if relative.startswith(("/", "\\")) or os.path.isabs(relative) or ".." in parts:
-        raise DatasetError(f"{where}: file name {relative!r} escapes the folder {root}")
-    return root.joinpath(*[p for p in parts if p not in ("", ".")])
-
-
-def read_rgb(
-    path: Path | BinaryIO, *, size: tuple[int, int] | None = None, where: str | None = None
-) -> np.ndarray:
-    """Read an image file as a uint8 RGB array [H, W, 3].
-
-    EXIF orientation is deliberately not applied: the annotations of every dataset
-    here are in the stored pixel grid.
-
-    Args:
-        path: Image file, or an open binary file (e.g. the bytes of a tar member).
-        size: Expected (height, width), checked when given.
-        where: What errors call the image (default: ``path``).
-
-    Raises:
-        DatasetError: The file is missing, not an image, or not of the expected size.
-    """
-    name = path if where is None else where
-    try:
-        with Image.open(path) as im:
-            im.load()
-            rgb = im.convert("RGB")
-    except FileNotFoundError:
-        raise DatasetError(f"{name}: image file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DatasetError(f"{name}: cannot read the image ({e})") from None
-    arr = np.asarray(rgb, dtype=np.uint8)
-    if size is not None and arr.shape[:2] != tuple(size):
-        raise DatasetError(
-            f"{name}: image is {arr.shape[0]}x{arr.shape[1]} (HxW) but the annotation "
-            f"says {size[0]}x{size[1]}"
-        )
-    return arr
-
-
-def coordinate_range(height: int, width: int) -> tuple[float, float]:
-    """Plausible polygon coordinates for an image: the image plus a wide margin.
-
-    Annotation polygons may overshoot the image a little; coordinates far beyond that
-    are corrupt and would overflow or exhaust memory in the C rasterisers.
-    """
-    size = max(height, width)
-    margin = 2 * size + 1024
-    return -float(margin), float(size + margin)
-
-
-def is_number(x: object) -> bool:
-    """True for a finite int or float (bool excluded)."""
-    if isinstance(x, bool):
-        return False
-    if isinstance(x, int):
-        return True
-    return isinstance(x, float) and math.isfinite(x)

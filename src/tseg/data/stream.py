@@ -5,8 +5,8 @@ each sample, augments it as the map-style path does (``tseg.data.pipeline.weak_i
 collated batches. ``StreamLoader`` runs it in a ``DataLoader`` and keeps the ``StreamPosition``;
 ``StreamBatches`` runs it on from epoch to epoch for ``tseg train`` (``data.stream=true``,
 ``tseg.train.build.make_stream``). Two sources: ``ShardTexts``, WebDataset tar shards read
-through the ``webdataset`` library (``tseg.data.shards.decode_sample``), and
-``tseg.data.hf_stream.HfShards``, the shards of a Hugging Face dataset read through the
+through the ``webdataset`` library (``tseg.data.own.shards.decode_sample``), and
+``tseg.data.own.hf_stream.HfShards``, the shards of a Hugging Face dataset read through the
 ``datasets`` library; each also gives its text for the vocabulary. ``stream_source`` picks one
 from the config. The definitions (docs/own_data.md):
 
@@ -39,6 +39,10 @@ empty expression list or a non-string expression is skipped and counted, and so 
 cannot be opened or read to its end (the samples read before the damage are kept). At the end of
 every epoch, skipped samples give one warning with their count and the first few reasons; an
 epoch in which a process got no good sample at all raises a ``DatasetError`` naming the shards.
+
+Longer than 400 lines because the position, the stream, the loader and the epoch runner are one
+exact-resume protocol: each reads and updates the others' state (``StreamPosition``), and the
+rules above are checked against all four at once; the sources' formats are in ``tseg.data.own``.
 """
 
 from __future__ import annotations
@@ -46,7 +50,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any, Protocol
 
 import numpy as np
@@ -54,8 +57,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from tseg.data.base import DatasetError
-from tseg.data.shards import decode_sample, expand_shards, read_shard, sample_text
-from tseg.data.weak import RecordError
+from tseg.data.own.shards import decode_sample, expand_shards, read_shard, sample_text
+from tseg.data.own.weak import FirstTexts, RecordError
 
 __all__ = [
     "FirstTexts",
@@ -186,7 +189,7 @@ def stream_source(cfg: Any, split: str = "train") -> Any:
     """The ``ShardSource`` (with its texts) that ``data.stream`` reads: ``data.shards`` for
     webdataset, ``data.root``'s split for hf."""
     if cfg.dataset == "hf":
-        from tseg.data.hf_stream import HfShards
+        from tseg.data.own.hf_stream import HfShards
 
         return HfShards(cfg.root, {"train": cfg.train_split}.get(split, split), cfg.text_column)
     return ShardTexts(expand_shards(cfg.shards))
@@ -212,7 +215,7 @@ class ShardStream(IterableDataset):
     slot's final report (``"stream": {"report": True, ...}``). ``StreamLoader`` consumes these.
 
     Args:
-        shards: ``data.shards`` (a pattern, see ``tseg.data.shards.expand_shards``), a list of
+        shards: ``data.shards`` (a pattern, see ``tseg.data.own.shards.expand_shards``), a list of
             tar shards, or a ``ShardSource``.
         transform: ``(image, expressions, rng) -> item`` (e.g. ``WeakTransform(cfg.data)``).
         collate: ``list of items -> batch`` (e.g. ``WeakCollate()``).
@@ -446,31 +449,6 @@ class StreamBatches:
         return self.loader.position.state_dict()
 
 
-class FirstTexts:
-    """The expressions of a source's first ``limit`` good samples, in shard order, read on first
-    use without decoding an image (``good_texts``): the text a streamed run trains its
-    from-scratch vocabulary (and tf-idf ground truth) on, as ``RefDataset.expressions`` gives
-    it otherwise. Samples without usable text are skipped, as the stream skips them."""
-
-    limit = 20000
-    _texts: list[list[str]] | None = None
-
-    def good_texts(self) -> Iterator[list[str]]:
-        """Every good sample's expressions, in shard order."""
-        raise NotImplementedError
-
-    def _read(self) -> list[list[str]]:
-        if self._texts is None:
-            self._texts = list(islice(self.good_texts(), self.limit))
-        return self._texts
-
-    def __len__(self) -> int:
-        return len(self._read())
-
-    def expressions(self, idx: int) -> list[str]:
-        return list(self._read()[idx])
-
-
 class ShardTexts(FirstTexts):
     """WebDataset tar shards as a ``ShardSource``, with their first texts (``FirstTexts``)."""
 
@@ -487,7 +465,7 @@ class ShardTexts(FirstTexts):
                 yield item
 
     def decode(self, sample: Any, where: str) -> tuple[np.ndarray, list[str]]:
-        """``tseg.data.shards.decode_sample``."""
+        """``tseg.data.own.shards.decode_sample``."""
         return decode_sample(sample, where)
 
     def good_texts(self) -> Iterator[list[str]]:

@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from tseg.data.base import DatasetError, normalize_expression
-from tseg.data.voc import VOC_CLASSES
+from tseg.data.paper.voc import VOC_CLASSES
 
 __all__ = [
     "DEFAULT_CLASS_NAMES",

@@ -16,7 +16,7 @@ from .. import distributed
 from ..checkpoint import load_checkpoint, store_inference
 from ..config import DataConfig
 from ..data import RefDataset, build_dataset
-from ..data.own import override_data, semantic_classes
+from ..data.eval_data import override_data, semantic_classes
 from ..errors import DatasetError
 from ..inference.segmenter import Segmenter
 from .pairs import choose_mask_threshold, choose_presence, evaluate_pairs

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from ..data.base import DatasetError
-from ..data.phrasecut import PhraseCutDataset
-from ..data.safe_pickle import load_json
+from ..data.files import load_json
+from ..data.paper.phrasecut import PhraseCutDataset
 from .metrics_semantic import phrasecut_metrics
 
 __all__ = [

@@ -11,7 +11,7 @@
 - ``evaluate_voc(zero_shot=True)``: section 4.6: classes whose confidence (sigmoid of the pooled
   score) is below a threshold (0.5) are dropped before the argmax.
 - ``evaluate_semantic``: the same two protocols on any dataset with a ``label_map`` and its own
-  classes (COCO instances, ``tseg.data.coco``); ``evaluate_voc`` is it with VOC's 20 classes.
+  classes (COCO instances, ``tseg.data.own.coco``); ``evaluate_voc`` is it with VOC's 20 classes.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data.phrasecut import PhraseCutDataset
-from ..data.voc import IGNORE_INDEX, VOC_CLASSES, VocDataset
+from ..data.paper.phrasecut import PhraseCutDataset
+from ..data.paper.voc import IGNORE_INDEX, VOC_CLASSES, VocDataset
 from ..data.zeroshot import flatten_class_names, load_class_names, merge_synonyms, zero_shot_labels
 from ..distributed import Shard
 from ..inference.segmenter import Segmenter
@@ -117,7 +117,7 @@ def evaluate_semantic(
 
     ``ds.label_map(i)`` holds 0 for background and ``k + 1`` for the k-th class of
     ``class_names`` (``ds.ignore_index``, default 255, is not counted): VOC, or COCO instances
-    (``tseg.data.coco``).
+    (``tseg.data.own.coco``).
 
     Args:
         class_names: ``{class: [names]}``; the maps of a class's names are merged by their maximum.

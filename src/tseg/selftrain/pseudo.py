@@ -30,7 +30,7 @@ from ..checkpoint import WEIGHTS, load_checkpoint
 from ..coco_masks import annotation, encode, instances, write_json_atomic
 from ..config import Config, parse_override, set_key, validate
 from ..data import build_dataset
-from ..data.own import no_masks_reason
+from ..data.registry import no_masks_reason
 from ..errors import DatasetError
 from ..eval.pairs import choose_mask_threshold
 from ..inference.segmenter import Segmenter

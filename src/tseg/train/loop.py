@@ -19,7 +19,7 @@ from ..checkpoint import resolve, save_error, store_inference
 from ..config import Config, save_yaml
 from ..data import build_dataset
 from ..data.base import DatasetError
-from ..data.own import no_masks_reason
+from ..data.registry import no_masks_reason
 from ..errors import CheckpointError, TrainingError, TrainingInterrupted
 from ..eval.pairs import choose_mask_threshold, evaluate_pairs
 from ..inference.segmenter import Segmenter

@@ -38,17 +38,21 @@ from typing import Any
 
 import numpy as np
 
+from tseg.config import DataConfig
 from tseg.data.base import DatasetError, normalize_expression
-from tseg.data.imagefolder import SPLIT_FOLDERS
-from tseg.data.safe_pickle import read_rgb
-from tseg.data.weak import RecordError, WeakDataset, clean_expressions
+from tseg.data.files import read_rgb
+from tseg.data.own.imagefolder import SPLIT_FOLDERS
+from tseg.data.own.weak import RecordError, WeakDataset, clean_expressions
+from tseg.data.paths import require_root, split_name
 
 __all__ = [
     "MASK_COLUMNS",
     "TEXT_COLUMNS",
     "HfDataset",
+    "build",
     "hf_columns",
     "load_hf_splits",
+    "no_masks_reason",
     "pick_split",
     "read_cell",
     "require_datasets",
@@ -365,3 +369,25 @@ class HfDataset(WeakDataset):
 
     def __repr__(self) -> str:
         return f"HfDataset({self.source!r}, rows={len(self)})"
+
+
+def build(cfg: DataConfig, split: str) -> HfDataset:
+    """``data.dataset=hf``: the split of what ``data.root`` names, with ``data.text_column`` and
+    ``data.mask_column``."""
+    require_root(cfg)
+    return HfDataset(cfg.root, split_name(cfg, split), cfg.text_column, cfg.mask_column)
+
+
+def no_masks_reason(cfg: DataConfig, split: str) -> str | None:
+    """Why split ``split`` has no masks (it does not exist, or has no mask column), or None."""
+    from tseg.data.registry import ELSEWHERE
+
+    try:
+        ds = HfDataset(cfg.root, split_name(cfg, split), cfg.text_column, cfg.mask_column)
+    except DatasetError as e:
+        if "no split" not in str(e):
+            raise
+        return f"data.dataset=hf: {e}; {ELSEWHERE}"
+    if ds.mask_column is None:
+        return f"data.dataset=hf: {ds.source} has no mask column; {ELSEWHERE}"
+    return None

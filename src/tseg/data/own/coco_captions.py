@@ -22,17 +22,20 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from tseg.config import DataConfig
 from tseg.data.base import DatasetError
-from tseg.data.coco import (
+from tseg.data.own.coco import (
     CocoImage,
     CocoItems,
+    coco_location,
     existing_images,
     index_images,
     load_coco_json,
 )
-from tseg.data.weak import RecordError, WeakDataset, clean_expressions, merge_expressions
+from tseg.data.own.weak import RecordError, WeakDataset, clean_expressions, merge_expressions
+from tseg.data.paths import split_name
 
-__all__ = ["CocoCaptionsDataset", "read_captions"]
+__all__ = ["CocoCaptionsDataset", "build", "read_captions"]
 
 
 def read_captions(
@@ -99,7 +102,7 @@ class CocoCaptionsDataset(CocoItems, WeakDataset):
         image_dir: str | None = None,
         annotations: str | None = None,
     ) -> None:
-        from tseg.data.coco_layout import coco_source
+        from tseg.data.own.coco_layout import coco_source
 
         self.root = Path(root)
         self.split = split
@@ -123,3 +126,9 @@ class CocoCaptionsDataset(CocoItems, WeakDataset):
 
     def __repr__(self) -> str:
         return f"CocoCaptionsDataset({str(self.json_path)!r}, images={len(self)})"
+
+
+def build(cfg: DataConfig, split: str) -> CocoCaptionsDataset:
+    """``data.dataset=coco_captions``: the split's captions file, or ``data.annotations``."""
+    image_dir, annotations = coco_location(cfg)
+    return CocoCaptionsDataset(cfg.root, split_name(cfg, split), image_dir, annotations)

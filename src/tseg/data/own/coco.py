@@ -8,10 +8,10 @@ Expected files (``root`` is the COCO folder, ``data.root``; ``split`` e.g. ``val
     <root>/<split>/<file_name>                  the images (``data.image_dir``: another folder)
 
 or the files of the annotation tools (CVAT, Roboflow, labelme2coco, Label Studio), or one file
-given as ``data.annotations`` (``tseg.data.coco_layout`` says where each looks for images).
+given as ``data.annotations`` (``tseg.data.own.coco_layout`` says where each looks for images).
 
 Segmentations may be polygons, uncompressed RLE (as crowd regions are stored) or compressed
-RLE; pycocotools decodes them (``tseg.data.refcoco.decode_segmentation``, which validates them
+RLE; pycocotools decodes them (``tseg.data.paper.refcoco.decode_segmentation``, which validates them
 first).
 
 One item per image that has at least one annotation. Its expressions are the names of the
@@ -39,9 +39,11 @@ from typing import Any
 
 import numpy as np
 
+from tseg.config import DataConfig
 from tseg.data.base import DatasetError, normalize_expression
-from tseg.data.refcoco import decode_segmentation
-from tseg.data.safe_pickle import join_inside, load_json, read_rgb
+from tseg.data.files import join_inside, load_json, read_rgb
+from tseg.data.paper.refcoco import decode_segmentation
+from tseg.data.paths import require_root, resolve_under, split_name
 
 __all__ = [
     "IGNORE_INDEX",
@@ -49,6 +51,8 @@ __all__ = [
     "CocoImage",
     "CocoItems",
     "annotation_path",
+    "build",
+    "coco_location",
     "existing_images",
     "image_folder",
     "index_images",
@@ -103,7 +107,7 @@ def index_images(
     images: list[Any], json_path: Path, image_dir: Path | Sequence[Path], need_size: bool
 ) -> dict[int, CocoImage]:
     """``images`` -> {id: CocoImage}, each field checked; ``file_name`` is looked up in each
-    folder of ``image_dir`` in turn (``tseg.data.coco_layout``), the first holding it wins.
+    folder of ``image_dir`` in turn (``tseg.data.own.coco_layout``), the first holding it wins.
 
     Raises:
         DatasetError: A malformed entry, a repeated id, or (``need_size``) no height / width;
@@ -178,7 +182,7 @@ class CocoDataset(CocoItems):
     """COCO instances: one item per annotated image, one expression per category present.
 
     Args:
-        root: The dataset folder, in any layout of ``tseg.data.coco_layout`` (COCO's
+        root: The dataset folder, in any layout of ``tseg.data.own.coco_layout`` (COCO's
             ``annotations/instances_<split>.json``, CVAT, Roboflow, labelme2coco, Label Studio).
         split: The split, e.g. ``val2017`` (``instances_val2017.json``).
         image_dir: Another folder to look for images in, after the layout's.
@@ -198,7 +202,7 @@ class CocoDataset(CocoItems):
         image_dir: str | None = None,
         annotations: str | None = None,
     ) -> None:
-        from tseg.data.coco_layout import coco_source
+        from tseg.data.own.coco_layout import coco_source
 
         self.root = Path(root)
         self.split = split
@@ -297,3 +301,22 @@ class CocoDataset(CocoItems):
 
     def __repr__(self) -> str:
         return f"CocoDataset({str(self.json_path)!r}, images={len(self)})"
+
+
+def coco_location(cfg: DataConfig) -> tuple[str | None, str | None]:
+    """(``data.image_dir``, ``data.annotations``) resolved under ``data.root`` (None: unset).
+
+    Raises:
+        DatasetError: Neither ``data.root`` nor ``data.annotations`` is set.
+    """
+    if not cfg.annotations:
+        require_root(cfg)
+    image_dir = resolve_under(cfg.root, cfg.image_dir) or None
+    return image_dir, resolve_under(cfg.root, cfg.annotations) or None
+
+
+def build(cfg: DataConfig, split: str) -> CocoDataset:
+    """``data.dataset=coco``: the split's instances file in any layout (``coco_layout``), or
+    ``data.annotations``."""
+    image_dir, annotations = coco_location(cfg)
+    return CocoDataset(cfg.root, split_name(cfg, split), image_dir, annotations)

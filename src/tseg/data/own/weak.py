@@ -5,11 +5,14 @@ reads ``image`` and ``expressions`` and never ``masks`` (``tseg.data.pipeline``)
 datasets implement the ``RefDataset`` protocol with a ``masks`` that raises a ``DatasetError``
 saying where masks come from instead. Every format turns its text into expressions with
 ``clean_expressions``: the same rules, and the same messages naming the file and row, for all.
+A streamed source gives the text of its first samples for the vocabulary through
+``FirstTexts`` (``tseg.data.stream``, ``tseg.data.own.hf_stream``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -18,6 +21,7 @@ from tseg.data.base import DatasetError, normalize_expression
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "FirstTexts",
     "TEXT_KEYS",
     "RecordError",
     "WeakDataset",
@@ -128,3 +132,28 @@ class WeakDataset:
             f"{self.name} at {self.source}: no masks (image-level text only); evaluate on data "
             "with masks, e.g. tseg eval CHECKPOINT --dataset coco --dataset-root FOLDER"
         )
+
+
+class FirstTexts:
+    """The expressions of a source's first ``limit`` good samples, in shard order, read on first
+    use without decoding an image (``good_texts``): the text a streamed run trains its
+    from-scratch vocabulary (and tf-idf ground truth) on, as ``RefDataset.expressions`` gives
+    it otherwise. Samples without usable text are skipped, as the stream skips them."""
+
+    limit = 20000
+    _texts: list[list[str]] | None = None
+
+    def good_texts(self) -> Iterator[list[str]]:
+        """Every good sample's expressions, in shard order."""
+        raise NotImplementedError
+
+    def _read(self) -> list[list[str]]:
+        if self._texts is None:
+            self._texts = list(islice(self.good_texts(), self.limit))
+        return self._texts
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def expressions(self, idx: int) -> list[str]:
+        return list(self._read()[idx])

@@ -44,13 +44,17 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from tseg.config import DataConfig
 from tseg.data.base import DatasetError, normalize_expression
-from tseg.data.safe_pickle import coordinate_range, is_number, load_json, read_rgb
+from tseg.data.files import load_json, read_rgb
+from tseg.data.numbers import coordinate_range, is_number
+from tseg.data.paths import require_root, resolve_under, split_name
 
 __all__ = [
     "SPLITS",
     "PhraseCutDataset",
     "PhraseCutTask",
+    "build",
     "default_image_dir",
     "image_info_path",
     "parse_splits",
@@ -482,3 +486,11 @@ class PhraseCutDataset:
 
     def __repr__(self) -> str:
         return f"PhraseCutDataset(split={self.split!r}, images={len(self)}, tasks={self.num_tasks})"
+
+
+def build(cfg: DataConfig, split: str) -> PhraseCutDataset:
+    """``data.dataset=phrasecut``, with ``data.phrasecut_strict_polygons``."""
+    require_root(cfg)
+    image_dir = resolve_under(cfg.root, cfg.image_dir) or None
+    name = split_name(cfg, split)
+    return PhraseCutDataset(cfg.root, name, image_dir, strict=cfg.phrasecut_strict_polygons)

@@ -15,7 +15,7 @@ target, which the file also marks ``"no_target": true``. This is how ReLA's
 ``gres_model/data/datasets/grefer.py`` and ``grefcoco.py`` read the file (a lone int
 ``ann_id`` is taken as a one-element list, as there).
 
-Masks: the union of the targets' COCO segmentations, decoded as ``tseg.data.refcoco`` does
+Masks: the union of the targets' COCO segmentations, decoded as ``tseg.data.paper.refcoco`` does
 (pycocotools, after validation), at the image's size; empty for a no-target expression.
 Crowd annotations (``iscrowd`` 1) are left out of the union, as ReLA's loader leaves them out
 of the ground truth; an expression whose targets are all crowd is refused.
@@ -38,19 +38,22 @@ from typing import Any
 
 import numpy as np
 
+from tseg.config import DataConfig
 from tseg.data.base import DatasetError, normalize_expression
-from tseg.data.refcoco import (
+from tseg.data.files import load_json
+from tseg.data.paper.refcoco import (
     CocoImageItems,
     default_image_dir,
     index_annotations,
     index_images,
     load_instances,
 )
-from tseg.data.safe_pickle import load_json
+from tseg.data.paths import require_root, resolve_under, split_name
 
 __all__ = [
     "SPLITS",
     "GRefCocoDataset",
+    "build",
     "grefs_path",
     "instances_path",
     "parse_ref",
@@ -280,3 +283,12 @@ class GRefCocoDataset(CocoImageItems):
             f"GRefCocoDataset(split={self.split!r}, images={len(self)}, "
             f"expressions={self.num_pairs()}, no_target_refs={self.num_no_target_refs})"
         )
+
+
+def build(cfg: DataConfig, split: str) -> GRefCocoDataset:
+    """``data.dataset=grefcoco``; the no-target expressions are left out of "train" (weak
+    training reads every expression of an image as present in it)."""
+    require_root(cfg)
+    image_dir = resolve_under(cfg.root, cfg.image_dir) or None
+    name = split_name(cfg, split)
+    return GRefCocoDataset(cfg.root, name, image_dir, no_target=split != "train")

@@ -19,7 +19,7 @@ Label Studio       ``result.json`` (any split)                     the root, ``i
 (the tools export no captions). A layout that holds one file (labelme2coco, Label Studio, CVAT's
 ``default`` subset alone, ``data.annotations``) answers every split name with it; the other layouts' splits are their
 file or folder names. Relative ``data.annotations`` and ``data.image_dir`` are relative to
-``data.root`` (``resolve_under``), as every folder key of ``data`` is.
+``data.root`` (``tseg.data.paths.resolve_under``), as every folder key of ``data`` is.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from tseg.data.base import DatasetError
 
-__all__ = ["CocoSource", "coco_source", "coco_sources", "resolve_under"]
+__all__ = ["CocoSource", "coco_source", "coco_sources"]
 
 #: Roboflow's split folders (its export names validation ``valid``).
 ROBOFLOW_FILE = "_annotations.coco.json"
@@ -49,17 +49,6 @@ _EXPECTED = (
     "<split>/_annotations.coco.json (Roboflow), annotations.json + JPEGImages/ (labelme2coco), "
     "result.json + images/ (Label Studio), or data.annotations=FILE (--annotations FILE)"
 )
-
-
-def resolve_under(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> str:
-    """``path`` as given when absolute or when ``root`` is empty, else ``root/path``.
-
-    Every folder or file key of ``data`` (``data.image_dir``, ``data.annotations``) resolves this
-    way, so a dataset folder moves as a whole and the working directory does not matter.
-    """
-    if not str(path) or not str(root) or os.path.isabs(path):
-        return str(path)
-    return str(Path(root) / path)
 
 
 @dataclass(frozen=True)

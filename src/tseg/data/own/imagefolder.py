@@ -11,7 +11,7 @@ split folder is the training split. Every ``metadata.jsonl`` / ``metadata.csv`` 
 ``metadata.parquet`` below the split's folder is read (sorted by path, all of one format;
 Parquet through ``pyarrow``, which the ``datasets`` library brings), and each row's
 ``file_name`` is relative to the folder of its metadata file. A row's text is, as
-``tseg.data.weak`` reads it:
+``tseg.data.own.weak`` reads it:
 
 * ``expressions``: a list of strings (a list column in Parquet; in CSV, which has no list
   type, a JSON list in the cell:
@@ -37,15 +37,18 @@ from typing import Any
 
 import numpy as np
 
+from tseg.config import DataConfig
 from tseg.data.base import DatasetError
-from tseg.data.safe_pickle import join_inside, read_rgb
-from tseg.data.weak import RecordError, WeakDataset, expressions_from_record, merge_expressions
+from tseg.data.files import join_inside, read_rgb
+from tseg.data.own.weak import RecordError, WeakDataset, expressions_from_record, merge_expressions
+from tseg.data.paths import require_root, split_name
 
 __all__ = [
     "METADATA_NAMES",
     "SPLIT_FOLDERS",
     "ImageFolderDataset",
     "Row",
+    "build",
     "find_metadata",
     "iter_rows",
     "parse_row",
@@ -265,3 +268,9 @@ class ImageFolderDataset(WeakDataset):
 
     def __repr__(self) -> str:
         return f"ImageFolderDataset({str(self.folder)!r}, images={len(self)})"
+
+
+def build(cfg: DataConfig, split: str) -> ImageFolderDataset:
+    """``data.dataset=imagefolder``: the split folder of ``data.root``."""
+    require_root(cfg)
+    return ImageFolderDataset(cfg.root, split_name(cfg, split))

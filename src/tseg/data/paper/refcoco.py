@@ -38,15 +38,12 @@ from typing import Any
 
 import numpy as np
 
+from tseg.config import DataConfig
 from tseg.data.base import DatasetError, normalize_expression
-from tseg.data.safe_pickle import (
-    coordinate_range,
-    is_number,
-    join_inside,
-    load_json,
-    load_pickle,
-    read_rgb,
-)
+from tseg.data.files import join_inside, load_json, read_rgb
+from tseg.data.numbers import coordinate_range, is_number
+from tseg.data.paths import require_root, resolve_under, split_name
+from tseg.data.safe_pickle import load_pickle
 
 __all__ = [
     "DATASETS",
@@ -55,6 +52,7 @@ __all__ = [
     "CocoImageItems",
     "VALID_SPLITS",
     "RefCocoDataset",
+    "build",
     "check_dataset_args",
     "decode_segmentation",
     "refs_path",
@@ -554,3 +552,11 @@ class RefCocoDataset(CocoImageItems):
             f"RefCocoDataset({self.dataset!r}, split_by={self.split_by!r}, split={self.split!r}, "
             f"images={len(self)}, expressions={self.num_pairs()})"
         )
+
+
+def build(cfg: DataConfig, split: str) -> RefCocoDataset:
+    """``data.dataset`` = refcoco, refcoco+ or refcocog: ``split`` of ``data.split_by``."""
+    require_root(cfg)
+    image_dir = resolve_under(cfg.root, cfg.image_dir) or None
+    name = split_name(cfg, split)
+    return RefCocoDataset(cfg.root, cfg.dataset, cfg.split_by or None, name, image_dir)

@@ -4,28 +4,28 @@ Each check reads everything the loader reads, but does not stop at the first pro
 counts images and expressions per split and, per kind of problem (a missing metadata or
 annotation file, rows naming missing images, unreadable images, empty or non-string
 expressions, annotations naming unknown images), how many there are with the first few
-examples (file and line, annotation, or shard and key). It returns the ``CheckReport`` of
-``tseg.data.check``; ``report.ok`` is False when the loader would refuse the data (or, for
-``webdataset``, when every sample of a shard is bad).
+examples (file and line, annotation, or shard and key). Each ``check_<format>(name, root,
+options)`` is the registry's check of its format (``tseg.data.registry``) and returns the
+``CheckReport`` of ``tseg.data.check``; ``report.ok`` is False when the loader would refuse the
+data (or, for ``webdataset``, when every sample of a shard is bad).
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tseg.data.base import DatasetError
-from tseg.data.check import CheckReport
-from tseg.data.coco import missing_image
-from tseg.data.coco_layout import CocoSource
-from tseg.data.safe_pickle import read_rgb
-from tseg.data.weak import RecordError
+from tseg.data.check.report import CheckOptions, CheckReport
+from tseg.data.files import read_rgb
+from tseg.data.own.coco import missing_image
+from tseg.data.own.coco_layout import CocoSource
+from tseg.data.own.weak import RecordError
 
-__all__ = ["OWN_FORMATS", "check_own"]
-
-OWN_FORMATS: tuple[str, ...] = ("imagefolder", "coco_captions", "coco", "webdataset", "hf")
+__all__ = ["check_coco", "check_coco_captions", "check_hf", "check_imagefolder", "check_webdataset"]
 
 _EXAMPLES = 3
 
@@ -68,7 +68,7 @@ def _check_image(path: Any, where: str, problems: _Problems, size: Any = None) -
 def _check_imagefolder(
     report: CheckReport, root: Path, splits: list[str] | None, images: bool
 ) -> None:
-    from tseg.data import imagefolder
+    from tseg.data.own import imagefolder
 
     if splits is None:
         present = [s for s in imagefolder.SPLIT_FOLDERS if _split_dir(root, s) is not None]
@@ -108,7 +108,7 @@ def _check_imagefolder(
 
 
 def _split_dir(root: Path, split: str) -> Path | None:
-    from tseg.data.imagefolder import SPLIT_FOLDERS
+    from tseg.data.own.imagefolder import SPLIT_FOLDERS
 
     return next((root / n for n in SPLIT_FOLDERS[split] if (root / n).is_dir()), None)
 
@@ -125,8 +125,8 @@ def _coco_files(
     annotations: str | None,
 ) -> Iterator[CocoSource]:
     """The ``CocoSource`` of each split asked for (default: every split found, in any layout of
-    ``tseg.data.coco_layout``); what is missing goes into the report."""
-    from tseg.data.coco_layout import coco_source, coco_sources
+    ``tseg.data.own.coco_layout``); what is missing goes into the report."""
+    from tseg.data.own.coco_layout import coco_source, coco_sources
 
     try:
         found = coco_sources(root, kind, annotations, image_dir) if splits is None else []
@@ -153,7 +153,7 @@ def _check_coco_captions(
     images: bool,
     annotations: str | None = None,
 ) -> None:
-    from tseg.data.coco_captions import read_captions
+    from tseg.data.own.coco_captions import read_captions
 
     for src in _coco_files(report, root, "captions", splits, image_dir, annotations):
         split, path = src.split, src.json_path
@@ -189,8 +189,8 @@ def _check_coco(
     images: bool,
     annotations: str | None = None,
 ) -> None:
-    from tseg.data.coco import index_images, load_coco_json
-    from tseg.data.refcoco import decode_segmentation
+    from tseg.data.own.coco import index_images, load_coco_json
+    from tseg.data.paper.refcoco import decode_segmentation
 
     for src in _coco_files(report, root, "instances", splits, image_dir, annotations):
         split, path = src.split, src.json_path
@@ -242,7 +242,7 @@ def _check_coco(
 
 
 def _check_webdataset(report: CheckReport, pattern: str, images: bool) -> None:
-    from tseg.data.shards import (
+    from tseg.data.own.shards import (
         IMAGE_SUFFIXES,
         decode_sample,
         expand_shards,
@@ -290,7 +290,7 @@ def _check_webdataset(report: CheckReport, pattern: str, images: bool) -> None:
 def _check_hf(
     report: CheckReport, root: str, splits: list[str] | None, images: bool, text_column: str
 ) -> None:
-    from tseg.data.hf import (
+    from tseg.data.own.hf import (
         hf_columns,
         load_hf_splits,
         pick_split,
@@ -335,46 +335,56 @@ def _check_hf(
         problems.report(report, split)
 
 
-def check_own(
-    name: str,
-    root: str,
-    *,
-    splits: list[str] | None = None,
-    image_dir: str | None = None,
-    check_images: bool = True,
-    text_column: str = "",
-) -> CheckReport:
-    """Check a user's own data (see the module docstring); never raises for broken data.
-
-    Args:
-        name: ``imagefolder``, ``coco_captions``, ``coco``, ``webdataset`` or ``hf``.
-        root: The dataset folder (``coco`` / ``coco_captions``: or the COCO file itself), for
-            ``webdataset`` the shard pattern (``data.shards``), for ``hf`` what ``data.root``
-            names (``tseg.data.hf``).
-        splits: Splits to check (default: every split found).
-        image_dir: COCO: another image folder, looked in after the layout's.
-        check_images: Also decode every image (and, for ``coco``, every segmentation).
-        text_column: hf: ``data.text_column`` ("" = found by name).
-    """
-    if name not in OWN_FORMATS:
-        raise DatasetError(f"unknown format {name!r}; expected one of {', '.join(OWN_FORMATS)}")
-    report = CheckReport(name, Path(root))
-    if name == "webdataset":
-        _check_webdataset(report, root, check_images)
-        return report
-    if name == "hf":  # a folder, a parquet glob or a cached dataset name
-        _check_hf(report, root, splits, check_images, text_column)
-        return report
+def _folder_report(
+    name: str, root: str | os.PathLike[str], coco: bool = False
+) -> tuple[CheckReport, Path, str | None]:
+    """(report, dataset folder, COCO file or None): a ``coco`` / ``coco_captions`` root may be
+    the COCO file itself; the report is not ``ok`` when the folder is missing."""
+    report = CheckReport(name, Path(root))  # named as given, the file when it is one
     annotations = None
-    if name in ("coco", "coco_captions") and Path(root).is_file():  # the COCO file itself
-        annotations, root = root, str(Path(root).parent)
+    if coco and Path(root).is_file():  # the COCO file itself
+        annotations, root = str(root), str(Path(root).parent)
     if not Path(root).is_dir():
-        report._missing(Path(root), "root is the dataset folder (data.root)", "folder")
-        return report
-    if name == "imagefolder":
-        _check_imagefolder(report, Path(root), splits, check_images)
-    elif name == "coco_captions":
-        _check_coco_captions(report, Path(root), splits, image_dir, check_images, annotations)
-    else:
-        _check_coco(report, Path(root), splits, image_dir, check_images, annotations)
+        report.add_missing(Path(root), "root is the dataset folder (data.root)", "folder")
+    return report, Path(root), annotations
+
+
+def check_imagefolder(name: str, root: str | os.PathLike[str], opts: CheckOptions) -> CheckReport:
+    """``tseg data check imagefolder``: every split folder found (or ``opts.splits``)."""
+    report, folder, _ = _folder_report(name, root)
+    if report.ok:
+        _check_imagefolder(report, folder, opts.splits, opts.check_images)
+    return report
+
+
+def check_coco_captions(name: str, root: str | os.PathLike[str], opts: CheckOptions) -> CheckReport:
+    """``tseg data check coco_captions``: a folder in any COCO layout, or the file itself."""
+    report, folder, annotations = _folder_report(name, root, coco=True)
+    if report.ok:
+        args = (opts.splits, opts.image_dir, opts.check_images, annotations)
+        _check_coco_captions(report, folder, *args)
+    return report
+
+
+def check_coco(name: str, root: str | os.PathLike[str], opts: CheckOptions) -> CheckReport:
+    """``tseg data check coco``: a folder in any COCO layout, or the file itself; with
+    ``opts.check_images`` every segmentation is decoded too."""
+    report, folder, annotations = _folder_report(name, root, coco=True)
+    if report.ok:
+        _check_coco(report, folder, opts.splits, opts.image_dir, opts.check_images, annotations)
+    return report
+
+
+def check_webdataset(name: str, root: str | os.PathLike[str], opts: CheckOptions) -> CheckReport:
+    """``tseg data check webdataset PATTERN``: ``root`` is the shard pattern (``data.shards``)."""
+    report = CheckReport(name, Path(root))
+    _check_webdataset(report, str(root), opts.check_images)
+    return report
+
+
+def check_hf(name: str, root: str | os.PathLike[str], opts: CheckOptions) -> CheckReport:
+    """``tseg data check hf ROOT``: what ``data.root`` names (a folder, a parquet glob or a
+    cached dataset name, ``tseg.data.own.hf``), with ``opts.text_column``."""
+    report = CheckReport(name, Path(root))
+    _check_hf(report, str(root), opts.splits, opts.check_images, opts.text_column)
     return report

@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from tseg.config import DataConfig
 from tseg.data.base import DatasetError
-from tseg.data.safe_pickle import read_rgb
+from tseg.data.files import read_rgb
+from tseg.data.paths import require_root, split_name
 
 __all__ = [
     "IGNORE_INDEX",
@@ -38,6 +40,7 @@ __all__ = [
     "VOC_CLASSES",
     "VOC_CLASS_NAMES",
     "VocDataset",
+    "build",
     "default_label_dir",
     "read_id_list",
     "read_label_png",
@@ -233,3 +236,9 @@ class VocDataset:
 
     def __repr__(self) -> str:
         return f"VocDataset(split={self.split!r}, images={len(self)})"
+
+
+def build(cfg: DataConfig, split: str) -> VocDataset:
+    """``data.dataset=voc`` (``data.train_split=train_aug`` for the SBD-augmented set)."""
+    require_root(cfg)
+    return VocDataset(cfg.root, split_name(cfg, split))

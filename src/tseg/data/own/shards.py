@@ -39,9 +39,10 @@ from typing import Any
 
 import numpy as np
 
+from tseg.config import DataConfig
 from tseg.data.base import DatasetError
-from tseg.data.safe_pickle import read_rgb
-from tseg.data.weak import (
+from tseg.data.files import read_rgb
+from tseg.data.own.weak import (
     RecordError,
     WeakDataset,
     clean_expressions,
@@ -51,6 +52,7 @@ from tseg.data.weak import (
 __all__ = [
     "IMAGE_SUFFIXES",
     "ShardDataset",
+    "build",
     "decode_sample",
     "expand_shards",
     "is_remote",
@@ -306,3 +308,17 @@ class ShardDataset(WeakDataset):
 
     def __repr__(self) -> str:
         return f"ShardDataset({self.source!r}, shards={len(self.shards)}, samples={len(self)})"
+
+
+def build(cfg: DataConfig, split: str) -> ShardDataset:
+    """``data.dataset=webdataset``: ``data.shards``, the training data (there is no other split).
+
+    Raises:
+        DatasetError: ``split`` is not the training split.
+    """
+    if split not in ("train", cfg.train_split):
+        raise DatasetError(
+            f"data.dataset=webdataset: data.shards holds the training data; there is no "
+            f"split {split!r} (evaluate on data with masks, e.g. --dataset coco)"
+        )
+    return ShardDataset(cfg.shards)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from tseg.data.base import DatasetError
-from tseg.data.hf import (
+from tseg.data.own.hf import (
     hf_columns,
     load_hf_splits,
     pick_split,
@@ -28,8 +28,7 @@ from tseg.data.hf import (
     require_datasets,
     row_expressions,
 )
-from tseg.data.stream import FirstTexts
-from tseg.data.weak import RecordError
+from tseg.data.own.weak import FirstTexts, RecordError
 
 __all__ = ["ROW_SHARDS", "HfShards"]
 
@@ -39,16 +38,16 @@ ROW_SHARDS = 64
 
 class HfShards(FirstTexts):
     """One split of a Hugging Face dataset as stream shards, and its first ``limit`` texts
-    (``tseg.data.stream.FirstTexts``).
+    (``tseg.data.own.weak.FirstTexts``).
 
     Args:
-        root: What ``data.root`` names (``tseg.data.hf``).
+        root: What ``data.root`` names (``tseg.data.own.hf``).
         split: The split (ImageFolder's names: ``val`` reads ``validation`` ...).
         text_column: ``data.text_column`` ("" = found by name).
         limit: Rows whose expressions ``expressions`` gives (the vocabulary's text).
 
     Raises:
-        DatasetError: As ``tseg.data.hf.HfDataset`` (no such split, a missing column).
+        DatasetError: As ``tseg.data.own.hf.HfDataset`` (no such split, a missing column).
     """
 
     too_few = "write the data as more parquet files, or give a save_to_disk folder"

@@ -1,0 +1,1 @@
+"""Datasets generated in memory: ``shapes`` (``tseg.data.synthetic.shapes``), nothing downloaded."""
