@@ -15,8 +15,11 @@ from PIL import Image
 pytest.importorskip("onnxruntime", reason="needs the [onnx] extra: pip install 'tseg[onnx]'")
 pytest.importorskip("onnxscript", reason="needs the [onnx] extra: pip install 'tseg[onnx]'")
 
-from test_cli_imports import run_cli  # noqa: E402
-from test_segment_loader import photo_folder, tree  # noqa: E402
+from builders.photos import photo_folder  # noqa: E402
+from helpers import (
+    run_cli,  # noqa: E402
+    tree,  # noqa: E402
+)
 
 from tseg.checkpoint import save_checkpoint  # noqa: E402
 from tseg.cli import main  # noqa: E402

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders.serve import micro_checkpoint
 from PIL import Image
-from test_serve import micro_checkpoint
 
 from tseg.imageio import Prediction
 from tseg.serve.options import ServeOptions
