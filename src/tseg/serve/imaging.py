@@ -16,7 +16,6 @@ import base64
 import io
 import json
 import math
-import re
 import zipfile
 from dataclasses import dataclass
 
@@ -200,13 +199,6 @@ def coco_rle(mask: np.ndarray) -> dict:
             if not more:
                 break
     return {"size": [h, w], "counts": "".join(out)}
-
-
-def slug(text: str, max_len: int = 48) -> str:
-    """A file-name-safe version of an expression, as ``tseg.inference.output.slug`` (whose
-    package imports torch)."""
-    s = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-    return (s or "expr")[:max_len]
 
 
 def overlay_png(
