@@ -24,7 +24,7 @@ import pytest
 from builders.serve import micro_checkpoint
 from PIL import Image
 
-from tseg.imageio import Prediction
+from tseg.results import Prediction
 from tseg.serve.options import ServeOptions
 from tseg.serve.server import load_model, serving
 from tseg.serve.service import SegmentService

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..config import CRFConfig, InferenceConfig, TTAConfig
-    from ..imageio import MAX_PIXELS, InputError, Maps, Prediction, check_expressions, load_image
+    from ..inputs import MAX_PIXELS, InputError, check_expressions, load_image
+    from ..results import Maps, Prediction
     from .segment import segment_files
     from .segmenter import Segmenter
 
@@ -23,12 +24,12 @@ _WHERE = {
     "CRFConfig": "tseg.config",
     "InferenceConfig": "tseg.config",
     "TTAConfig": "tseg.config",
-    "MAX_PIXELS": "tseg.imageio",
-    "InputError": "tseg.imageio",
-    "Maps": "tseg.imageio",
-    "Prediction": "tseg.imageio",
-    "check_expressions": "tseg.imageio",
-    "load_image": "tseg.imageio",
+    "MAX_PIXELS": "tseg.inputs",
+    "InputError": "tseg.inputs",
+    "Maps": "tseg.results",
+    "Prediction": "tseg.results",
+    "check_expressions": "tseg.inputs",
+    "load_image": "tseg.inputs",
     "segment_files": "tseg.inference.segment",
     "Segmenter": "tseg.inference.segmenter",
 }

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..imageio import Prediction
+from ..results import Prediction
 from ..viz import PALETTE, overlay
 
 

@@ -25,7 +25,8 @@ import numpy as np
 from ..errors import InputError
 from ..export.ort_segmenter import META as EXPORT_META
 from ..export.ort_segmenter import OrtSegmenter, read_export_meta
-from ..imageio import MAX_PIXELS, Predicts, check_expressions, load_image
+from ..inputs import MAX_PIXELS, check_expressions, load_image
+from ..results import Predicts
 from .output import coco_annotations, write_coco, write_index, write_prediction, write_zero_shot
 
 if TYPE_CHECKING:

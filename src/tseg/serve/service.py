@@ -27,8 +27,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..imageio import InputError, Prediction, clean_expression
 from ..inference.output import slug
+from ..inputs import InputError, clean_expression
+from ..results import Prediction
 from . import imaging
 from .options import ServeOptions
 
