@@ -395,8 +395,8 @@ def clipseg_run(spec: dict[str, Any]) -> dict[str, Any]:
         clipseg_processor,
         logits_to_masks,
     )
+    from tseg.inference.files import output_stems
     from tseg.inference.output import write_index, write_prediction
-    from tseg.inference.segment import output_stems
     from tseg.results import Prediction
 
     torch.set_num_threads(spec["threads"])

@@ -12,7 +12,7 @@ from helpers import tree
 from PIL import Image
 
 from tseg.cli import main
-from tseg.inference.segment import ImageFiles, image_loader
+from tseg.inference.files import ImageFiles, image_loader
 
 
 @pytest.fixture(scope="module")

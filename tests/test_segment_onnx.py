@@ -26,7 +26,8 @@ from tseg.cli import main  # noqa: E402
 from tseg.config import build_config  # noqa: E402
 from tseg.data import build_dataset  # noqa: E402
 from tseg.export.onnx_export import export_onnx  # noqa: E402
-from tseg.inference.segment import decoded_images, is_export_folder  # noqa: E402
+from tseg.inference.files import decoded_images  # noqa: E402
+from tseg.inference.segment import is_export_folder  # noqa: E402
 from tseg.train import build_model  # noqa: E402
 
 

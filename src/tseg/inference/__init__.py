@@ -1,8 +1,8 @@
 """Inference: image(s) + expressions -> per-expression confidence, probability map and mask.
 
 ``Segmenter`` (``segmenter.py``) is the one road from images to maps; ``tta.py`` and ``crf.py``
-are its two options, ``segment.py`` the ``tseg segment`` command around it and ``output.py``
-what that command writes.
+are its two options, ``segment.py`` the ``tseg segment`` command around it, ``files.py`` what
+that command reads (expressions, image files decoded ahead) and ``output.py`` what it writes.
 
 The names below are loaded on first use (PEP 562), so importing ``tseg.inference.segment`` or
 ``.output`` loads no torch: ``tseg segment EXPORT_DIR`` runs an ONNX export without it.
