@@ -368,7 +368,7 @@ class ClipsegFiles:
 
     def __getitem__(self, i: int):
         from tseg.errors import InputError
-        from tseg.imageio import load_image
+        from tseg.inputs import load_image
 
         try:
             image = load_image(self.paths[i])
@@ -395,9 +395,9 @@ def clipseg_run(spec: dict[str, Any]) -> dict[str, Any]:
         clipseg_processor,
         logits_to_masks,
     )
-    from tseg.imageio import Prediction
+    from tseg.inference.files import output_stems
     from tseg.inference.output import write_index, write_prediction
-    from tseg.inference.segment import output_stems
+    from tseg.results import Prediction
 
     torch.set_num_threads(spec["threads"])
     t0 = time.perf_counter()
@@ -484,7 +484,7 @@ def encoder_run(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from tseg.checkpoint import load_checkpoint
-    from tseg.imageio import load_image
+    from tseg.inputs import load_image
 
     torch.set_num_threads(int(spec["threads"]))
     model, _, _ = load_checkpoint(spec["checkpoint"])

@@ -21,7 +21,7 @@ from tseg.cli import main
 from tseg.config import build_config
 from tseg.data import build_dataset
 from tseg.errors import InputError
-from tseg.imageio import load_image
+from tseg.inputs import load_image
 from tseg.train import build_model
 
 # --- tseg train's command line --------------------------------------------------------------

@@ -16,7 +16,7 @@ from tseg.cli import main
 from tseg.config import build_config
 from tseg.data import build_dataset
 from tseg.errors import InputError
-from tseg.imageio import MAX_ASPECT, load_image
+from tseg.inputs import MAX_ASPECT, load_image
 from tseg.train import build_model
 
 

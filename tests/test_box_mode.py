@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from builders.refcoco import make_refcoco
+from builders.voc import make_voc
 from conftest import MICRO_MODEL
-from test_data_refcoco import make_refcoco
-from test_data_voc import make_voc
 
 from tseg.checkpoint import CheckpointError
 from tseg.cli import main

@@ -134,7 +134,7 @@ def test_segment_folder_glob_tta_and_crf(tmp_path, micro_overrides, capsys):
 
 def test_missing_expressions_file_is_named(tmp_path, capsys):
     from tseg.inference import InputError
-    from tseg.inference.segment import read_expressions
+    from tseg.inference.files import read_expressions
 
     try:
         read_expressions(["a"], str(tmp_path / "nope.txt"))

@@ -6,12 +6,12 @@ import pickle
 from pathlib import Path
 
 import pytest
+from builders.grefcoco import default_refs as default_grefs
+from builders.grefcoco import make_grefcoco
+from builders.phrasecut import default_tasks, make_phrasecut
+from builders.refcoco import default_refs, make_refcoco, ref
+from builders.voc import make_voc
 from PIL import Image
-from test_data_grefcoco import default_refs as default_grefs
-from test_data_grefcoco import make_grefcoco
-from test_data_phrasecut import default_tasks, make_phrasecut
-from test_data_refcoco import _ref, default_refs, make_refcoco
-from test_data_voc import make_voc
 
 from tseg.cli import main
 from tseg.data import check
@@ -37,7 +37,7 @@ def test_refcoco_counts_and_published_mismatch(tmp_path: Path) -> None:
 
 
 def test_refcoco_ok_when_counts_match(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    make_refcoco(tmp_path, refs=default_refs() + [_ref(105, 12, 2, "testB", ["x"])])
+    make_refcoco(tmp_path, refs=default_refs() + [ref(105, 12, 2, "testB", ["x"])])
     expected = {
         "train": {"refs": 1, "images": 1},
         "val": {"refs": 3, "images": 2},
@@ -87,7 +87,7 @@ def test_refcoco_corrupt_pickle(tmp_path: Path) -> None:
 
 
 def test_refcoco_refs_pointing_nowhere(tmp_path: Path) -> None:
-    make_refcoco(tmp_path, refs=default_refs() + [_ref(200, 999, 1, "val", ["x"])])
+    make_refcoco(tmp_path, refs=default_refs() + [ref(200, 999, 1, "val", ["x"])])
     report = check_dataset("refcoco", tmp_path)
     assert any("point to missing annotations (e.g. ann_id 999)" in p for p in report.problems)
 

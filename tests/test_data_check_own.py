@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from test_data_coco import make_captions, make_instances
-from test_data_imagefolder import make_folder
-from test_data_shards import png, text, write_tar
+from builders.coco import make_captions, make_instances
+from builders.imagefolder import make_folder
+from builders.shards import png, text, write_tar
 
 from tseg.cli import main
 from tseg.data.check import check_dataset

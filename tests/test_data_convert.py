@@ -77,7 +77,7 @@ def test_shards_index_and_atomic_names(converted: dict) -> None:
 
 
 def test_source_jpegs_are_copied_byte_for_byte(tmp_path: Path) -> None:
-    from test_data_coco import make_captions
+    from builders.coco import make_captions
 
     make_captions(tmp_path / "coco")
     src = build_dataset(

@@ -13,51 +13,14 @@ from PIL import Image
 
 datasets = pytest.importorskip("datasets", reason="data.dataset=hf needs the datasets library")
 
+from builders.hf import H, W, hf_cache, picture, table  # noqa: E402, F401  (hf_cache: autouse)
+
 from tseg.cli import main  # noqa: E402
 from tseg.config import build_config  # noqa: E402
 from tseg.data import build_dataset  # noqa: E402
 from tseg.data.base import DatasetError  # noqa: E402
 from tseg.data.own.hf import HfDataset  # noqa: E402
 from tseg.data.registry import no_masks_reason  # noqa: E402
-
-H, W = 12, 16
-
-
-@pytest.fixture(autouse=True)
-def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The library's cache in the test's folder (load_dataset writes Arrow files there)."""
-    cache = tmp_path / "hf-cache"
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
-    return cache
-
-
-def picture(k: int) -> Image.Image:
-    a = np.zeros((H, W, 3), dtype=np.uint8)
-    a[..., 0], a[..., 1] = 20 * k, np.arange(W, dtype=np.uint8)[None, :] * 10
-    return Image.fromarray(a)
-
-
-def mask_image(k: int) -> Image.Image:
-    m = np.zeros((H, W), dtype=np.uint8)
-    m[: k + 2, : k + 3] = 255
-    return Image.fromarray(m)
-
-
-def table(n: int, start: int = 0, masks: bool = False, text: str = "sentences") -> datasets.Dataset:
-    """``n`` rows: an image, a list of strings (``sentences``) or one (``caption``), a mask."""
-    rows = range(start, start + n)
-    columns: dict = {"image": [picture(k) for k in rows]}
-    features: dict = {"image": datasets.Image()}
-    if text == "sentences":
-        columns[text] = [[f"thing {k}", f"the thing {k}", f"thing {k}"] for k in rows]
-        features[text] = datasets.Sequence(datasets.Value("string"))
-    else:
-        columns[text] = [f"caption {k}" for k in rows]
-        features[text] = datasets.Value("string")
-    if masks:
-        columns["mask"] = [mask_image(k) for k in rows]
-        features["mask"] = datasets.Image()
-    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
 def saved_dict(root: Path) -> Path:

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 
 datasets = pytest.importorskip("datasets", reason="data.dataset=hf needs the datasets library")
 
-from test_data_hf import hf_cache, picture, table  # noqa: E402, F401  (the fixture is autouse)
-from test_stream_train import _one_vocabulary  # noqa: E402
+from builders.hf import hf_cache, picture, table  # noqa: E402, F401  (the fixture is autouse)
+from helpers import one_vocabulary  # noqa: E402
 
 from tseg.checkpoint import read_meta, resolve  # noqa: E402
 from tseg.config import build_config  # noqa: E402
@@ -93,7 +93,7 @@ def test_tseg_train_streams_hf_and_resumes_to_the_same_weights(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """3 parquet files, 5 steps of 2 rows, stopped after 2: the same weights."""
-    _one_vocabulary(monkeypatch)
+    one_vocabulary(monkeypatch)
     root = hub(tmp_path / "hub", [(0, 4), (4, 7), (7, 9)])
     common = [*MICRO_MODEL, "data.dataset=hf", f"data.root={root}", "data.stream=true",
               "train.batch_size=2", "train.log_every=100", "train.save_every=2"]  # fmt: skip

@@ -5,38 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from builders.imagefolder import make_folder, write_image, write_jsonl
 
 from tseg.config import build_config
 from tseg.data import build_dataset
 from tseg.data.base import DatasetError
 from tseg.data.own.imagefolder import ImageFolderDataset, split_folder
-
-
-def write_image(path: Path, value: int = 0, size: tuple[int, int] = (6, 5)) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((*size, 3), value, dtype=np.uint8)).save(path)
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-
-
-def make_folder(root: Path) -> Path:
-    write_image(root / "a.png", 10)
-    write_image(root / "sub" / "b.jpg", 20)
-    write_jsonl(
-        root / "metadata.jsonl",
-        [
-            {"file_name": "a.png", "expressions": ["red circle", "the red thing"]},
-            {"file_name": "sub/b.jpg", "text": "a blue square"},
-            {"file_name": "a.png", "caption": "Red  Circle"},  # merged, a duplicate
-        ],
-    )
-    return root
 
 
 def test_jsonl_rows_are_grouped_by_image(tmp_path: Path) -> None:

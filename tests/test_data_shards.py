@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from builders.shards import png, text, write_tar
 from PIL import Image
-from webdataset import TarWriter
 
 from tseg.config import build_config
 from tseg.data import build_dataset
@@ -29,24 +29,6 @@ from tseg.data.stream import (
 from tseg.data.synthetic.shapes import ShapesDataset
 
 CFG = build_config(None, ["data.image_size=32"]).data
-
-
-def png(value: int = 0) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def write_tar(path: Path, samples: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with TarWriter(str(path), encoder=False, mtime=0.0) as w:
-        for s in samples:
-            w.write(s)
-    return path
-
-
-def text(exprs: object) -> bytes:
-    return json.dumps({"expressions": exprs}).encode()
 
 
 @pytest.fixture(scope="module")

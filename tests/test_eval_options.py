@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from builders.phrasecut import make_phrasecut
 from conftest import MICRO, MICRO_MODEL
-from test_data_phrasecut import make_phrasecut
 
 import tseg.inference.crf
 from tseg.checkpoint import save_checkpoint

@@ -89,7 +89,7 @@ class FixedMaps:
         self.ds, self.inside, self.outside = ds, inside, outside
 
     def maps(self, images, expressions, maps_for=None):
-        from tseg.imageio import Maps
+        from tseg.results import Maps
 
         out = []
         for img in images:

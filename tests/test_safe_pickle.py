@@ -130,9 +130,9 @@ def test_some_sharing_within_the_bound_loads(tmp_path: Path) -> None:
 
 
 def test_refer_toolkit_refs_expand_to_at_most_one_object_per_byte(tmp_path: Path) -> None:
-    # The fixture refs, written as tests/test_data_refcoco.py's make_refcoco writes them
+    # The fixture refs, written as tests/builders/refcoco.py's make_refcoco writes them
     # (protocol 2, a tree sharing only strings), load under the tightest bound.
-    from test_data_refcoco import default_refs
+    from builders.refcoco import default_refs
 
     refs = default_refs()
     path = _write(tmp_path, pickle.dumps(refs, protocol=2), "refs(unc).p")

@@ -6,32 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders.photos import photo_folder
 from conftest import untrained_checkpoint
+from helpers import tree
 from PIL import Image
 
 from tseg.cli import main
-from tseg.inference.segment import ImageFiles, image_loader
+from tseg.inference.files import ImageFiles, image_loader
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained micro checkpoint: its maps are arbitrary but deterministic."""
     return untrained_checkpoint(tmp_path_factory.mktemp("loader") / "run")
-
-
-def photo_folder(root: Path) -> Path:
-    """Four images of different sizes and modes, and one corrupt file in the middle."""
-    root.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name, (h, w) in {"a.png": (30, 40), "b.jpg": (50, 33), "d.png": (20, 90)}.items():
-        Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(root / name)
-    Image.fromarray((rng.random((25, 25)) * 255).astype(np.uint8), mode="L").save(root / "e.png")
-    (root / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    return root
-
-
-def tree(d: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
 def test_workers_write_what_in_process_decoding_writes(run, tmp_path, capsys) -> None:

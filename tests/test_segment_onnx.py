@@ -15,15 +15,19 @@ from PIL import Image
 pytest.importorskip("onnxruntime", reason="needs the [onnx] extra: pip install 'tseg[onnx]'")
 pytest.importorskip("onnxscript", reason="needs the [onnx] extra: pip install 'tseg[onnx]'")
 
-from test_cli_imports import run_cli  # noqa: E402
-from test_segment_loader import photo_folder, tree  # noqa: E402
+from builders.photos import photo_folder  # noqa: E402
+from helpers import (
+    run_cli,  # noqa: E402
+    tree,  # noqa: E402
+)
 
 from tseg.checkpoint import save_checkpoint  # noqa: E402
 from tseg.cli import main  # noqa: E402
 from tseg.config import build_config  # noqa: E402
 from tseg.data import build_dataset  # noqa: E402
 from tseg.export.onnx_export import export_onnx  # noqa: E402
-from tseg.inference.segment import decoded_images, is_export_folder  # noqa: E402
+from tseg.inference.files import decoded_images  # noqa: E402
+from tseg.inference.segment import is_export_folder  # noqa: E402
 from tseg.train import build_model  # noqa: E402
 
 

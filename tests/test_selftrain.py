@@ -16,10 +16,10 @@ from tseg.config import PAMRConfig, build_config
 from tseg.data.synthetic.shapes import ShapesDataset
 from tseg.errors import ConfigError, DatasetError
 from tseg.inference.pamr import _neighbours, affinities, pamr, refine
-from tseg.losses import bce_loss, dice_loss
 from tseg.selftrain import PseudoMaskDataset, PseudoMasks, pseudo_label
 from tseg.selftrain.store import MANIFEST, shard_path
 from tseg.train import train
+from tseg.train.losses import bce_loss, dice_loss
 
 # --- PAMR against its formula --------------------------------------------------------------
 

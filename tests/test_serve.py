@@ -21,32 +21,18 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from conftest import MICRO
+from builders.serve import micro_checkpoint, multipart, noise, png
 from PIL import Image
 
-from tseg.checkpoint import save_checkpoint
 from tseg.cli import build_parser, cmd_serve, main
-from tseg.config import build_config
-from tseg.data import build_dataset
 from tseg.data.synthetic.shapes import ShapesDataset
 from tseg.serve import imaging
 from tseg.serve.options import ServeOptions
 from tseg.serve.server import load_model, serving
 from tseg.serve.service import SegmentService, clean_expression, model_input_size, split_expressions
-from tseg.train import build_model
-
-
-def micro_checkpoint(folder: Path) -> Path:
-    """An untrained micro model saved in ``folder/run`` (the plumbing is under test)."""
-    cfg = build_config(None, [*MICRO, f"train.out_dir={folder / 'run'}"])
-    torch.manual_seed(0)
-    save_checkpoint(build_model(cfg, build_dataset(cfg.data, "train")), cfg, folder / "run", 1)
-    return folder / "run"
 
 
 @pytest.fixture(scope="module")
@@ -97,31 +83,6 @@ def post(url: str, body: bytes | dict, ctype: str = "application/json") -> tuple
     return status, json.loads(out)
 
 
-def multipart(fields: list[tuple[str, str | tuple[str, bytes]]]) -> tuple[bytes, str]:
-    """A multipart/form-data body and its Content-Type."""
-    boundary = "tseg-test-boundary-7d2a"
-    out = io.BytesIO()
-    for name, value in fields:
-        out.write(f"--{boundary}\r\n".encode())
-        if isinstance(value, tuple):
-            out.write(
-                f'Content-Disposition: form-data; name="{name}"; filename="{value[0]}"\r\n'
-                "Content-Type: application/octet-stream\r\n\r\n".encode()
-            )
-            out.write(value[1])
-        else:
-            out.write(f'Content-Disposition: form-data; name="{name}"\r\n\r\n{value}'.encode())
-        out.write(b"\r\n")
-    out.write(f"--{boundary}--\r\n".encode())
-    return out.getvalue(), f"multipart/form-data; boundary={boundary}"
-
-
-def png(a: np.ndarray, **save) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format=save.pop("format", "PNG"), **save)
-    return buf.getvalue()
-
-
 def png_header(w: int, h: int) -> bytes:
     """A PNG that says it is w x h and holds no pixels (a decompression bomb's header)."""
 
@@ -136,10 +97,6 @@ def png_header(w: int, h: int) -> bytes:
 
 def png_b64(a: np.ndarray) -> str:
     return base64.b64encode(png(a)).decode()
-
-
-def noise(h: int, w: int, seed: int = 0) -> np.ndarray:
-    return (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
 
 
 def validator(server_url: str, name: str):

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders.serve import micro_checkpoint
 from PIL import Image
-from test_serve import micro_checkpoint
 
-from tseg.imageio import Prediction
+from tseg.results import Prediction
 from tseg.serve.options import ServeOptions
 from tseg.serve.server import load_model, serving
 from tseg.serve.service import SegmentService

@@ -24,7 +24,7 @@ import pytest
 pytest.importorskip("onnxruntime", reason="needs the [onnx] extra: pip install 'tseg[onnx]'")
 pytest.importorskip("onnxscript", reason="needs the [onnx] extra: pip install 'tseg[onnx]'")
 
-from test_serve import micro_checkpoint, multipart, noise, png  # noqa: E402
+from builders.serve import micro_checkpoint, multipart, noise, png  # noqa: E402
 
 from tseg.export.onnx_export import export_onnx  # noqa: E402
 

@@ -12,10 +12,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from conftest import MICRO, torchrun_env
+from helpers import one_vocabulary
 from safetensors.torch import load_file
-from tokenizers import Tokenizer
 
-import tseg.train.build as build
 from tseg import distributed
 from tseg.checkpoint import CheckpointError, read_meta, resolve
 from tseg.config import ConfigError, build_config
@@ -41,23 +40,6 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def stream_overrides(shards: str) -> list[str]:
     return [*MICRO, "data.dataset=webdataset", f"data.shards={shards}", "data.stream=true"]
-
-
-_VOCABULARIES: dict = {}
-
-
-def _one_vocabulary(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs compared here share one vocabulary (the WordPiece trainer may number tied pieces
-    differently from one call to the next; see test_distributed)."""
-    real = build.train_tokenizer
-
-    def train_tokenizer(texts, vocab_size):
-        key = (tuple(texts), vocab_size)
-        if key not in _VOCABULARIES:
-            _VOCABULARIES[key] = real(texts, vocab_size).backend_tokenizer.to_str()
-        return build.wrap_tokenizer(Tokenizer.from_str(_VOCABULARIES[key]))
-
-    monkeypatch.setattr(build, "train_tokenizer", train_tokenizer)
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -106,7 +88,7 @@ def test_streamed_resume_gives_the_same_weights(
 ) -> None:
     """Steps 7, stopped after 4: mid-epoch with 0 workers (3 batches an epoch), at the end of
     epoch 0 before its workers reported with 2 (4 batches an epoch); BERT dropout is on."""
-    _one_vocabulary(monkeypatch)
+    one_vocabulary(monkeypatch)
     common = [
         *stream_overrides(shards),
         f"data.num_workers={workers}",
@@ -189,7 +171,7 @@ def test_two_processes_see_every_sample_once_per_epoch_and_resume_exactly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shards = _shards(tmp_path / "shards", 24, 5)  # 5 shards: 3 for one process, 2 for the other
-    _one_vocabulary(monkeypatch)
+    one_vocabulary(monkeypatch)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in test_distributed: forked children and OpenMP
     try:

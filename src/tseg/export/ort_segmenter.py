@@ -17,14 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..imageio import (
-    InputError,
-    Maps,
-    Prediction,
-    Predicts,
-    expressions_per_image,
-    size_groups,
-)
+from ..inputs import InputError, expressions_per_image, size_groups
+from ..results import Maps, Prediction, Predicts
 from . import ExportError
 from .numpy_ops import eval_size, pool_scores, probability_maps, resize_image
 

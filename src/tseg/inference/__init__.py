@@ -1,8 +1,8 @@
 """Inference: image(s) + expressions -> per-expression confidence, probability map and mask.
 
 ``Segmenter`` (``segmenter.py``) is the one road from images to maps; ``tta.py`` and ``crf.py``
-are its two options, ``segment.py`` the ``tseg segment`` command around it and ``output.py``
-what that command writes.
+are its two options, ``segment.py`` the ``tseg segment`` command around it, ``files.py`` what
+that command reads (expressions, image files decoded ahead) and ``output.py`` what it writes.
 
 The names below are loaded on first use (PEP 562), so importing ``tseg.inference.segment`` or
 ``.output`` loads no torch: ``tseg segment EXPORT_DIR`` runs an ONNX export without it.
@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..config import CRFConfig, InferenceConfig, TTAConfig
-    from ..imageio import MAX_PIXELS, InputError, Maps, Prediction, check_expressions, load_image
+    from ..inputs import MAX_PIXELS, InputError, check_expressions, load_image
+    from ..results import Maps, Prediction
     from .segment import segment_files
     from .segmenter import Segmenter
 
@@ -23,12 +24,12 @@ _WHERE = {
     "CRFConfig": "tseg.config",
     "InferenceConfig": "tseg.config",
     "TTAConfig": "tseg.config",
-    "MAX_PIXELS": "tseg.imageio",
-    "InputError": "tseg.imageio",
-    "Maps": "tseg.imageio",
-    "Prediction": "tseg.imageio",
-    "check_expressions": "tseg.imageio",
-    "load_image": "tseg.imageio",
+    "MAX_PIXELS": "tseg.inputs",
+    "InputError": "tseg.inputs",
+    "Maps": "tseg.results",
+    "Prediction": "tseg.results",
+    "check_expressions": "tseg.inputs",
+    "load_image": "tseg.inputs",
     "segment_files": "tseg.inference.segment",
     "Segmenter": "tseg.inference.segmenter",
 }

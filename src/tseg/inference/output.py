@@ -14,12 +14,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..imageio import Prediction
+from ..results import Prediction
 from ..viz import PALETTE, overlay
 
 
 def slug(text: str, max_len: int = 48) -> str:
-    """A file-name-safe version of an expression."""
+    """A file-name-safe version of an expression: the ``mask_XX_<slug>.png`` names of both
+    ``tseg segment``'s folders and ``tseg serve``'s zip, which import it from here (this module
+    loads no torch)."""
     s = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
     return (s or "expr")[:max_len]
 

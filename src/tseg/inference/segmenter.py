@@ -29,13 +29,9 @@ from torch import Tensor
 from ..checkpoint import load_checkpoint
 from ..config import CRFConfig, InferenceConfig, PAMRConfig, TTAConfig, with_inference
 from ..data.base import swap_left_right
-from ..imageio import (
-    Maps,
-    Predicts,
-    expressions_per_image,
-    size_groups,
-)
+from ..inputs import expressions_per_image, size_groups
 from ..models.tseg import TSEG
+from ..results import Maps, Predicts
 from . import crf as crf_module
 from . import pamr as pamr_module
 from . import precision as precision_module

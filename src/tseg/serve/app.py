@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..imageio import InputError
+from ..inputs import InputError
 from .openapi import openapi
 from .service import EXAMPLES, HERE, SegmentService
 

@@ -16,7 +16,6 @@ import base64
 import io
 import json
 import math
-import re
 import zipfile
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ from PIL import (  # noqa: F401 - importing a plugin registers its format with I
 )
 
 from ..export.numpy_ops import eval_size
-from ..imageio import InputError, check_shape, pil_to_rgb
+from ..inputs import InputError, check_shape, pil_to_rgb
 from ..viz import colour, overlay
 
 # Formats an upload may be in. Pillow can open more (EPS, for one, through Ghostscript), and a
@@ -72,7 +71,7 @@ def _resizable(im: Image.Image) -> Image.Image:
         return im.convert("RGBA" if keep_alpha else "RGB")
     if im.mode == "1":
         return im.convert("L")
-    if im.mode.startswith("I;16"):  # 16-bit grey -> 8 bits, scaled as tseg.imageio does
+    if im.mode.startswith("I;16"):  # 16-bit grey -> 8 bits, scaled as tseg.inputs does
         a = np.asarray(im).astype(np.uint32)
         return Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8), "L")
     if im.mode not in _RESIZABLE:
@@ -200,13 +199,6 @@ def coco_rle(mask: np.ndarray) -> dict:
             if not more:
                 break
     return {"size": [h, w], "counts": "".join(out)}
-
-
-def slug(text: str, max_len: int = 48) -> str:
-    """A file-name-safe version of an expression, as ``tseg.inference.output.slug`` (whose
-    package imports torch)."""
-    s = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-    return (s or "expr")[:max_len]
 
 
 def overlay_png(

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..imageio import InputError
+from ..inputs import InputError
 from .options import ServeOptions, from_arguments
 from .service import Model, SegmentService
 

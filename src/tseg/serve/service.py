@@ -27,7 +27,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..imageio import InputError, Prediction, clean_expression
+from ..inference.output import slug
+from ..inputs import InputError, clean_expression
+from ..results import Prediction
 from . import imaging
 from .options import ServeOptions
 
@@ -282,7 +284,7 @@ class SegmentService:
                 "area": int(mask.sum()),
                 "area_fraction": round(float(mask.mean()), 6),
                 "colour": imaging.colour_hex(k),
-                "file": f"mask_{k:02d}_{imaging.slug(p.expression)}.png",
+                "file": f"mask_{k:02d}_{slug(p.expression)}.png",
             }
             if req.mask_format == "png" or req.zip:
                 png = imaging.mask_png(mask)

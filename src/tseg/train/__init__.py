@@ -1,6 +1,7 @@
-"""Training: ``build.py`` makes a run (model, optimiser and schedule, batches), ``objectives.py``
-holds the losses by ``train.mode``, ``loop.py`` the loop around the public ``train_step``,
-``state.py`` checkpoints with their optimiser and RNG state, ``log.py`` the run's log."""
+"""Training: ``build.py`` makes a run (model, optimiser and schedule, batches), ``losses.py``
+the loss functions, ``objectives.py`` the losses by ``train.mode``, ``loop.py`` the loop around
+the public ``train_step``, ``state.py`` checkpoints with their optimiser and RNG state,
+``log.py`` the run's log."""
 
 from ..errors import TrainingError, TrainingInterrupted
 from .build import (

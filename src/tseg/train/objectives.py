@@ -35,8 +35,8 @@ from ..data.pipeline import (
     collate_full,
     collate_pseudo,
 )
-from ..losses import bce_loss, box_loss, dice_loss, soft_margin_loss
 from ..models.tseg import TSEG
+from .losses import bce_loss, box_loss, dice_loss, soft_margin_loss
 
 
 def weak_loss(model: TSEG, batch: dict[str, Any], device: torch.device) -> dict[str, Tensor]:
