@@ -326,7 +326,11 @@ def test_int8_check_refuses_a_graph_too_far_from_torch(exported_int8, monkeypatc
     monkeypatch.setattr(onnx_export, "INT8_MAX_ABS", 1e-9)
     with pytest.raises(ExportError, match="image_max_abs_diff"):
         onnx_export.check_export(model, out, enc, "int8")
-    # The fp32 check holds int8 graphs to fp32's 1e-3, which they do not meet.
+    # The fp32 check holds a graph to CHECK_TOLERANCE, not to int8's looser bounds: below the
+    # int8 graph's own gap it refuses it. (Not fp32's 1e-3 itself: on an AVX2-only CPU the
+    # micro model's int8 gap came out under it.)
+    gap = max(figures["image_max_abs_diff"], figures["text_max_abs_diff"])
+    monkeypatch.setattr(onnx_export, "CHECK_TOLERANCE", gap / 2)
     with pytest.raises(ExportError, match="differs from torch"):
         onnx_export.check_export(model, out, enc, "fp32")
 
