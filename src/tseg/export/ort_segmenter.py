@@ -68,6 +68,8 @@ class OrtSegmenter(Predicts):
         max_pixels: larger images are refused before decoding (None: the exported default).
         presence_threshold: confidence below which a mask is emptied, 0 = off (None: the
             exported default; exports made before it existed have 0).
+        spinning: let ORT's worker threads busy-wait between operators (its own default; off
+            here, see below; benchmarks/ort_threads.py compares).
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class OrtSegmenter(Predicts):
         threshold: float | None = None,
         max_pixels: int | None = None,
         presence_threshold: float | None = None,
+        spinning: bool = False,
     ) -> None:
         if threads < 0:
             raise InputError(f"threads = {threads} must be 0 (ONNX Runtime's default) or more")
@@ -98,6 +101,10 @@ class OrtSegmenter(Predicts):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        # ORT's worker threads busy-wait between operators by default; without it the int8
+        # graphs ran faster on 2 threads and fp32 the same (benchmarks/results/ort_threads.json),
+        # and the cores are left to other work between calls.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         opts.log_severity_level = 3  # errors only; ORT warns about unused initialisers otherwise
 
         def session(name: str) -> Any:
