@@ -8,7 +8,7 @@ The fields, at the top level of the report:
 
 - ``commit``: the checkout's HEAD, 40 hex digits (``$TSEG_COMMIT`` where the tree has no git
   history, e.g. a copy on a GPU machine; a ``+dirty`` suffix there sets ``dirty``);
-- ``dirty``: whether tracked files differed from that commit;
+- ``dirty``: whether tracked files (other than ``benchmarks/results/``) differed from that commit;
 - ``command``: the command line that produced the file;
 - ``machine``: CPU model, cores, platform, Python and library versions, plus what the script adds;
 - ``load_average_before`` / ``load_average_after``: ``os.getloadavg()`` around the measurement.
@@ -68,7 +68,10 @@ def git_state() -> dict[str, Any]:
         return {"commit": sha, "dirty": True if flag == "dirty" else None}
     try:
         sha = _git("rev-parse", "HEAD")
-        changed = _git("status", "--porcelain", "--untracked-files=no")
+        # Results are outputs, not code: a chain of benchmarks rewrites them as it goes.
+        changed = _git(
+            "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"
+        )
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
     return {"commit": sha, "dirty": bool(changed)}
