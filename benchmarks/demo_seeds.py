@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -34,6 +35,10 @@ FIGURES = ("miou", "oiou", "prec@0.5", "prec@0.7", "prec@0.9", "pointm", "pairs"
 
 def run_seed(preset: str, seed: int, work: Path) -> dict[str, Any]:
     out = work / f"{preset}_s{seed}"
+    # Always from scratch: tseg demo resumes a finished run in seconds, and a resumed run's wall
+    # time (and its figures' commit) would not be this run's.
+    if out.exists():
+        shutil.rmtree(out)
     cmd = ["tseg", "demo", "--preset", preset, "--seed", str(seed), "--out", str(out), "--quiet"]
     exe = Path(sys.executable).parent / "tseg"
     load = provenance.load_average()
