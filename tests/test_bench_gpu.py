@@ -31,19 +31,34 @@ def _stamp(path: Path) -> int | None:
     return path.stat().st_mtime_ns if path.exists() else None
 
 
+def _died_leaving_gloo(done: subprocess.CompletedProcess) -> bool:
+    """The DDP part measured and a rank then aborted at exit (SIGABRT, exit code -6)."""
+    text = done.stdout + done.stderr
+    return (
+        "DDP x" in text
+        and "terminate called without an active exception" in text
+        and "exitcode  : -6" in text
+    )
+
+
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory) -> tuple[dict[str, Any], subprocess.CompletedProcess, Path]:
     """One dry run (about 25 s on 2 busy cores), shared by the tests below."""
     out = tmp_path_factory.mktemp("gpu") / "gpu.json"
     before = _stamp(COMMITTED)
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        ["bash", str(SCRIPT), "--dry-run", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+
+    def run() -> subprocess.CompletedProcess:
+        cmd = ["bash", str(SCRIPT), "--dry-run", "--out", str(out)]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+    done = run()
+    if done.returncode != 0 and _died_leaving_gloo(done):
+        # Once in a full suite (b0c21ed, 2-core AMD EPYC), a DDP rank that had finished and
+        # left its gloo group aborted in torch's C++ teardown ("terminate called without an
+        # active exception", SIGABRT); the same run alone passed. One more try for that case
+        # only: any other failure, or the same one twice, fails the test.
+        done = run()
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert _stamp(COMMITTED) == before  # the committed GPU figures are left alone
     return json.loads(out.read_text()), done, out
