@@ -18,12 +18,10 @@ import numpy as np
 
 from tseg.config import DataConfig
 from tseg.data.base import DatasetError
-from tseg.data.check.report import CheckOptions, CheckReport
+from tseg.data.check.report import CheckOptions, CheckReport, Problems
 from tseg.data.registry import get
 
 __all__ = ["check_loadable"]
-
-_EXAMPLES = 3
 
 
 def _item_problem(ds: Any, i: int, exprs: Any, weak: bool, images: bool) -> tuple[str, str] | None:
@@ -50,8 +48,7 @@ def _item_problem(ds: Any, i: int, exprs: Any, weak: bool, images: bool) -> tupl
 
 
 def _check_split(report: CheckReport, ds: Any, split: str, weak: bool, images: bool) -> None:
-    counts: dict[str, int] = {}
-    examples: dict[str, list[str]] = {}
+    problems = Problems()
     expressions = 0
     for i in range(len(ds)):
         try:
@@ -61,14 +58,9 @@ def _check_split(report: CheckReport, ds: Any, split: str, weak: bool, images: b
         except DatasetError as e:
             problem = "unreadable item", f"image {i}: {e}"
         if problem is not None:
-            kind, message = problem
-            counts[kind] = counts.get(kind, 0) + 1
-            if len(examples.setdefault(kind, [])) < _EXAMPLES:
-                examples[kind].append(message)
+            problems.add(*problem)
     report.counts[split] = {"images": len(ds), "expressions": expressions}
-    for kind, n in counts.items():
-        shown = "\n    ".join(examples[kind])
-        report.problems.append(f"{split}: {kind}: {n:,}, e.g.\n    {shown}")
+    problems.report(report, split)
 
 
 def check_loadable(name: str, root: str | os.PathLike[str], opts: CheckOptions) -> CheckReport:

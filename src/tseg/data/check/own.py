@@ -13,13 +13,12 @@ data (or, for ``webdataset``, when every sample of a shard is bad).
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tseg.data.base import DatasetError
-from tseg.data.check.report import CheckOptions, CheckReport
+from tseg.data.check.report import CheckOptions, CheckReport, Problems
 from tseg.data.files import read_rgb
 from tseg.data.own.coco import missing_image
 from tseg.data.own.coco_layout import CocoSource
@@ -27,35 +26,13 @@ from tseg.data.own.weak import RecordError
 
 __all__ = ["check_coco", "check_coco_captions", "check_hf", "check_imagefolder", "check_webdataset"]
 
-_EXAMPLES = 3
-
 _IMAGEFOLDER_HINT = (
     "an ImageFolder split holds images and a metadata.jsonl (or .csv, .parquet) with a 'file_name' "
     "column (relative to the metadata file) and 'expressions' (a list) or 'text' / 'caption'"
 )
 
 
-class _Problems:
-    """Problems of one split, counted by kind with a few examples each."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.examples: dict[str, list[str]] = {}
-
-    def add(self, kind: str, message: str) -> None:
-        self.counts[kind] += 1
-        shown = self.examples.setdefault(kind, [])
-        if len(shown) < _EXAMPLES:
-            shown.append(message)
-
-    def report(self, report: CheckReport, split: str, as_warning: tuple[str, ...] = ()) -> None:
-        for kind, n in self.counts.items():
-            lines = "\n    ".join(self.examples[kind])
-            text = f"{split}: {kind}: {n:,}, e.g.\n    {lines}"
-            (report.warnings if kind in as_warning else report.problems).append(text)
-
-
-def _check_image(path: Any, where: str, problems: _Problems, size: Any = None) -> None:
+def _check_image(path: Any, where: str, problems: Problems, size: Any = None) -> None:
     try:
         read_rgb(path, size=size, where=where)
     except DatasetError as e:
@@ -80,7 +57,7 @@ def _check_imagefolder(
         except DatasetError as e:
             report.problems.append(f"{e}\n    -> {_IMAGEFOLDER_HINT}")
             continue
-        problems = _Problems()
+        problems = Problems()
         by_image: dict[Path, int] = {}
         rows = 0
         for meta in metas:
@@ -162,7 +139,7 @@ def _check_coco_captions(
         except DatasetError as e:
             report.problems.append(str(e))
             continue
-        problems = _Problems()
+        problems = Problems()
         for e in bad:
             problems.add(e.kind, str(e))
         for image_id in captions:
@@ -201,7 +178,7 @@ def _check_coco(
             report.problems.append(str(e))
             continue
         names = {c.get("id"): c.get("name") for c in data["categories"] if isinstance(c, dict)}
-        problems = _Problems()
+        problems = Problems()
         used: dict[int, set[Any]] = {}
         for i, ann in enumerate(data["annotations"]):
             where = f"{path}: annotations[{i}]"
@@ -255,7 +232,7 @@ def _check_webdataset(report: CheckReport, pattern: str, images: bool) -> None:
     except DatasetError as e:
         report.problems.append(str(e))
         return
-    problems = _Problems()
+    problems = Problems()
     samples = expressions = 0
     for url in urls:
         errors: list[str] = []
@@ -313,7 +290,7 @@ def _check_hf(
         except DatasetError as e:
             report.problems.append(str(e))
             continue
-        problems = _Problems()
+        problems = Problems()
         expressions = 0
         for i, value in enumerate(ds.select_columns([text_col])[text_col]):
             try:

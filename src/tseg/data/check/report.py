@@ -7,10 +7,11 @@ for beyond the dataset and its folder, as every registered check receives it.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CheckOptions", "CheckReport", "compare", "list_paths"]
+__all__ = ["CheckOptions", "CheckReport", "Problems", "compare", "list_paths"]
 
 _MAX_LISTED = 5
 
@@ -119,3 +120,26 @@ def list_paths(paths: list[Path]) -> str:
     shown = ", ".join(str(p) for p in paths[:_MAX_LISTED])
     more = len(paths) - _MAX_LISTED
     return shown + (f" and {more:,} more" if more > 0 else "")
+
+
+class Problems:
+    """Problems of one split, counted by kind with the first few examples of each."""
+
+    EXAMPLES = 3
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, list[str]] = {}
+
+    def add(self, kind: str, message: str) -> None:
+        self.counts[kind] += 1
+        shown = self.examples.setdefault(kind, [])
+        if len(shown) < self.EXAMPLES:
+            shown.append(message)
+
+    def report(self, report: CheckReport, split: str, as_warning: tuple[str, ...] = ()) -> None:
+        """One line per kind into ``report``'s problems (or warnings, for ``as_warning``)."""
+        for kind, n in self.counts.items():
+            lines = "\n    ".join(self.examples[kind])
+            text = f"{split}: {kind}: {n:,}, e.g.\n    {lines}"
+            (report.warnings if kind in as_warning else report.problems).append(text)
