@@ -391,3 +391,13 @@ def test_a_truncated_graph_is_named(exported, tmp_path, capsys):
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
     assert main(["segment", str(broken), str(image), "circle", "--out", str(tmp_path / "o")]) == 2
     assert "cannot be loaded" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spinning", ["no", 0, None])
+def test_spinning_must_be_a_bool(exported, spinning):
+    _, out = exported
+    with pytest.raises(InputError, match=r"spinning = .* must be True or False"):
+        OrtSegmenter(out, threads=1, spinning=spinning)
+    assert OrtSegmenter(out, threads=1, spinning=True).predict(
+        np.zeros((32, 32, 3), np.uint8), ["a red circle"]
+    )

@@ -83,6 +83,8 @@ class OrtSegmenter(Predicts):
     ) -> None:
         if threads < 0:
             raise InputError(f"threads = {threads} must be 0 (ONNX Runtime's default) or more")
+        if not isinstance(spinning, bool):
+            raise InputError(f"spinning = {spinning!r} must be True or False")
         for name, value in (("threshold", threshold), ("presence_threshold", presence_threshold)):
             if value is not None and not 0.0 <= value <= 1.0:  # NaN fails this test too
                 raise InputError(f"{name} = {value} is out of range [0, 1]")
